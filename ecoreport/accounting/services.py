@@ -1,0 +1,103 @@
+"""Rollups: raw samples → HourlyUsage, idempotently, one (organization, hour) at a time.
+
+A rollup of an hour deletes that hour's rows and rebuilds them from the samples in one
+statement, so running it twice, or after late data, gives the same rows as running it once on
+complete data. On PostgreSQL an advisory lock per (organization, hour) keeps two workers from
+rebuilding the same hour at once; SQLite serialises writers anyway.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+
+from django.db import connection, transaction
+
+from ecoreport.telemetry.models import DirtyHour
+
+log = logging.getLogger(__name__)
+
+_ROLLUP_INSERT = """
+INSERT INTO accounting_hourlyusage
+    (organization_id, hour, gpu_id, host_id, site_id, team_id, project_id,
+     energy_j, idle_energy_j, unattributed_energy_j, gpu_seconds,
+     util_seconds, util_x_seconds, util_x_energy_j, util_energy_j, sample_count)
+SELECT s.organization_id, %s, s.gpu_id, s.host_id, h.site_id, sh.team_id, sh.project_id,
+       SUM(sh.energy_j),
+       SUM(CASE WHEN sh.idle THEN sh.energy_j ELSE 0.0 END),
+       SUM(CASE WHEN sh.attributed THEN 0.0 ELSE sh.energy_j END),
+       SUM(s.duration_s * sh.share),
+       SUM(CASE WHEN s.gpu_util_pct IS NULL THEN 0.0 ELSE s.duration_s * sh.share END),
+       SUM(COALESCE(s.gpu_util_pct, 0.0) * s.duration_s * sh.share),
+       SUM(COALESCE(s.gpu_util_pct, 0.0) * sh.energy_j),
+       SUM(CASE WHEN s.gpu_util_pct IS NULL THEN 0.0 ELSE sh.energy_j END),
+       COUNT(*)
+FROM telemetry_sampleshare sh
+JOIN telemetry_energysample s ON s.id = sh.sample_id
+JOIN fleet_host h ON h.id = s.host_id
+WHERE s.organization_id = %s AND s.start >= %s AND s.start < %s
+GROUP BY s.organization_id, s.gpu_id, s.host_id, h.site_id, sh.team_id, sh.project_id
+"""
+
+
+def hour_floor(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def hours_rollup(*, organization_id: int, hours: Iterable[datetime]) -> int:
+    """Rebuild HourlyUsage for these hours of one organization. Call inside a transaction."""
+    ops = connection.ops
+    count = 0
+    for hour in sorted({hour_floor(h) for h in hours}):
+        start = ops.adapt_datetimefield_value(hour)
+        end = ops.adapt_datetimefield_value(hour + timedelta(hours=1))
+        with connection.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                cursor.execute(
+                    "SELECT pg_advisory_xact_lock(%s, %s)",
+                    [organization_id, int(hour.timestamp() // 3600)],
+                )
+            cursor.execute(
+                "DELETE FROM accounting_hourlyusage WHERE organization_id = %s AND hour = %s",
+                [organization_id, start],
+            )
+            cursor.execute(_ROLLUP_INSERT, [start, organization_id, start, end])
+        count += 1
+    return count
+
+
+def dirty_hours_rollup(*, limit: int = 200) -> int:
+    """Claim up to ``limit`` dirty marks, rebuild their hours; returns the hours rebuilt.
+
+    Claiming and rebuilding share one transaction: a worker that dies half-way leaves the marks
+    in place for the next sweep.
+    """
+    with transaction.atomic():
+        claimed = _claim_dirty(limit)
+        by_org: dict[int, set[datetime]] = {}
+        for org_id, hour in claimed:
+            by_org.setdefault(org_id, set()).add(hour)
+        rebuilt = 0
+        for org_id, hours in sorted(by_org.items()):
+            rebuilt += hours_rollup(organization_id=org_id, hours=hours)
+    if rebuilt:
+        log.info("rollup.done hours=%d marks=%d", rebuilt, len(claimed))
+    return rebuilt
+
+
+def _claim_dirty(limit: int) -> list[tuple[int, datetime]]:
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                """
+                DELETE FROM telemetry_dirtyhour WHERE id IN (
+                    SELECT id FROM telemetry_dirtyhour ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED
+                ) RETURNING organization_id, hour
+                """,
+                [limit],
+            )
+            return [(org_id, hour) for org_id, hour in cursor.fetchall()]
+    rows = list(DirtyHour.objects.order_by("id").values_list("id", "organization_id", "hour")[:limit])
+    DirtyHour.objects.filter(id__in=[r[0] for r in rows]).delete()
+    return [(org_id, hour) for _, org_id, hour in rows]

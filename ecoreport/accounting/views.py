@@ -1,0 +1,85 @@
+"""Read API over the rollups."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.throttling import UserRateThrottle
+from rest_framework.views import APIView
+
+from ecoreport.accounting.selectors import GRANULARITIES, GROUP_FIELDS, UsageQuery, usage_for_org
+from ecoreport.core.api import ApiError
+from ecoreport.organizations.permissions import request_membership
+
+MAX_HOURLY_RANGE = timedelta(days=93)
+
+
+class ApiThrottle(UserRateThrottle):
+    scope = "api"
+
+
+class UsageParams(serializers.Serializer):
+    start = serializers.DateTimeField(required=False)
+    end = serializers.DateTimeField(required=False)
+    group_by = serializers.CharField(required=False, allow_blank=True, default="")
+    granularity = serializers.ChoiceField(choices=GRANULARITIES, default="total")
+
+    def validate_group_by(self, value: str) -> tuple[str, ...]:
+        parts = tuple(p.strip() for p in value.split(",") if p.strip())
+        unknown = [p for p in parts if p not in GROUP_FIELDS]
+        if unknown:
+            raise serializers.ValidationError(
+                f"unknown grouping {', '.join(unknown)}; use any of {', '.join(GROUP_FIELDS)}"
+            )
+        if len(set(parts)) != len(parts):
+            raise serializers.ValidationError("a grouping is repeated")
+        return parts
+
+    def validate(self, attrs: dict) -> dict:
+        end = attrs.get("end") or timezone.now()
+        start = attrs.get("start") or end - timedelta(days=7)
+        if start >= end:
+            raise serializers.ValidationError({"end": "must be after start"})
+        if attrs["granularity"] == "hour" and end - start > MAX_HOURLY_RANGE:
+            raise serializers.ValidationError(
+                {"granularity": "hourly rows are limited to 93 days; use day or coarser"}
+            )
+        attrs["start"], attrs["end"] = start, end
+        return attrs
+
+
+class UsageView(APIView):
+    throttle_classes = [ApiThrottle]
+
+    @extend_schema(
+        summary="Energy and GPU usage of the caller's organization",
+        parameters=[
+            OpenApiParameter("start", str, description="ISO 8601; default: end - 7 days"),
+            OpenApiParameter("end", str, description="ISO 8601, exclusive; default: now"),
+            OpenApiParameter("group_by", str, description="comma list of team, project, host, gpu"),
+            OpenApiParameter("granularity", str, enum=list(GRANULARITIES)),
+        ],
+    )
+    def get(self, request: Request) -> Response:
+        params = UsageParams(data=request.query_params)
+        if not params.is_valid():
+            raise ApiError("The query parameters are not valid.", details=params.errors)
+        data = params.validated_data
+        membership = request_membership(request)
+        assert membership is not None  # the permission class has checked
+        query = UsageQuery(
+            start=data["start"],
+            end=data["end"],
+            group_by=data["group_by"],
+            granularity=data["granularity"],
+        )
+        result = usage_for_org(organization=membership.organization, query=query)
+        result["organization"] = membership.organization.slug
+        result["start"], result["end"] = query.start, query.end
+        result["granularity"], result["group_by"] = query.granularity, list(query.group_by)
+        return Response(result)

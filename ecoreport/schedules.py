@@ -1,0 +1,12 @@
+"""Every periodic task, in one place. Each entry says why it runs and expires before the next
+run, so a beat that was down does not flood the workers with stale copies on restart."""
+
+BEAT_SCHEDULE = {
+    # Ingest enqueues a rollup on commit; the sweep catches hours whose enqueue was lost (a
+    # broker outage at commit time, a worker killed mid-task).
+    "rollup-sweep": {
+        "task": "accounting.rollup_dirty_hours",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
+}

@@ -1,0 +1,380 @@
+"""``samples_ingest``: one ingest batch in, stored exactly once, in one transaction.
+
+The hot path does a fixed number of queries per batch, whatever its size: look up the GPUs,
+teams and projects it names, write samples and shares in bulk, mark the hours it touched. On
+PostgreSQL samples go in through one ``INSERT ... SELECT FROM unnest(...) ON CONFLICT DO
+NOTHING RETURNING`` so that duplicates (the natural key gpu + start) are skipped by the database
+itself, also against a concurrent batch carrying the same samples.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from ecoreport.fleet.models import AgentCredential, Gpu, Host
+from ecoreport.organizations.models import Organization, Project, Team
+from ecoreport.telemetry.models import DirtyHour, EnergySample, IngestBatch, SampleShare
+from ecoreport.telemetry.schema import BatchIn, GpuIn, SampleIn
+from ecoreport.telemetry.validation import SHARE_SUM_TOLERANCE, normalize_label, sample_problem
+
+log = logging.getLogger(__name__)
+
+# last_seen_at on hosts and GPUs is refreshed at most this often: rewriting the same rows on
+# every batch would make concurrent batches of one host queue on their row locks.
+_TOUCH_EVERY = timedelta(seconds=60)
+
+
+@dataclass
+class IngestResult:
+    batch_id: str
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+    replayed: bool = False
+    hours: set[datetime] = field(default_factory=set)
+
+    def as_response(self) -> dict[str, Any]:
+        return {
+            "batch_id": self.batch_id,
+            "accepted": self.accepted,
+            "duplicates": self.duplicates,
+            "rejected": self.rejected,
+        }
+
+
+def _hour_of(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def samples_ingest(
+    *, credential: AgentCredential, batch: BatchIn, now: datetime | None = None
+) -> IngestResult:
+    """Store ``batch`` for the credential's organization and host; replay a known batch_id."""
+    org = credential.organization
+    batch_id = str(batch.batch_id)
+    stored = IngestBatch.objects.filter(organization=org, batch_id=batch.batch_id).first()
+    if stored is not None:
+        return _replay(stored, batch_id)
+    now = now or timezone.now()
+    try:
+        with transaction.atomic():
+            # Claims the batch id first: a concurrent twin of this batch blocks on the unique
+            # index here until this transaction ends, then replays our answer.
+            record = IngestBatch.objects.create(
+                organization=org, batch_id=batch.batch_id, host=credential.host, received_at=now
+            )
+            result = _ingest_locked(org=org, host=credential.host, batch=batch, now=now)
+            result.batch_id = batch_id
+            record.response = result.as_response()
+            record.save(update_fields=["response"])
+    except IntegrityError:
+        stored = IngestBatch.objects.filter(organization=org, batch_id=batch.batch_id).first()
+        if stored is None:
+            raise
+        return _replay(stored, batch_id)
+    if result.hours:
+        from ecoreport.accounting.tasks import enqueue_rollup
+
+        transaction.on_commit(lambda: enqueue_rollup(organization_id=org.pk), robust=True)
+    log.info(
+        "ingest.batch org=%s host=%s batch_id=%s accepted=%d duplicates=%d rejected=%d",
+        org.slug,
+        credential.host.hostname,
+        batch_id,
+        result.accepted,
+        result.duplicates,
+        len(result.rejected),
+    )
+    return result
+
+
+def _replay(stored: IngestBatch, batch_id: str) -> IngestResult:
+    answer = stored.response or {}
+    return IngestResult(
+        batch_id=batch_id,
+        accepted=answer.get("accepted", 0),
+        duplicates=answer.get("duplicates", 0),
+        rejected=answer.get("rejected", []),
+        replayed=True,
+    )
+
+
+def _ingest_locked(*, org: Organization, host: Host, batch: BatchIn, now: datetime) -> IngestResult:
+    result = IngestResult(batch_id=str(batch.batch_id))
+    _touch_host(host=host, version=batch.agent.version, now=now)
+    gpus = _gpus_upsert(org=org, host=host, inventory=batch.gpus, now=now)
+
+    # Validate every sample; keep (index, sample, gpu) of the plausible ones.
+    margin = settings.INGEST_POWER_MARGIN
+    fallback_w = settings.INGEST_FALLBACK_MAX_POWER_W
+    good: list[tuple[int, SampleIn, Gpu]] = []
+    seen_keys: set[tuple[int, datetime]] = set()
+    for index, sample in enumerate(batch.samples):
+        gpu = gpus.get(sample.gpu_uuid)
+        if gpu is None:
+            result.rejected.append(
+                {"index": index, "field": "gpu_uuid", "error": "unknown GPU: list it in 'gpus'"}
+            )
+            continue
+        max_power_w = gpu.power_limit_w * margin if gpu.power_limit_w else fallback_w
+        problem = sample_problem(sample, max_power_w=max_power_w, now=now)
+        if problem is not None:
+            result.rejected.append({"index": index, "field": problem[0], "error": problem[1]})
+            continue
+        key = (gpu.pk, sample.start)
+        if key in seen_keys:
+            result.duplicates += 1
+            continue
+        seen_keys.add(key)
+        good.append((index, sample, gpu))
+    if not good:
+        return result
+
+    teams, projects = _labels_resolve(org=org, samples=(s for _, s, _ in good))
+    # Sorted by the natural key so that two batches inserting overlapping samples take their
+    # index locks in the same order and cannot deadlock.
+    good.sort(key=lambda item: (item[2].pk, item[1].start))
+    inserted_ids = _samples_insert(org=org, host=host, rows=good, now=now)
+    result.accepted = len(inserted_ids)
+    result.duplicates += len(good) - len(inserted_ids)
+
+    shares: list[SampleShare] = []
+    for _, sample, gpu in good:
+        sample_id = inserted_ids.get((gpu.pk, sample.start))
+        if sample_id is None:
+            continue
+        result.hours.add(_hour_of(sample.start))
+        shares.extend(
+            _split(org=org, host=host, sample=sample, sample_id=sample_id, teams=teams, projects=projects)
+        )
+    SampleShare.objects.bulk_create(shares, batch_size=2000)
+    DirtyHour.objects.bulk_create(
+        [DirtyHour(organization=org, hour=hour, created_at=now) for hour in sorted(result.hours)]
+    )
+    return result
+
+
+def _split(
+    *,
+    org: Organization,
+    host: Host,
+    sample: SampleIn,
+    sample_id: int,
+    teams: dict[str, int],
+    projects: dict[str, int],
+) -> list[SampleShare]:
+    """The sample's energy as shares; their energies sum to the sample's energy."""
+    rows: list[SampleShare] = []
+    attributed_j = 0.0
+    attributed_share = 0.0
+    for part in sample.attribution:
+        team = normalize_label(part.team)
+        project = normalize_label(part.project)
+        energy_j = sample.energy_j * part.share
+        attributed_j += energy_j
+        attributed_share += part.share
+        rows.append(
+            SampleShare(
+                organization=org,
+                sample_id=sample_id,
+                team_id=teams.get(team) if team else None,
+                project_id=projects.get(project) if project else None,
+                job_id=(part.job_id or "")[:128],
+                user=(part.user or "")[:128],
+                share=part.share,
+                energy_j=energy_j,
+            )
+        )
+    remainder_share = 1.0 - attributed_share
+    if remainder_share > SHARE_SUM_TOLERANCE or not rows:
+        rows.append(
+            SampleShare(
+                organization=org,
+                sample_id=sample_id,
+                team_id=host.default_team_id,
+                project_id=host.default_project_id,
+                share=max(remainder_share, 0.0),
+                # The remainder is computed by subtraction so that the shares of a sample sum
+                # to its energy exactly, not to within rounding of each product.
+                energy_j=max(sample.energy_j - attributed_j, 0.0),
+                attributed=False,
+                idle=not sample.attribution,
+            )
+        )
+    return rows
+
+
+def _touch_host(*, host: Host, version: str, now: datetime) -> None:
+    stale = host.last_seen_at is None or now - host.last_seen_at > _TOUCH_EVERY
+    if stale or host.agent_version != version:
+        Host.objects.filter(pk=host.pk).update(last_seen_at=now, agent_version=version)
+
+
+def _gpus_upsert(
+    *, org: Organization, host: Host, inventory: list[GpuIn], now: datetime
+) -> dict[str, Gpu]:
+    """The organization's GPUs this batch may name, after applying the batch's inventory."""
+    listed = {g.uuid: g for g in inventory}
+    known = {g.uuid: g for g in Gpu.objects.for_org(org).filter(host=host)}
+    missing = [u for u in listed if u not in known]
+    if missing:
+        # A GPU listed by this host but registered under another (moved between servers).
+        for gpu in Gpu.objects.for_org(org).filter(uuid__in=missing):
+            known[gpu.uuid] = gpu
+    new = [
+        Gpu(
+            organization=org,
+            host=host,
+            uuid=g.uuid,
+            index=g.index,
+            name=g.name,
+            memory_total_mib=g.memory_total_mib,
+            power_limit_w=g.power_limit_w,
+            last_seen_at=now,
+        )
+        for u, g in listed.items()
+        if u not in known
+    ]
+    if new:
+        Gpu.objects.bulk_create(new, ignore_conflicts=True)
+        for gpu in Gpu.objects.for_org(org).filter(uuid__in=[g.uuid for g in new]):
+            known[gpu.uuid] = gpu
+    for u, g in listed.items():
+        gpu = known[u]
+        changes: dict[str, Any] = {}
+        for attr in ("index", "name", "memory_total_mib", "power_limit_w"):
+            value = getattr(g, attr)
+            if value is not None and value != getattr(gpu, attr):
+                changes[attr] = value
+        if gpu.host_id != host.pk:
+            changes["host"] = host
+        if gpu.last_seen_at is None or now - gpu.last_seen_at > _TOUCH_EVERY:
+            changes["last_seen_at"] = now
+        if changes:
+            Gpu.objects.filter(pk=gpu.pk).update(**changes)
+            for attr, value in changes.items():
+                setattr(gpu, attr, value)
+    return known
+
+
+def _labels_resolve(
+    *, org: Organization, samples: Iterable[SampleIn]
+) -> tuple[dict[str, int], dict[str, int]]:
+    """Slug → id for every team and project the samples name, registering new ones."""
+    team_slugs: set[str] = set()
+    project_slugs: set[str] = set()
+    for sample in samples:
+        for part in sample.attribution:
+            if (t := normalize_label(part.team)) is not None:
+                team_slugs.add(t)
+            if (p := normalize_label(part.project)) is not None:
+                project_slugs.add(p)
+    return (
+        _slugs_ensure(Team, org=org, slugs=team_slugs),
+        _slugs_ensure(Project, org=org, slugs=project_slugs),
+    )
+
+
+def _slugs_ensure(model: type[Team] | type[Project], *, org: Organization, slugs: set[str]) -> dict[str, int]:
+    if not slugs:
+        return {}
+    found = dict(model.objects.for_org(org).filter(slug__in=slugs).values_list("slug", "id"))
+    missing = slugs - found.keys()
+    if missing:
+        model.objects.bulk_create(
+            [model(organization=org, slug=s, name=s, auto_created=True) for s in sorted(missing)],
+            ignore_conflicts=True,
+        )
+        found.update(model.objects.for_org(org).filter(slug__in=missing).values_list("slug", "id"))
+    return found
+
+
+def _samples_insert(
+    *, org: Organization, host: Host, rows: list[tuple[int, SampleIn, Gpu]], now: datetime
+) -> dict[tuple[int, datetime], int]:
+    """Insert the samples that are not stored yet; returns (gpu_id, start) → id of those."""
+    if connection.vendor == "postgresql":
+        return _samples_insert_postgres(org=org, host=host, rows=rows, now=now)
+    # SQLite: the transaction holds the database's write lock (IMMEDIATE), so "which exist" and
+    # "insert the rest" cannot interleave with another writer.
+    gpu_ids = {gpu.pk for _, _, gpu in rows}
+    starts = [s.start for _, s, _ in rows]
+    existing = set(
+        EnergySample.objects.filter(
+            gpu_id__in=gpu_ids, start__gte=min(starts), start__lte=max(starts)
+        ).values_list("gpu_id", "start")
+    )
+    objs = [
+        _sample_obj(org=org, host=host, sample=s, gpu=gpu, now=now)
+        for _, s, gpu in rows
+        if (gpu.pk, s.start) not in existing
+    ]
+    created = EnergySample.objects.bulk_create(objs, batch_size=500)
+    return {(o.gpu_id, o.start): o.pk for o in created}
+
+
+def _sample_obj(*, org: Organization, host: Host, sample: SampleIn, gpu: Gpu, now: datetime) -> EnergySample:
+    return EnergySample(
+        organization=org,
+        gpu_id=gpu.pk,
+        host=host,
+        start=sample.start,
+        end=sample.end,
+        duration_s=(sample.end - sample.start).total_seconds(),
+        energy_j=sample.energy_j,
+        method=sample.method,
+        gpu_util_pct=sample.gpu_util_pct,
+        mem_util_pct=sample.mem_util_pct,
+        mem_used_mib=sample.mem_used_mib,
+        power_max_w=sample.power_max_w,
+        temperature_c=sample.temperature_c,
+        received_at=now,
+    )
+
+
+_PG_INSERT = """
+INSERT INTO telemetry_energysample
+    (organization_id, gpu_id, host_id, start, "end", duration_s, energy_j, method,
+     gpu_util_pct, mem_util_pct, mem_used_mib, power_max_w, temperature_c, received_at)
+SELECT %s, g, %s, st, en, du, e, m, gu, mu, mm, pm, tc, %s
+FROM unnest(%s::bigint[], %s::timestamptz[], %s::timestamptz[], %s::float8[], %s::float8[],
+            %s::text[], %s::float8[], %s::float8[], %s::float8[], %s::float8[], %s::float8[])
+     AS u(g, st, en, du, e, m, gu, mu, mm, pm, tc)
+ON CONFLICT (gpu_id, start) DO NOTHING
+RETURNING id, gpu_id, start
+"""
+
+
+def _samples_insert_postgres(
+    *, org: Organization, host: Host, rows: list[tuple[int, SampleIn, Gpu]], now: datetime
+) -> dict[tuple[int, datetime], int]:
+    cols: list[list[Any]] = [[] for _ in range(11)]
+    for _, s, gpu in rows:
+        values = (
+            gpu.pk,
+            s.start,
+            s.end,
+            (s.end - s.start).total_seconds(),
+            s.energy_j,
+            s.method,
+            s.gpu_util_pct,
+            s.mem_util_pct,
+            s.mem_used_mib,
+            s.power_max_w,
+            s.temperature_c,
+        )
+        for col, value in zip(cols, values, strict=True):
+            col.append(value)
+    with connection.cursor() as cursor:
+        cursor.execute(_PG_INSERT, [org.pk, host.pk, now, *cols])
+        returned = cursor.fetchall()
+    # Aware datetimes hash and compare as instants, so the database's tzinfo does not matter.
+    return {(gpu_id, start): pk for pk, gpu_id, start in returned}

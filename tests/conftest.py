@@ -1,0 +1,192 @@
+"""Shared fixtures: a named cast (owner, member, outsider), agents and clients.
+
+The network is blocked to anything but loopback: a test that would call an outside service
+fails instead of quietly depending on the internet.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import socket
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+_real_connect = socket.socket.connect
+
+
+def _loopback_only(self: socket.socket, address: Any) -> Any:
+    host = address[0] if isinstance(address, tuple) else address
+    if isinstance(host, str) and not (
+        host.startswith("127.") or host in ("localhost", "::1") or host.startswith("/")
+    ):
+        raise RuntimeError(f"tests may not reach the network: {address!r}")
+    return _real_connect(self, address)
+
+
+@pytest.fixture(autouse=True)
+def _block_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(socket.socket, "connect", _loopback_only)
+
+
+@pytest.fixture(autouse=True)
+def _eager_celery(request: pytest.FixtureRequest) -> Any:
+    """Unit and API tests run tasks in-process; e2e tests use a real worker instead."""
+    from ecoreport.celery import app
+
+    eager = request.node.get_closest_marker("e2e") is None
+    previous = app.conf.task_always_eager
+    app.conf.task_always_eager = eager
+    yield
+    app.conf.task_always_eager = previous
+
+
+@pytest.fixture(autouse=True)
+def _clear_cache() -> Any:
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+
+
+@dataclass
+class Cast:
+    org: Any
+    other_org: Any
+    owner: Any
+    member: Any
+    outsider: Any
+    owner_token: str
+    member_token: str
+    outsider_token: str
+
+
+@pytest.fixture
+def cast(db: Any) -> Cast:
+    from ecoreport.organizations.services import (
+        api_token_issue,
+        membership_ensure,
+        organization_create,
+    )
+
+    org = organization_create(slug="acme", name="Acme AI")
+    other = organization_create(slug="globex", name="Globex")
+    owner = membership_ensure(organization=org, username="olivia", role="owner")
+    member = membership_ensure(organization=org, username="mo", role="member")
+    outsider = membership_ensure(organization=other, username="oscar", role="owner")
+    return Cast(
+        org=org,
+        other_org=other,
+        owner=owner,
+        member=member,
+        outsider=outsider,
+        owner_token=api_token_issue(membership=owner),
+        member_token=api_token_issue(membership=member),
+        outsider_token=api_token_issue(membership=outsider),
+    )
+
+
+@dataclass
+class Agent:
+    host: Any
+    token: str
+
+
+@pytest.fixture
+def make_agent(db: Any) -> Callable[..., Agent]:
+    from ecoreport.fleet.services import agent_token_issue, host_ensure
+
+    def make(org: Any, hostname: str = "gpu-node-01", **kwargs: Any) -> Agent:
+        host = host_ensure(organization=org, hostname=hostname, **kwargs)
+        return Agent(host=host, token=agent_token_issue(host=host))
+
+    return make
+
+
+@pytest.fixture
+def agent(cast: Cast, make_agent: Callable[..., Agent]) -> Agent:
+    return make_agent(cast.org)
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+BASE_TIME = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
+
+
+def make_sample(
+    *,
+    gpu: str = "GPU-0",
+    start: datetime = BASE_TIME,
+    seconds: float = 10.0,
+    energy_j: float = 3000.0,
+    attribution: list[dict[str, Any]] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    sample = {
+        "gpu_uuid": gpu,
+        "start": iso(start),
+        "end": iso(start + timedelta(seconds=seconds)),
+        "energy_j": energy_j,
+        "method": "counter",
+        "gpu_util_pct": 80.0,
+        "mem_util_pct": 40.0,
+        "mem_used_mib": 30000,
+        "power_max_w": 400.0,
+        "temperature_c": 60,
+        "attribution": attribution if attribution is not None else [],
+    }
+    sample.update(extra)
+    return sample
+
+
+def make_batch(
+    samples: list[dict[str, Any]],
+    *,
+    gpus: list[str] | None = None,
+    batch_id: str | None = None,
+    power_limit_w: float = 700.0,
+) -> dict[str, Any]:
+    uuids = gpus if gpus is not None else sorted({s["gpu_uuid"] for s in samples})
+    return {
+        "batch_id": batch_id or str(uuid.uuid4()),
+        "agent": {"hostname": "gpu-node-01", "version": "0.1.0"},
+        "gpus": [
+            {
+                "uuid": u,
+                "index": i,
+                "name": "NVIDIA H100 80GB HBM3",
+                "memory_total_mib": 81559,
+                "power_limit_w": power_limit_w,
+            }
+            for i, u in enumerate(uuids)
+        ],
+        "samples": samples,
+    }
+
+
+@pytest.fixture
+def post_batch(client: Any) -> Callable[..., Any]:
+    def post(token: str, body: Any, *, compress: bool = False, raw: bytes | None = None) -> Any:
+        data = raw if raw is not None else json.dumps(body).encode()
+        headers = {"HTTP_AUTHORIZATION": f"Bearer {token}"}
+        if compress:
+            data = gzip.compress(data)
+            headers["HTTP_CONTENT_ENCODING"] = "gzip"
+        return client.post("/api/v1/ingest", data=data, content_type="application/json", **headers)
+
+    return post
+
+
+@pytest.fixture
+def get_usage(client: Any) -> Callable[..., Any]:
+    def get(token: str, **params: Any) -> Any:
+        return client.get("/api/v1/usage", params, HTTP_AUTHORIZATION=f"Bearer {token}")
+
+    return get
