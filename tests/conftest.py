@@ -172,14 +172,19 @@ def make_batch(
 
 
 @pytest.fixture
-def post_batch(client: Any) -> Callable[..., Any]:
+def post_batch(client: Any, django_capture_on_commit_callbacks: Any) -> Callable[..., Any]:
+    """POSTs to the ingest API and runs what the request scheduled on commit (the rollup)."""
+
     def post(token: str, body: Any, *, compress: bool = False, raw: bytes | None = None) -> Any:
         data = raw if raw is not None else json.dumps(body).encode()
         headers = {"HTTP_AUTHORIZATION": f"Bearer {token}"}
         if compress:
             data = gzip.compress(data)
             headers["HTTP_CONTENT_ENCODING"] = "gzip"
-        return client.post("/api/v1/ingest", data=data, content_type="application/json", **headers)
+        with django_capture_on_commit_callbacks(execute=True):
+            return client.post(
+                "/api/v1/ingest", data=data, content_type="application/json", **headers
+            )
 
     return post
 

@@ -75,6 +75,10 @@ def usage_metrics(sums: dict[str, float | None]) -> dict[str, float | None]:
 def usage_for_org(*, organization: Organization, query: UsageQuery) -> dict[str, Any]:
     base = HourlyUsage.objects.for_org(organization).filter(hour__gte=query.start, hour__lt=query.end)
     fields = [GROUP_FIELDS[g] for g in query.group_by]
+    totals = usage_metrics(base.aggregate(**_SUMS))
+    if query.granularity == "total" and not fields:
+        # values() without fields would not group at all: the one row is the totals.
+        return {"rows": [{"period_start": query.start, **totals}], "totals": totals}
     if query.granularity == "total":
         grouped = base.values(*fields)
     else:
@@ -89,5 +93,4 @@ def usage_for_org(*, organization: Organization, query: UsageQuery) -> dict[str,
         row.update(usage_metrics(rec))
         rows.append(row)
     rows.sort(key=lambda r: (r["period_start"], *[(r[g] is not None, r[g] or "") for g in query.group_by]))
-    totals = usage_metrics(base.aggregate(**_SUMS))
     return {"rows": rows, "totals": totals}
