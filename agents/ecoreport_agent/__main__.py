@@ -1,0 +1,3 @@
+from ecoreport_agent.cli import main
+
+raise SystemExit(main())

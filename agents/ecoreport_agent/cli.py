@@ -1,0 +1,295 @@
+"""``ecoreport-agent run | check | status``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from ecoreport_agent import __version__
+from ecoreport_agent.agent import COUNTER, POWER_INTEGRATION, Agent
+from ecoreport_agent.attribution import LABEL_KEYS, LabelSource, ProcLabelSource
+from ecoreport_agent.clock import Clock
+from ecoreport_agent.config import ConfigError, Settings, resolve
+from ecoreport_agent.nvml import Nvml, NvmlError, NvmlUnavailable, load_pynvml
+from ecoreport_agent.spool import Spool, default_spool_path
+from ecoreport_agent.uploader import Uploader, ping
+
+# Exit codes, so scripts and the tests can tell failures apart.
+EXIT_CONFIG = 1
+EXIT_NO_NVML = 2
+EXIT_UNREACHABLE = 3
+EXIT_TOKEN_REFUSED = 4
+
+log = logging.getLogger("ecoreport_agent")
+
+
+class _UTCFormatter(logging.Formatter):
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        return f"{stamp}.{int(record.msecs):03d}Z"
+
+
+def setup_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_UTCFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    root = logging.getLogger("ecoreport_agent")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    # Defaults are None so config.resolve can tell "not given" from "given".
+    parser.add_argument("--config", help="INI config file (default /etc/ecoreport/agent.conf)")
+    parser.add_argument("--server", help="backend URL, e.g. https://ecoreport.example.com")
+    parser.add_argument("--token", help="agent token (prefer --token-file: argv is world-readable)")
+    parser.add_argument("--token-file", help="file holding the agent token")
+    parser.add_argument("--spool", help="spool database path")
+    parser.add_argument("--simulate", metavar="N", help="use N simulated GPUs instead of NVML")
+    parser.add_argument("--seed", help="simulator seed (default 0)")
+    parser.add_argument("--hostname", help="host name sent to the backend (default: this host's)")
+    parser.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ecoreport-agent",
+        description="Measures GPU energy with NVML, attributes it to jobs, and uploads it to"
+        " EcoReport. Every flag can also be set as ECOREPORT_<FLAG> or in the config file.",
+    )
+    parser.add_argument("--version", action="version", version=f"ecoreport-agent {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="measure and upload until stopped")
+    _common(run)
+    run.add_argument("--interval", help="seconds per sample (default 10, minimum 1)")
+    run.add_argument("--poll", help="seconds between NVML polls within an interval (default 1)")
+    run.add_argument("--batch-size", help="samples per upload (default 1000)")
+    run.add_argument("--spool-max-mb", help="spool size that triggers merging (default 256)")
+    run.add_argument("--max-cycles", help="stop after N intervals (tests, benchmarks)")
+    run.add_argument("--duration", help="stop after S seconds (tests, benchmarks)")
+    check = sub.add_parser("check", help="show GPUs, methods, processes and test the token")
+    _common(check)
+    status = sub.add_parser("status", help="spool depth, last upload, last error, totals")
+    _common(status)
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    return parser
+
+
+def _flags(args: argparse.Namespace) -> dict[str, Any]:
+    return {k: v for k, v in vars(args).items() if k not in ("command", "json")}
+
+
+def _open_nvml(settings: Settings) -> tuple[Nvml, LabelSource]:
+    if settings.simulate:
+        from ecoreport_agent.simulate import SimulatedLabels, SimulatedNvml
+
+        sim = SimulatedNvml(
+            settings.simulate, seed=settings.seed, host=settings.resolved_hostname()
+        )
+        return Nvml(sim), SimulatedLabels(sim)
+    return Nvml(load_pynvml()), ProcLabelSource()
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"ecoreport-agent: {message}", file=sys.stderr)
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = resolve(_flags(args))
+        if args.command == "run":
+            return cmd_run(settings)
+        if args.command == "check":
+            return cmd_check(settings)
+        return cmd_status(settings, as_json=args.json)
+    except ConfigError as exc:
+        return _fail(str(exc), EXIT_CONFIG)
+
+
+def _require_server(settings: Settings) -> tuple[str, str]:
+    token = settings.resolved_token()
+    if not settings.server:
+        raise ConfigError(
+            "No server configured: pass --server URL, set ECOREPORT_SERVER, or set server in"
+            " the config file."
+        )
+    if not token:
+        raise ConfigError(
+            "No agent token configured: pass --token-file PATH (or --token), set"
+            " ECOREPORT_TOKEN / ECOREPORT_TOKEN_FILE, or set token_file in the config file."
+        )
+    return settings.server, token
+
+
+def cmd_run(settings: Settings) -> int:
+    setup_logging(settings.log_level)
+    server, token = _require_server(settings)
+    try:
+        nvml, labels = _open_nvml(settings)
+    except NvmlUnavailable as exc:
+        return _fail(str(exc), EXIT_NO_NVML)
+    spool = Spool(settings.spool or default_spool_path())
+    stop = threading.Event()
+    clock = Clock(stop)
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        log.info("agent.stopping signal=%s", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    uploader = Uploader(
+        spool=spool,
+        server=server,
+        token=token,
+        hostname=settings.resolved_hostname(),
+        batch_size=settings.batch_size,
+        monotonic=clock.monotonic,
+        wall=clock.time,
+    )
+    agent = Agent(
+        nvml=nvml,
+        spool=spool,
+        labels=labels,
+        uploader=uploader,
+        clock=clock,
+        interval_s=settings.interval,
+        poll_s=settings.poll,
+        spool_max_bytes=int(settings.spool_max_mb * 1024 * 1024),
+    )
+    log.info(
+        "agent.starting version=%s server=%s interval_s=%s spool=%s simulate=%d pid=%d",
+        __version__,
+        server,
+        settings.interval,
+        spool.path,
+        settings.simulate,
+        os.getpid(),
+    )
+    try:
+        agent.run(stop=stop, max_cycles=settings.max_cycles, duration_s=settings.duration)
+    finally:
+        spool.close()
+        nvml.shutdown()
+    return 0
+
+
+def cmd_check(settings: Settings) -> int:
+    setup_logging("ERROR")
+    try:
+        nvml, labels = _open_nvml(settings)
+    except NvmlUnavailable as exc:
+        return _fail(str(exc), EXIT_NO_NVML)
+    try:
+        print(f"NVML: ok, driver {nvml.driver_version()}")
+    except NvmlError:
+        print("NVML: ok")
+    count = nvml.device_count()
+    print(f"GPUs: {count}")
+    for index in range(count):
+        try:
+            _describe_gpu(nvml, labels, index)
+        except NvmlError as exc:
+            print(f"  [{index}] error: {exc}")
+    if not settings.server:
+        return _fail(
+            "No server configured, so the token was not tested: pass --server URL or set"
+            " ECOREPORT_SERVER.",
+            EXIT_CONFIG,
+        )
+    server, token = _require_server(settings)
+    reply = ping(server, token)
+    if reply.status == 200:
+        try:
+            who = json.loads(reply.body)
+        except ValueError:
+            who = {}
+        print(
+            f"Server: {server} accepts the token"
+            f" (organization {who.get('organization')!s}, host {who.get('host')!s})"
+        )
+        return 0
+    if reply.status in (401, 403):
+        return _fail(
+            f"The server at {server} refused the token (HTTP {reply.status}): check the token or"
+            " ask an EcoReport admin for a new one.",
+            EXIT_TOKEN_REFUSED,
+        )
+    if reply.status == 0:
+        return _fail(f"Cannot reach the server at {server}: {reply.error}.", EXIT_UNREACHABLE)
+    return _fail(
+        f"The server at {server} answered HTTP {reply.status} to the token check; is the URL"
+        " right?",
+        EXIT_UNREACHABLE,
+    )
+
+
+def _describe_gpu(nvml: Nvml, labels: LabelSource, index: int) -> None:
+    handle = nvml.handle(index)
+    try:
+        nvml.energy_mj(handle)
+        method = COUNTER
+    except NvmlError as exc:
+        method = POWER_INTEGRATION if exc.unsupported else f"unknown ({exc})"
+    try:
+        limit = f"{nvml.power_limit_mw(handle) / 1000:.0f} W"
+    except NvmlError:
+        limit = "unknown"
+    mig = ""
+    try:
+        if nvml.mig_enabled(handle):
+            mig = f", MIG on ({len(nvml.mig_devices(handle))} instances)"
+    except NvmlError:
+        pass
+    print(f"  [{index}] {nvml.name(handle)} {nvml.uuid(handle)}")
+    print(f"      method: {method}, power limit {limit}{mig}")
+    try:
+        procs = nvml.compute_processes(handle)
+    except NvmlError as exc:
+        print(f"      processes: cannot list ({exc})")
+        return
+    if not procs:
+        print("      processes: none (its energy is idle, unattributed)")
+    for proc in procs:
+        found = dict(zip(LABEL_KEYS, labels.labels(proc.pid)))
+        text = " ".join(f"{k}={v}" for k, v in found.items() if v) or "no labels"
+        print(f"      pid {proc.pid}: {text}")
+
+
+def cmd_status(settings: Settings, *, as_json: bool) -> int:
+    path = settings.spool or default_spool_path()
+    if not os.path.exists(path):
+        return _fail(f"No spool at {path}: has the agent run with this --spool?", EXIT_CONFIG)
+    spool = Spool(path)
+    try:
+        stats = spool.stats()
+    finally:
+        spool.close()
+    if as_json:
+        print(json.dumps(stats, indent=2, sort_keys=True))
+        return 0
+    print(f"spool:               {stats['spool']} ({stats['spool_bytes']} bytes of samples)")
+    print(f"unsent samples:      {stats['pending_samples']} ({stats['pending_batches']} batches)")
+    print(f"oldest unsent:       {stats['oldest_unsent'] or '-'}")
+    print(f"last upload:         {stats['last_upload'] or 'never'}")
+    last_error = stats["last_error"]
+    if last_error:
+        last_error = f"{last_error} at {stats['last_error_at']}"
+    print(f"last error:          {last_error or '-'}")
+    print(f"dead letter:         {stats['dead_letter']} samples")
+    for gpu in stats["gpus"]:
+        print(
+            f"gpu {gpu['uuid']}: booked {gpu['energy_j'] / 3600:.1f} Wh in {gpu['samples']}"
+            f" samples ({gpu['method']}), unsent {gpu['pending_energy_j'] / 3600:.1f} Wh"
+        )
+    return 0

@@ -1,0 +1,304 @@
+"""Uploads spooled batches to ``POST /api/v1/ingest`` (urllib, gzip, idempotent batch ids).
+
+Retry policy:
+- network errors, timeouts and 5xx: exponential backoff with full jitter (uniform in
+  [0, min(cap, base * 2**n)]) so a fleet that lost the backend at once does not return at once;
+- 429: wait what ``Retry-After`` says;
+- 401: keep measuring and spooling (nothing is lost), log ONE error until a request succeeds
+  again, retry slowly;
+- 413: return the batch's samples to the pool and send smaller batches;
+- 400: the batch is malformed for this backend and retrying cannot fix it: dead letter.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import gzip
+import json
+import logging
+import random
+import socket
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ecoreport_agent import __version__
+from ecoreport_agent.spool import Spool
+
+log = logging.getLogger("ecoreport_agent.upload")
+
+INGEST_PATH = "/api/v1/ingest"
+PING_PATH = "/api/v1/agent/ping"
+
+
+@dataclass
+class Response:
+    status: int  # 0: no HTTP answer (connection refused, timeout, DNS ...)
+    body: bytes
+    headers: dict[str, str]
+    error: str = ""
+
+
+def http_request(
+    url: str,
+    *,
+    method: str,
+    token: str,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    timeout_s: float = 15.0,
+) -> Response:
+    """One HTTP request with the standard library; never raises for HTTP or network errors."""
+    all_headers = {
+        "Authorization": f"Bearer {token}",
+        "User-Agent": f"ecoreport-agent/{__version__}",
+        "Accept": "application/json",
+    }
+    all_headers.update(headers or {})
+    request = urllib.request.Request(url, data=body, headers=all_headers, method=method)  # noqa: S310 - URL is the operator's configured server
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as reply:  # noqa: S310
+            return Response(
+                reply.status, reply.read(), {k.lower(): v for k, v in reply.headers.items()}
+            )
+    except urllib.error.HTTPError as exc:
+        try:
+            payload = exc.read()
+        except OSError:
+            payload = b""
+        return Response(exc.code, payload, {k.lower(): v for k, v in (exc.headers or {}).items()})
+    except (urllib.error.URLError, OSError, socket.timeout) as exc:
+        reason = getattr(exc, "reason", exc)
+        return Response(0, b"", {}, error=str(reason))
+
+
+def retry_after_seconds(value: str | None, now_wall: float) -> float | None:
+    """``Retry-After`` as seconds: delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - now_wall)
+
+
+Transport = Callable[..., Response]
+
+
+class Uploader:
+    def __init__(
+        self,
+        *,
+        spool: Spool,
+        server: str,
+        token: str,
+        hostname: str,
+        batch_size: int = 1000,
+        transport: Transport = http_request,
+        monotonic: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+        backoff_base_s: float = 2.0,
+        backoff_cap_s: float = 300.0,
+        auth_retry_s: float = 300.0,
+    ) -> None:
+        self.spool = spool
+        self.url = server.rstrip("/") + INGEST_PATH
+        self.token = token
+        self.hostname = hostname
+        self.batch_size = batch_size
+        self.transport = transport
+        self.monotonic = monotonic
+        self.wall = wall
+        self.rng = rng or random.Random()
+        self.backoff_base_s = backoff_base_s
+        self.backoff_cap_s = backoff_cap_s
+        self.auth_retry_s = auth_retry_s
+        self.failures = 0  # consecutive network/5xx failures, drives the backoff
+        self.next_attempt_mono = 0.0
+        self.auth_failed = False
+        self.requests = 0
+
+    # -- policy ---------------------------------------------------------------------------------
+
+    def ready(self) -> bool:
+        return self.monotonic() >= self.next_attempt_mono
+
+    def _backoff(self) -> float:
+        self.failures += 1
+        ceiling = min(self.backoff_cap_s, self.backoff_base_s * (2 ** min(self.failures, 30)))
+        delay = self.rng.uniform(0, ceiling)
+        self.next_attempt_mono = self.monotonic() + delay
+        return delay
+
+    def _record_error(self, message: str) -> None:
+        self.spool.meta_set(last_error=message, last_error_s=self.wall())
+
+    # -- work -----------------------------------------------------------------------------------
+
+    def flush(self, budget_s: float = 5.0) -> int:
+        """Send batches until the spool is empty, a request fails, or ``budget_s`` is spent.
+
+        Returns the number of batches acknowledged.
+        """
+        started = self.monotonic()
+        acked = 0
+        while self.ready() and self.monotonic() - started <= budget_s:
+            outcome = self.upload_once()
+            if outcome == "acked":
+                acked += 1
+            elif outcome in ("split", "dead_letter"):
+                continue
+            else:  # "empty", or a failure that set next_attempt_mono
+                break
+        return acked
+
+    def _body(self, batch: Any) -> bytes:
+        # The sample JSON was rendered when it was booked; the batch is assembled from text, which
+        # costs far less CPU than decoding and re-encoding a thousand samples.
+        agent = json.dumps({"hostname": self.hostname, "version": __version__})
+        gpus = ",".join(self.spool.inventory(batch.gpu_uuids))
+        text = (
+            f'{{"batch_id":"{batch.batch_id}","agent":{agent},"gpus":[{gpus}],'
+            f'"samples":[{",".join(batch.payloads)}]}}'
+        )
+        return gzip.compress(text.encode(), compresslevel=6)
+
+    def upload_once(self) -> str:
+        batch = self.spool.next_batch(self.batch_size)
+        if batch is None:
+            return "empty"
+        body = self._body(batch)
+        self.requests += 1
+        reply = self.transport(
+            self.url,
+            method="POST",
+            token=self.token,
+            body=body,
+            headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
+        )
+        status = reply.status
+        if status == 200:
+            return self._acked(batch, reply)
+        if status == 401 or status == 403:
+            if not self.auth_failed:
+                log.error(
+                    "upload.unauthorized status=%d url=%s detail=%r: the server refused the agent"
+                    " token; measuring and spooling go on, uploads are retried every %.0f s."
+                    " Check the token (ECOREPORT_TOKEN / --token-file).",
+                    status,
+                    self.url,
+                    _error_text(reply.body),
+                    self.auth_retry_s,
+                )
+                self._record_error(f"HTTP {status}: token refused")
+            self.auth_failed = True
+            self.next_attempt_mono = self.monotonic() + self.auth_retry_s
+            return "unauthorized"
+        if status == 429:
+            delay = retry_after_seconds(reply.headers.get("retry-after"), self.wall())
+            if delay is None:
+                delay = self._backoff()
+            else:
+                self.next_attempt_mono = self.monotonic() + delay
+            log.warning("upload.throttled status=429 retry_in_s=%.1f", delay)
+            return "throttled"
+        if status == 413:
+            if len(batch.sample_ids) > 1:
+                self.batch_size = max(1, len(batch.sample_ids) // 2)
+                self.spool.split_batch(batch)
+                log.warning(
+                    "upload.too_large samples=%d new_batch_size=%d",
+                    len(batch.sample_ids),
+                    self.batch_size,
+                )
+                return "split"
+            self.spool.dead_letter_batch(batch, "HTTP 413: a single sample is too large")
+            log.error("upload.dead_letter batch_id=%s reason=413-single-sample", batch.batch_id)
+            return "dead_letter"
+        if status == 400:
+            reason = f"HTTP 400: {_error_text(reply.body)}"
+            self.spool.dead_letter_batch(batch, reason)
+            self._record_error(reason)
+            log.error(
+                "upload.malformed batch_id=%s samples=%d detail=%s: moved to the dead-letter table",
+                batch.batch_id,
+                len(batch.sample_ids),
+                reason,
+            )
+            return "dead_letter"
+        # 0 (network), 5xx, and anything unexpected (404 from a wrong URL, a proxy's 502 ...):
+        # retry with backoff, the same batch id.
+        delay = self._backoff()
+        detail = reply.error or f"HTTP {status}"
+        self._record_error(detail)
+        log.warning(
+            "upload.failed batch_id=%s status=%d detail=%r attempt=%d retry_in_s=%.1f",
+            batch.batch_id,
+            status,
+            detail,
+            batch.attempts,
+            delay,
+        )
+        return "failed"
+
+    def _acked(self, batch: Any, reply: Response) -> str:
+        try:
+            answer = json.loads(reply.body or b"{}")
+        except ValueError:
+            answer = {}
+        rejected: dict[int, str] = {}
+        for item in answer.get("rejected") or []:
+            try:
+                index = int(item.get("index"))
+            except (TypeError, ValueError, AttributeError):
+                continue
+            rejected[index] = f"{item.get('field')}: {item.get('error')}"
+        self.spool.ack_batch(batch, rejected)
+        if rejected:
+            log.warning(
+                "upload.rejected batch_id=%s rejected=%d first=%r",
+                batch.batch_id,
+                len(rejected),
+                next(iter(rejected.values())),
+            )
+        if self.auth_failed:
+            log.info("upload.authorized_again")
+        self.auth_failed = False
+        self.failures = 0
+        self.next_attempt_mono = 0.0
+        log.debug(
+            "upload.acked batch_id=%s samples=%d accepted=%s duplicates=%s",
+            batch.batch_id,
+            len(batch.sample_ids),
+            answer.get("accepted"),
+            answer.get("duplicates"),
+        )
+        return "acked"
+
+
+def _error_text(body: bytes) -> str:
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return body[:200].decode("utf-8", "replace")
+    if isinstance(parsed, dict) and "error" in parsed:
+        return json.dumps(parsed["error"])[:500]
+    return json.dumps(parsed)[:500]
+
+
+def ping(server: str, token: str, timeout_s: float = 10.0) -> Response:
+    return http_request(
+        server.rstrip("/") + PING_PATH, method="GET", token=token, timeout_s=timeout_s
+    )
