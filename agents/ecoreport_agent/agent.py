@@ -81,6 +81,7 @@ class GpuState:
     pi_gap: bool = False  # a hole in the power readings: this interval's energy is unknown
     proc_util_since_us: int = 0
     last_poll_mono: float = -1.0
+    failures: int = 0  # consecutive failed counter reads
 
     def reset_interval(self) -> None:
         self.util.clear()
@@ -471,9 +472,14 @@ class Agent:
                 if exc.lost:
                     raise GpuLost(str(exc)) from exc
                 # Not emitted: no made-up zero. The baseline stays, so the next interval covers
-                # this one too.
-                log.warning("gpu.counter_read_failed uuid=%s error=%r", state.uuid, str(exc))
+                # this one too. Logged once per episode, not every interval.
+                state.failures += 1
+                level = logging.WARNING if state.failures == 1 else logging.DEBUG
+                log.log(level, "gpu.counter_read_failed uuid=%s error=%r", state.uuid, str(exc))
                 return
+            if state.failures:
+                log.info("gpu.counter_read_ok uuid=%s after_failures=%d", state.uuid, state.failures)
+                state.failures = 0
             assert state.start_mj is not None
             if counter_mj < state.start_mj:
                 log.warning(
