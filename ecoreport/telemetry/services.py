@@ -1,20 +1,26 @@
 """``samples_ingest``: one ingest batch in, stored exactly once, in one transaction.
 
 The hot path does a fixed number of queries per batch, whatever its size: look up the GPUs,
-teams and projects it names, write samples and shares in bulk, mark the hours it touched. On
-PostgreSQL samples go in through one ``INSERT ... SELECT FROM unnest(...) ON CONFLICT DO
-NOTHING RETURNING`` so that duplicates (the natural key gpu + start) are skipped by the database
-itself, also against a concurrent batch carrying the same samples.
+teams and projects it names, write samples and shares in bulk, mark the hours it touched.
+
+On PostgreSQL the samples, their shares and the dirty hours go in through *one* statement
+(``_PG_WRITE``): the rows travel as two JSON documents that the server turns into records
+(``jsonb_to_recordset``), the samples are inserted with ``ON CONFLICT (gpu_id, start) DO
+NOTHING RETURNING``, and only the samples that were really inserted get shares and mark hours.
+Duplicates (the natural key gpu + start) are thus skipped by the database itself, also against a
+concurrent batch carrying the same samples, and Python never builds a model instance per row.
+See benchmarks/README.md ("Ingest") for what each step costs.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
@@ -142,10 +148,18 @@ def _ingest_locked(*, org: Organization, host: Host, batch: BatchIn, now: dateti
     # Sorted by the natural key so that two batches inserting overlapping samples take their
     # index locks in the same order and cannot deadlock.
     good.sort(key=lambda item: (item[2].pk, item[1].start))
-    inserted_ids = _samples_insert(org=org, host=host, rows=good, now=now)
+    if connection.vendor == "postgresql":
+        accepted, hours = _write_postgres(
+            org=org, host=host, rows=good, teams=teams, projects=projects, now=now
+        )
+        result.accepted = accepted
+        result.duplicates += len(good) - accepted
+        result.hours = hours
+        return result
+
+    inserted_ids = _samples_insert_sqlite(org=org, host=host, rows=good, now=now)
     result.accepted = len(inserted_ids)
     result.duplicates += len(good) - len(inserted_ids)
-
     shares: list[SampleShare] = []
     for _, sample, gpu in good:
         sample_id = inserted_ids.get((gpu.pk, sample.start))
@@ -153,7 +167,21 @@ def _ingest_locked(*, org: Organization, host: Host, batch: BatchIn, now: dateti
             continue
         result.hours.add(_hour_of(sample.start))
         shares.extend(
-            _split(org=org, host=host, sample=sample, sample_id=sample_id, teams=teams, projects=projects)
+            SampleShare(
+                organization=org,
+                sample_id=sample_id,
+                team_id=team_id,
+                project_id=project_id,
+                job_id=job_id,
+                user=user,
+                share=share,
+                energy_j=energy_j,
+                attributed=attributed,
+                idle=idle,
+            )
+            for team_id, project_id, job_id, user, share, energy_j, attributed, idle in _split(
+                host=host, sample=sample, teams=teams, projects=projects
+            )
         )
     SampleShare.objects.bulk_create(shares, batch_size=2000)
     DirtyHour.objects.bulk_create(
@@ -162,17 +190,20 @@ def _ingest_locked(*, org: Organization, host: Host, batch: BatchIn, now: dateti
     return result
 
 
+ShareRow = tuple[int | None, int | None, str, str, float, float, bool, bool]
+
+
 def _split(
     *,
-    org: Organization,
     host: Host,
     sample: SampleIn,
-    sample_id: int,
     teams: dict[str, int],
     projects: dict[str, int],
-) -> list[SampleShare]:
-    """The sample's energy as shares; their energies sum to the sample's energy."""
-    rows: list[SampleShare] = []
+) -> Iterator[ShareRow]:
+    """The sample's energy as shares; their energies sum to the sample's energy.
+
+    Each share is (team_id, project_id, job_id, user, share, energy_j, attributed, idle).
+    """
     attributed_j = 0.0
     attributed_share = 0.0
     for part in sample.attribution:
@@ -181,35 +212,30 @@ def _split(
         energy_j = sample.energy_j * part.share
         attributed_j += energy_j
         attributed_share += part.share
-        rows.append(
-            SampleShare(
-                organization=org,
-                sample_id=sample_id,
-                team_id=teams.get(team) if team else None,
-                project_id=projects.get(project) if project else None,
-                job_id=(part.job_id or "")[:128],
-                user=(part.user or "")[:128],
-                share=part.share,
-                energy_j=energy_j,
-            )
+        yield (
+            teams.get(team) if team else None,
+            projects.get(project) if project else None,
+            (part.job_id or "")[:128],
+            (part.user or "")[:128],
+            part.share,
+            energy_j,
+            True,
+            False,
         )
     remainder_share = 1.0 - attributed_share
-    if remainder_share > SHARE_SUM_TOLERANCE or not rows:
-        rows.append(
-            SampleShare(
-                organization=org,
-                sample_id=sample_id,
-                team_id=host.default_team_id,
-                project_id=host.default_project_id,
-                share=max(remainder_share, 0.0),
-                # The remainder is computed by subtraction so that the shares of a sample sum
-                # to its energy exactly, not to within rounding of each product.
-                energy_j=max(sample.energy_j - attributed_j, 0.0),
-                attributed=False,
-                idle=not sample.attribution,
-            )
+    if remainder_share > SHARE_SUM_TOLERANCE or not sample.attribution:
+        yield (
+            host.default_team_id,
+            host.default_project_id,
+            "",
+            "",
+            max(remainder_share, 0.0),
+            # The remainder is computed by subtraction so that the shares of a sample sum
+            # to its energy exactly, not to within rounding of each product.
+            max(sample.energy_j - attributed_j, 0.0),
+            False,
+            not sample.attribution,
         )
-    return rows
 
 
 def _touch_host(*, host: Host, version: str, now: datetime) -> None:
@@ -297,14 +323,14 @@ def _slugs_ensure(model: type[Team] | type[Project], *, org: Organization, slugs
     return found
 
 
-def _samples_insert(
+def _samples_insert_sqlite(
     *, org: Organization, host: Host, rows: list[tuple[int, SampleIn, Gpu]], now: datetime
 ) -> dict[tuple[int, datetime], int]:
-    """Insert the samples that are not stored yet; returns (gpu_id, start) → id of those."""
-    if connection.vendor == "postgresql":
-        return _samples_insert_postgres(org=org, host=host, rows=rows, now=now)
-    # SQLite: the transaction holds the database's write lock (IMMEDIATE), so "which exist" and
-    # "insert the rest" cannot interleave with another writer.
+    """Insert the samples that are not stored yet; returns (gpu_id, start) → id of those.
+
+    SQLite: the transaction holds the database's write lock (IMMEDIATE), so "which exist" and
+    "insert the rest" cannot interleave with another writer.
+    """
     gpu_ids = {gpu.pk for _, _, gpu in rows}
     starts = [s.start for _, s, _ in rows]
     existing = set(
@@ -313,7 +339,22 @@ def _samples_insert(
         ).values_list("gpu_id", "start")
     )
     objs = [
-        _sample_obj(org=org, host=host, sample=s, gpu=gpu, now=now)
+        EnergySample(
+            organization=org,
+            gpu_id=gpu.pk,
+            host=host,
+            start=s.start,
+            end=s.end,
+            duration_s=(s.end - s.start).total_seconds(),
+            energy_j=s.energy_j,
+            method=s.method,
+            gpu_util_pct=s.gpu_util_pct,
+            mem_util_pct=s.mem_util_pct,
+            mem_used_mib=s.mem_used_mib,
+            power_max_w=s.power_max_w,
+            temperature_c=s.temperature_c,
+            received_at=now,
+        )
         for _, s, gpu in rows
         if (gpu.pk, s.start) not in existing
     ]
@@ -321,60 +362,89 @@ def _samples_insert(
     return {(o.gpu_id, o.start): o.pk for o in created}
 
 
-def _sample_obj(*, org: Organization, host: Host, sample: SampleIn, gpu: Gpu, now: datetime) -> EnergySample:
-    return EnergySample(
-        organization=org,
-        gpu_id=gpu.pk,
-        host=host,
-        start=sample.start,
-        end=sample.end,
-        duration_s=(sample.end - sample.start).total_seconds(),
-        energy_j=sample.energy_j,
-        method=sample.method,
-        gpu_util_pct=sample.gpu_util_pct,
-        mem_util_pct=sample.mem_util_pct,
-        mem_used_mib=sample.mem_used_mib,
-        power_max_w=sample.power_max_w,
-        temperature_c=sample.temperature_c,
-        received_at=now,
-    )
-
-
-_PG_INSERT = """
-INSERT INTO telemetry_energysample
-    (organization_id, gpu_id, host_id, start, "end", duration_s, energy_j, method,
-     gpu_util_pct, mem_util_pct, mem_used_mib, power_max_w, temperature_c, received_at)
-SELECT %s, g, %s, st, en, du, e, m, gu, mu, mm, pm, tc, %s
-FROM unnest(%s::bigint[], %s::timestamptz[], %s::timestamptz[], %s::float8[], %s::float8[],
-            %s::text[], %s::float8[], %s::float8[], %s::float8[], %s::float8[], %s::float8[])
-     AS u(g, st, en, du, e, m, gu, mu, mm, pm, tc)
-ON CONFLICT (gpu_id, start) DO NOTHING
-RETURNING id, gpu_id, start
+# One round trip for the whole batch. The samples arrive sorted by the natural key (see
+# ``_ingest_locked``) and are inserted in that order (``ORDER BY i``). ``ins`` holds only the
+# samples this statement inserted, so duplicates get neither shares nor dirty hours; a data-
+# modifying CTE sees the RETURNING rows of another, not the table, which is what we want.
+# Column lists are positional in the JSON (arrays, not objects): smaller to encode and parse.
+_PG_WRITE = """
+WITH s AS (
+    SELECT (r->>0)::int AS i, (r->>1)::bigint AS g, (r->>2)::timestamptz AS st,
+           (r->>3)::timestamptz AS en, (r->>4)::float8 AS du, (r->>5)::float8 AS e,
+           (r->>6) AS m, (r->>7)::float8 AS gu, (r->>8)::float8 AS mu, (r->>9)::float8 AS mm,
+           (r->>10)::float8 AS pm, (r->>11)::float8 AS tc
+    FROM jsonb_array_elements(%(samples)s::jsonb) AS r
+), ins AS (
+    INSERT INTO telemetry_energysample
+        (organization_id, gpu_id, host_id, start, "end", duration_s, energy_j, method,
+         gpu_util_pct, mem_util_pct, mem_used_mib, power_max_w, temperature_c, received_at)
+    SELECT %(org)s, g, %(host)s, st, en, du, e, m, gu, mu, mm, pm, tc, %(now)s
+    FROM s ORDER BY i
+    ON CONFLICT (gpu_id, start) DO NOTHING
+    RETURNING id, gpu_id, start
+), keyed AS (
+    SELECT ins.id, s.i FROM ins JOIN s ON s.g = ins.gpu_id AND s.st = ins.start
+), shares AS (
+    INSERT INTO telemetry_sampleshare
+        (organization_id, sample_id, team_id, project_id, job_id, "user", share, energy_j,
+         attributed, idle)
+    SELECT %(org)s, keyed.id, (r->>1)::bigint, (r->>2)::bigint, r->>3, r->>4,
+           (r->>5)::float8, (r->>6)::float8, (r->>7)::boolean, (r->>8)::boolean
+    FROM jsonb_array_elements(%(shares)s::jsonb) AS r
+    JOIN keyed ON keyed.i = (r->>0)::int
+), hours AS (
+    SELECT DISTINCT date_trunc('hour', start, 'UTC') AS hour FROM ins
+), marks AS (
+    INSERT INTO telemetry_dirtyhour (organization_id, hour, created_at)
+    SELECT %(org)s, hour, %(now)s FROM hours ORDER BY hour
+)
+SELECT (SELECT count(*) FROM ins), array(SELECT hour FROM hours)
 """
 
+_json_encode = msgspec.json.Encoder().encode
 
-def _samples_insert_postgres(
-    *, org: Organization, host: Host, rows: list[tuple[int, SampleIn, Gpu]], now: datetime
-) -> dict[tuple[int, datetime], int]:
-    cols: list[list[Any]] = [[] for _ in range(11)]
-    for _, s, gpu in rows:
-        values = (
-            gpu.pk,
-            s.start,
-            s.end,
-            (s.end - s.start).total_seconds(),
-            s.energy_j,
-            s.method,
-            s.gpu_util_pct,
-            s.mem_util_pct,
-            s.mem_used_mib,
-            s.power_max_w,
-            s.temperature_c,
+
+def _write_postgres(
+    *,
+    org: Organization,
+    host: Host,
+    rows: list[tuple[int, SampleIn, Gpu]],
+    teams: dict[str, int],
+    projects: dict[str, int],
+    now: datetime,
+) -> tuple[int, set[datetime]]:
+    """Insert the samples not stored yet, their shares and dirty hours; (accepted, hours)."""
+    samples: list[tuple[Any, ...]] = []
+    shares: list[tuple[Any, ...]] = []
+    for i, (_, s, gpu) in enumerate(rows):
+        samples.append(
+            (
+                i,
+                gpu.pk,
+                s.start,
+                s.end,
+                (s.end - s.start).total_seconds(),
+                s.energy_j,
+                s.method,
+                s.gpu_util_pct,
+                s.mem_util_pct,
+                s.mem_used_mib,
+                s.power_max_w,
+                s.temperature_c,
+            )
         )
-        for col, value in zip(cols, values, strict=True):
-            col.append(value)
+        for share in _split(host=host, sample=s, teams=teams, projects=projects):
+            shares.append((i, *share))
+    params = {
+        "org": org.pk,
+        "host": host.pk,
+        "now": now,
+        # msgspec writes floats with repr's precision (round-trip exact) and datetimes as
+        # RFC 3339, both of which PostgreSQL's input functions read back exactly.
+        "samples": _json_encode(samples).decode(),
+        "shares": _json_encode(shares).decode(),
+    }
     with connection.cursor() as cursor:
-        cursor.execute(_PG_INSERT, [org.pk, host.pk, now, *cols])
-        returned = cursor.fetchall()
-    # Aware datetimes hash and compare as instants, so the database's tzinfo does not matter.
-    return {(gpu_id, start): pk for pk, gpu_id, start in returned}
+        cursor.execute(_PG_WRITE, params)
+        accepted, hours = cursor.fetchone()
+    return accepted, set(hours)
