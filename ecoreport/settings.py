@@ -101,7 +101,7 @@ if REDIS_URL:
 else:
     # Embedded mode: the same tasks, a real worker process, and kombu's filesystem transport
     # instead of Redis. It is meant for one machine (the demo), which is all it needs to serve.
-    for sub in ("out", "processed"):
+    for sub in ("out", "processed", "control"):
         (CELERY_DIR / sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_URL = "filesystem://"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
@@ -109,7 +109,10 @@ else:
         "data_folder_out": str(CELERY_DIR / "out"),
         "processed_folder": str(CELERY_DIR / "processed"),
         "store_processed": False,
+        "control_folder": str(CELERY_DIR / "control"),
     }
+# A separate queue name lets end-to-end tests share a Redis with other workers safely.
+CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", "celery")
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_IGNORE_RESULT = True

@@ -12,10 +12,14 @@ import socket
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
+
+UTC = timezone.utc  # datetime.UTC is 3.11+; the agent's tests also run on Python 3.9
+AGENT_TESTS = Path(__file__).parent / "agent"
 
 _real_connect = socket.socket.connect
 
@@ -37,6 +41,9 @@ def _block_network(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(autouse=True)
 def _eager_celery(request: pytest.FixtureRequest) -> Any:
     """Unit and API tests run tasks in-process; e2e tests use a real worker instead."""
+    if AGENT_TESTS in request.node.path.parents:
+        yield  # the agent's tests never load Django
+        return
     from ecoreport.celery import app
 
     eager = request.node.get_closest_marker("e2e") is None
@@ -47,7 +54,10 @@ def _eager_celery(request: pytest.FixtureRequest) -> Any:
 
 
 @pytest.fixture(autouse=True)
-def _clear_cache() -> Any:
+def _clear_cache(request: pytest.FixtureRequest) -> Any:
+    if AGENT_TESTS in request.node.path.parents:
+        yield
+        return
     from django.core.cache import cache
 
     cache.clear()

@@ -87,6 +87,12 @@ def dirty_hours_rollup(*, limit: int = 200) -> int:
 
 
 def _claim_dirty(limit: int) -> list[tuple[int, datetime]]:
+    """Delete up to ``limit`` marks and every other visible mark of the same hours.
+
+    Many batches mark the same hour; rebuilding it once covers all of them, since the rebuild
+    reads every sample committed before it starts. Marks locked by another worker are skipped,
+    never waited on, so two workers cannot deadlock on each other's marks.
+    """
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(
@@ -97,7 +103,26 @@ def _claim_dirty(limit: int) -> list[tuple[int, datetime]]:
                 """,
                 [limit],
             )
-            return [(org_id, hour) for org_id, hour in cursor.fetchall()]
-    rows = list(DirtyHour.objects.order_by("id").values_list("id", "organization_id", "hour")[:limit])
-    DirtyHour.objects.filter(id__in=[r[0] for r in rows]).delete()
-    return [(org_id, hour) for _, org_id, hour in rows]
+            claimed = {(org_id, hour) for org_id, hour in cursor.fetchall()}
+            if claimed:
+                orgs = [org_id for org_id, _ in claimed]
+                hours = [hour for _, hour in claimed]
+                cursor.execute(
+                    """
+                    DELETE FROM telemetry_dirtyhour WHERE id IN (
+                        SELECT d.id FROM telemetry_dirtyhour d
+                        JOIN unnest(%s::bigint[], %s::timestamptz[]) AS c(org_id, hour)
+                          ON d.organization_id = c.org_id AND d.hour = c.hour
+                        FOR UPDATE OF d SKIP LOCKED
+                    )
+                    """,
+                    [orgs, hours],
+                )
+            return sorted(claimed)
+    rows = list(DirtyHour.objects.order_by("id").values_list("organization_id", "hour")[:limit])
+    claimed_set = set(rows)
+    for org_id in {org_id for org_id, _ in claimed_set}:
+        DirtyHour.objects.filter(
+            organization_id=org_id, hour__in=[h for o, h in claimed_set if o == org_id]
+        ).delete()
+    return sorted(claimed_set)

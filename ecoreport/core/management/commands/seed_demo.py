@@ -1,0 +1,31 @@
+import time
+
+from django.core.management.base import BaseCommand, CommandError
+
+from ecoreport.core.demo import demo_seed
+
+
+class Command(BaseCommand):
+    help = "Create (or re-create) the 'demo' organization with realistic history."
+
+    def add_arguments(self, parser):  # type: ignore[no-untyped-def]
+        parser.add_argument("--days", type=int, default=160,
+                            help="days of history (default 160: covers the last complete quarter)")
+        parser.add_argument("--gpus", type=int, default=16, help="number of GPUs (default 16)")
+        parser.add_argument("--seed", type=int, default=42)
+
+    def handle(self, *args, days: int, gpus: int, seed: int, **options):  # type: ignore[no-untyped-def]
+        if not 1 <= days <= 800:
+            raise CommandError("--days must be between 1 and 800.")
+        if not 1 <= gpus <= 512:
+            raise CommandError("--gpus must be between 1 and 512.")
+        began = time.monotonic()
+        summary = demo_seed(days=days, gpus=gpus, seed=seed, progress=self.stdout.write)
+        self.stdout.write(
+            f"Seeded {summary.samples:,} samples and {summary.hours:,} hourly rollups in "
+            f"{time.monotonic() - began:.1f} s."
+        )
+        if summary.login_created:
+            self.stdout.write(self.style.SUCCESS("Sign in as demo / demo (admin of 'demo')."))
+        else:
+            self.stdout.write("DEBUG is off: no demo login was created.")

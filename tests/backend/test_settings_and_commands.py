@@ -1,0 +1,137 @@
+"""Settings refuse unsafe production starts; management commands do what the docs say."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from ecoreport.accounting.models import HourlyUsage
+from ecoreport.fleet.models import AgentCredential, Host, Site
+from ecoreport.organizations.models import ApiToken, Membership, Organization, hash_token
+from ecoreport.telemetry.models import EnergySample
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _django_setup(**env: str) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "ALLOWED_HOSTS", "DEBUG")}
+    return subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        cwd=ROOT, env={**clean, "DJANGO_SETTINGS_MODULE": "ecoreport.settings", **env},
+        capture_output=True, text=True, timeout=60,
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"DEBUG": "0"}, "SECRET_KEY must be set"),
+        ({"DEBUG": "0", "SECRET_KEY": "s3cret-for-prod"}, "ALLOWED_HOSTS must be set"),
+        ({"DEBUG": "maybe"}, "is not a boolean"),
+        ({"DB_CONN_MAX_AGE": "forever"}, "is not an integer"),
+    ],
+)
+def test_unsafe_or_malformed_settings_refuse_to_start(env, message):
+    result = _django_setup(**env)
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def test_production_settings_start_with_their_secrets():
+    result = _django_setup(DEBUG="0", SECRET_KEY="s3cret-for-prod", ALLOWED_HOSTS="eco.example.com")
+    assert result.returncode == 0, result.stderr
+
+
+def test_development_needs_no_environment():
+    assert _django_setup().returncode == 0
+
+
+@pytest.mark.django_db
+def test_create_org_and_tokens_print_the_token_alone():
+    call_command("create_org", "acme", "--name", "Acme AI", stdout=StringIO())
+    assert Organization.objects.get(slug="acme").name == "Acme AI"
+    with pytest.raises(CommandError, match="already exists"):
+        call_command("create_org", "acme", "--name", "Again", stdout=StringIO())
+
+    out = StringIO()
+    call_command("issue_api_token", "--org", "acme", "--user", "alice", "--role", "admin", stdout=out)
+    token = out.getvalue().strip()
+    assert "\n" not in token and token.startswith("eru_")
+    api_token = ApiToken.objects.get(key_hash=hash_token(token))
+    assert api_token.membership.role == "admin"
+    assert Membership.objects.get(user__username="alice").organization.slug == "acme"
+    # The token itself is not stored, only its hash.
+    assert not ApiToken.objects.filter(key_hash=token).exists()
+
+    Site.objects.create(organization=Organization.objects.get(slug="acme"), slug="paris",
+                        name="Paris", grid_zone="FR")
+    out = StringIO()
+    call_command("issue_agent_token", "--org", "acme", "--host", "gpu-7", "--site", "paris",
+                 "--team", "platform", "--project", "infra", stdout=out)
+    agent_token = out.getvalue().strip()
+    assert agent_token.startswith("era_")
+    host = Host.objects.get(hostname="gpu-7")
+    assert (host.site.slug, host.default_team.slug, host.default_project.slug) == ("paris", "platform", "infra")
+    assert AgentCredential.objects.get(key_hash=hash_token(agent_token)).host == host
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["issue_api_token", "--org", "nope", "--user", "u"], "No organization 'nope'"),
+        (["issue_agent_token", "--org", "nope", "--host", "h"], "No organization 'nope'"),
+        (["create_org", "Bad Slug!", "--name", "x"], "slug"),
+    ],
+)
+def test_commands_explain_bad_arguments(args, message):
+    if args[0] == "issue_agent_token" and "--site" in args:
+        call_command("create_org", "acme", "--name", "Acme", stdout=StringIO())
+    with pytest.raises(CommandError, match=message):
+        call_command(*args, stdout=StringIO())
+
+
+@pytest.mark.django_db
+def test_unknown_site_is_named(cast):
+    with pytest.raises(CommandError, match="No site 'mars'"):
+        call_command("issue_agent_token", "--org", "acme", "--host", "h", "--site", "mars", stdout=StringIO())
+
+
+@pytest.mark.django_db
+def test_seed_demo_builds_history_and_rollups_and_reruns_cleanly(settings):
+    settings.DEBUG = True
+    out = StringIO()
+    call_command("seed_demo", "--days", "2", "--gpus", "5", stdout=out)
+    org = Organization.objects.get(slug="demo")
+    samples = EnergySample.objects.filter(organization=org)
+    assert samples.count() == 2 * 48 * 5
+    assert "Sign in as demo / demo" in out.getvalue()
+    assert "history 2/2 hosts" in out.getvalue()  # progress is shown
+    from django.db.models import Sum
+
+    raw = samples.aggregate(e=Sum("energy_j"))["e"]
+    rolled = HourlyUsage.objects.filter(organization=org).aggregate(e=Sum("energy_j"))["e"]
+    assert rolled == pytest.approx(raw, rel=1e-12)
+    assert Site.objects.filter(organization=org).values("grid_zone").distinct().count() == 3
+    from django.contrib.auth import authenticate
+
+    assert authenticate(username="demo", password="demo") is not None
+    call_command("seed_demo", "--days", "1", "--gpus", "1", stdout=StringIO())
+    assert EnergySample.objects.filter(organization__slug="demo").count() == 48
+
+
+@pytest.mark.django_db
+def test_seed_demo_creates_no_login_outside_development(settings):
+    settings.DEBUG = False
+    out = StringIO()
+    call_command("seed_demo", "--days", "1", "--gpus", "1", stdout=out)
+    assert "no demo login" in out.getvalue()
+    from django.contrib.auth import get_user_model
+
+    assert not get_user_model().objects.filter(username="demo").exists()
