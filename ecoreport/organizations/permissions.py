@@ -11,8 +11,8 @@ from ecoreport.organizations.models import ApiToken, Membership, Role
 
 def request_membership(request: Request) -> Membership | None:
     """The membership the request acts under, cached on the request."""
-    cached = getattr(request, "_ecoreport_membership", False)
-    if cached is not False:
+    if hasattr(request, "_ecoreport_membership"):
+        cached: Membership | None = request._ecoreport_membership
         return cached
     membership: Membership | None = None
     if isinstance(request.auth, ApiToken):

@@ -10,7 +10,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser):  # type: ignore[no-untyped-def]
         parser.add_argument("--org", required=True)
         parser.add_argument("--user", required=True)
-        parser.add_argument("--role", choices=[r.value for r in Role], default=Role.VIEWER.value)
+        parser.add_argument("--role", choices=Role.values, default="viewer")
 
     def handle(self, *args, org: str, user: str, role: str, **options):  # type: ignore[no-untyped-def]
         organization = Organization.objects.filter(slug=org).first()
