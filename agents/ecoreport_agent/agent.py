@@ -478,7 +478,7 @@ class Agent:
                 log.log(level, "gpu.counter_read_failed uuid=%s error=%r", state.uuid, str(exc))
                 return
             if state.failures:
-                log.info("gpu.counter_read_ok uuid=%s after_failures=%d", state.uuid, state.failures)
+                log.info("gpu.counter_read_ok uuid=%s failures=%d", state.uuid, state.failures)
                 state.failures = 0
             assert state.start_mj is not None
             if counter_mj < state.start_mj:

@@ -423,7 +423,9 @@ class IngestServer:
             return
         if self._httpd is None:
             self._httpd = ThreadingHTTPServer(("127.0.0.1", self.port), _handler(self.state))
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
 
     def down(self) -> None:

@@ -11,7 +11,6 @@ import time
 
 import pytest
 from conftest import DictLabels, FakeGpu, FakeNvml, make_agent, spooled
-
 from ecoreport_agent.attribution import (
     ProcLabelSource,
     labels_from_environment,
@@ -84,7 +83,13 @@ def test_processes_with_the_same_labels_are_one_entry(clock, spool):
     agent.run(max_cycles=1)
 
     assert spooled(spool)[0]["payload"]["attribution"] == [
-        {"share": 1.0, "project": "llm-pretrain", "team": "nlp", "user": "alice", "job_id": "slurm-1"}
+        {
+            "share": 1.0,
+            "project": "llm-pretrain",
+            "team": "nlp",
+            "user": "alice",
+            "job_id": "slurm-1",
+        }
     ]
 
 
@@ -103,8 +108,12 @@ def test_processes_with_the_same_labels_are_one_entry(clock, spool):
         ),
         (
             # Explicit labels win over Slurm's.
-            {"ECOREPORT_TEAM": "vision", "SLURM_JOB_ACCOUNT": "nlp", "ECOREPORT_JOB_ID": "k8s-7",
-             "SLURM_JOB_ID": "1"},
+            {
+                "ECOREPORT_TEAM": "vision",
+                "SLURM_JOB_ACCOUNT": "nlp",
+                "ECOREPORT_JOB_ID": "k8s-7",
+                "SLURM_JOB_ID": "1",
+            },
             "carol",
             (None, "vision", "carol", "k8s-7"),
         ),
@@ -142,7 +151,7 @@ def test_label_cache_is_keyed_by_process_start_time_so_recycled_pids_are_reread(
     (proc / "77").mkdir(parents=True)
 
     def process(start_ticks: int, project: str) -> None:
-        (proc / "77" / "stat").write_text(f"77 (python (x)) S 1 " + "0 " * 17 + f"{start_ticks} 0\n")
+        (proc / "77" / "stat").write_text("77 (python (x)) S 1 " + "0 " * 17 + f"{start_ticks} 0\n")
         (proc / "77" / "environ").write_bytes(f"ECOREPORT_PROJECT={project}\0HOME=/x\0".encode())
 
     source = ProcLabelSource(proc_root=str(proc))

@@ -6,7 +6,6 @@ import logging
 
 import pytest
 from conftest import T0, TIMEOUT, DictLabels, FakeClock, FakeGpu, FakeNvml, make_agent, spooled
-
 from ecoreport_agent.clock import iso_utc, parse_iso_utc
 
 ALICE = ("llm-pretrain", "nlp", "alice", "slurm-81234")
@@ -131,9 +130,7 @@ def test_gpu_lost_mid_run_others_continue_and_its_energy_is_booked_when_it_retur
     a = FakeGpu("GPU-a", power_w=300.0)
     b = FakeGpu("GPU-b", power_w=100.0)
     b_start = b.energy_mj
-    agent = make_agent(
-        fake=FakeNvml(clock, [a, b]), spool=spool, clock=clock, rediscover_s=30.0
-    )
+    agent = make_agent(fake=FakeNvml(clock, [a, b]), spool=spool, clock=clock, rediscover_s=30.0)
     clock.at(clock.mono + 25.0, lambda: setattr(b, "lost", True))
     clock.at(clock.mono + 75.0, lambda: setattr(b, "lost", False))
 
@@ -162,9 +159,7 @@ def test_gpu_lost_mid_run_others_continue_and_its_energy_is_booked_when_it_retur
 def test_gpu_that_disappears_from_the_bus_is_found_again_by_uuid(clock, spool):
     a = FakeGpu("GPU-a")
     b = FakeGpu("GPU-b")
-    agent = make_agent(
-        fake=FakeNvml(clock, [a, b]), spool=spool, clock=clock, rediscover_s=20.0
-    )
+    agent = make_agent(fake=FakeNvml(clock, [a, b]), spool=spool, clock=clock, rediscover_s=20.0)
     clock.at(clock.mono + 15.0, lambda: setattr(a, "present", False))  # hot-unplug: indices shift
     clock.at(clock.mono + 45.0, lambda: setattr(a, "present", True))
 
@@ -196,9 +191,7 @@ def test_a_long_outage_of_readings_is_split_into_samples_of_at_most_an_hour(cloc
     assert total == pytest.approx(400.0 * 122 * 60)
 
 
-def test_wall_clock_stepped_back_never_reuses_a_start_and_durations_stay_monotonic(
-    clock, spool
-):
+def test_wall_clock_stepped_back_never_reuses_a_start_and_durations_stay_monotonic(clock, spool):
     gpu = FakeGpu("GPU-a", power_w=100.0)
     agent = make_agent(fake=FakeNvml(clock, [gpu]), spool=spool, clock=clock)
 
