@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import dj_database_url
+import plotly
 from django.core.exceptions import ImproperlyConfigured
 
 from ecoreport.env import env_bool, env_float, env_int, env_list, env_str
@@ -44,6 +45,8 @@ INSTALLED_APPS = [
     "ecoreport.fleet",
     "ecoreport.telemetry",
     "ecoreport.accounting",
+    "ecoreport.policies",
+    "ecoreport.dashboards",
 ]
 
 MIDDLEWARE = [
@@ -150,7 +153,14 @@ USE_TZ = True
 STATIC_URL = "/static/"
 STATIC_ROOT = VAR_DIR / "static"
 STATIC_ROOT.mkdir(exist_ok=True)
-STATICFILES_DIRS = [BASE_DIR / "static"] if (BASE_DIR / "static").is_dir() else []
+# plotly.js comes from the plotly package itself: the pages work offline, with no CDN.
+STATICFILES_DIRS = [
+    BASE_DIR / "static",
+    ("vendor/plotly", Path(plotly.__file__).parent / "package_data"),
+]
+# In development gunicorn serves static files straight from the finders (no collectstatic).
+WHITENOISE_USE_FINDERS = DEBUG
+WHITENOISE_AUTOREFRESH = DEBUG
 
 SESSION_COOKIE_SECURE = not DEBUG
 CSRF_COOKIE_SECURE = not DEBUG
@@ -205,6 +215,14 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }
+
+# --- Policy alerts --------------------------------------------------------------------------
+# A receiver that is slow or down costs a delivery worker at most this long per attempt; the
+# evaluation never waits on it (deliveries are their own tasks, enqueued on commit).
+POLICIES_WEBHOOK_TIMEOUT_S = env_float("POLICIES_WEBHOOK_TIMEOUT_S", 5.0)
+# Retries after the first attempt, waiting base x 2^n seconds: 30 s, 1, 2, 4, 8 min by default.
+POLICIES_DELIVERY_MAX_RETRIES = env_int("POLICIES_DELIVERY_MAX_RETRIES", 5)
+POLICIES_DELIVERY_BACKOFF_S = env_float("POLICIES_DELIVERY_BACKOFF_S", 30.0)
 
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "ecoreport@localhost")

@@ -1,9 +1,18 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from ecoreport.accounting.views import UsageView
 from ecoreport.core.views import healthz
+from ecoreport.policies.views import (
+    AlertSubscriptionView,
+    TargetDetailView,
+    TargetListView,
+    TargetStatusView,
+    WebhookDetailView,
+    WebhookListView,
+)
+from ecoreport.dashboards import views as pages
 from ecoreport.telemetry.views import AgentPingView, IngestView
 
 urlpatterns = [
@@ -11,7 +20,18 @@ urlpatterns = [
     path("api/v1/ingest", IngestView.as_view(), name="ingest"),
     path("api/v1/agent/ping", AgentPingView.as_view(), name="agent-ping"),
     path("api/v1/usage", UsageView.as_view(), name="usage"),
+    path("api/v1/targets", TargetListView.as_view(), name="targets"),
+    path("api/v1/targets/<int:pk>", TargetDetailView.as_view(), name="target"),
+    path("api/v1/targets/<int:pk>/status", TargetStatusView.as_view(), name="target-status"),
+    path("api/v1/webhooks", WebhookListView.as_view(), name="webhooks"),
+    path("api/v1/webhooks/<int:pk>", WebhookDetailView.as_view(), name="webhook"),
+    path("api/v1/alerts/subscription", AlertSubscriptionView.as_view(), name="alert-subscription"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("admin/", admin.site.urls),
+    path("accounts/", include("django.contrib.auth.urls")),
+    path("", pages.overview, name="overview"),
+    path("teams/<str:slug>/", pages.team, name="team"),
+    path("projects/<str:slug>/", pages.project, name="project"),
+    path("fleet/", pages.fleet, name="fleet"),
 ]

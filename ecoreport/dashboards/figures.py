@@ -1,0 +1,102 @@
+"""Plotly figures for the pages, built by pure functions from plain rows (tested without a
+database). Each returns a figure as a JSON-ready dict; the page's script draws it with the
+plotly.js the app serves itself."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+import plotly.graph_objects as go
+
+# Okabe & Ito (2008), distinguishable with the common forms of colour blindness.
+PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
+UNATTRIBUTED = "(unattributed)"
+
+_LAYOUT: dict[str, Any] = {
+    "margin": {"l": 56, "r": 16, "t": 40, "b": 40},
+    "font": {"family": "system-ui, sans-serif", "size": 13},
+    "legend": {"orientation": "h", "y": -0.18},
+    "plot_bgcolor": "#ffffff",
+    "paper_bgcolor": "#ffffff",
+    "colorway": PALETTE,
+}
+
+
+def _fig(fig: go.Figure, title: str, y_title: str) -> dict[str, Any]:
+    fig.update_layout(title={"text": title, "x": 0}, yaxis_title=y_title, **_LAYOUT)
+    fig.update_yaxes(gridcolor="#e5e5e5", rangemode="tozero")
+    return fig.to_plotly_json()
+
+
+def stacked_over_time(
+    rows: Iterable[dict[str, Any]], *, by: str, metric: str, title: str, unit: str
+) -> dict[str, Any]:
+    """One bar trace per group value, stacked, over period_start."""
+    groups: dict[str, dict[datetime, float]] = {}
+    periods: set[datetime] = set()
+    for row in rows:
+        name = row[by] or UNATTRIBUTED
+        periods.add(row["period_start"])
+        groups.setdefault(name, {})
+        groups[name][row["period_start"]] = groups[name].get(row["period_start"], 0.0) + (
+            row.get(metric) or 0.0
+        )
+    x = sorted(periods)
+    # Biggest groups first so the largest contributors keep the first, clearest colours.
+    order = sorted(groups, key=lambda g: -sum(groups[g].values()))
+    fig = go.Figure()
+    for i, name in enumerate(order):
+        fig.add_bar(
+            name=name,
+            x=[p.isoformat() for p in x],
+            y=[groups[name].get(p, 0.0) for p in x],
+            marker_color=PALETTE[i % len(PALETTE)],
+            hovertemplate=f"%{{x}}<br>{name}: %{{y:.2f}} {unit}<extra></extra>",
+        )
+    fig.update_layout(barmode="stack")
+    return _fig(fig, title, unit)
+
+
+def lines_over_time(
+    series: Sequence[tuple[str, Sequence[datetime], Sequence[float | None]]], *, title: str, unit: str
+) -> dict[str, Any]:
+    fig = go.Figure()
+    for i, (name, x, y) in enumerate(series):
+        fig.add_scatter(
+            name=name, x=[p.isoformat() for p in x], y=list(y), mode="lines",
+            line={"color": PALETTE[i % len(PALETTE)], "width": 2, "dash": "solid" if i == 0 else "dash"},
+        )
+    return _fig(fig, title, unit)
+
+
+def ranked_bars(
+    rows: Sequence[dict[str, Any]], *, by: str, metric: str, title: str, unit: str
+) -> dict[str, Any]:
+    names = [r[by] or UNATTRIBUTED for r in rows][::-1]
+    values = [r.get(metric) or 0.0 for r in rows][::-1]
+    fig = go.Figure(go.Bar(x=values, y=names, orientation="h", marker_color=PALETTE[0],
+                           hovertemplate=f"%{{y}}: %{{x:.2f}} {unit}<extra></extra>"))
+    out = _fig(fig, title, "")
+    out["layout"]["xaxis"] = {"title": {"text": unit}, "gridcolor": "#e5e5e5"}
+    out["layout"]["height"] = max(220, 40 + 28 * len(rows))
+    return out
+
+
+def utilization_heatmap(
+    hosts: Sequence[str], cells: Iterable[tuple[datetime, str, float | None]], *, title: str
+) -> dict[str, Any]:
+    cells = list(cells)
+    days = sorted({d for d, _, _ in cells})
+    grid: dict[tuple[str, datetime], float | None] = {(h, d): v for d, h, v in cells}
+    z = [[grid.get((h, d)) for d in days] for h in hosts]
+    fig = go.Figure(go.Heatmap(
+        z=z, x=[d.date().isoformat() for d in days], y=list(hosts), zmin=0, zmax=100,
+        colorscale="Viridis",  # perceptually uniform and colour-blind safe
+        colorbar={"title": {"text": "%"}},
+        hovertemplate="%{y} on %{x}: %{z:.0f}% utilization<extra></extra>",
+    ))
+    out = _fig(fig, title, "")
+    out["layout"]["height"] = max(260, 80 + 22 * len(hosts))
+    return out

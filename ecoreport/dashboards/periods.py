@@ -1,0 +1,103 @@
+"""The period picker: turns ``?period=…`` into a [start, end) window and the window before it.
+Pure functions with an injected "now"; tested on their own."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+
+PRESETS = {
+    "7d": "Last 7 days",
+    "30d": "Last 30 days",
+    "90d": "Last 90 days",
+    "month": "This month",
+    "last-month": "Last month",
+    "quarter": "This quarter",
+    "last-quarter": "Last quarter",
+    "custom": "Custom",
+}
+DEFAULT = "30d"
+MAX_DAYS = 800
+
+
+class PeriodError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Period:
+    key: str
+    start: datetime
+    end: datetime
+
+    @property
+    def label(self) -> str:
+        if self.key != "custom":
+            return PRESETS[self.key]
+        return f"{self.start:%Y-%m-%d} – {(self.end - timedelta(seconds=1)):%Y-%m-%d}"
+
+    @property
+    def previous(self) -> Period:
+        """The window of the same length just before (the same length in months for calendar
+        presets, so "this quarter" compares with the whole previous quarter)."""
+        if self.key in ("month", "last-month"):
+            start = _add_months(self.start, -1)
+            return Period("custom", start, self.start)
+        if self.key in ("quarter", "last-quarter"):
+            return Period("custom", _add_months(self.start, -3), self.start)
+        return Period("custom", self.start - (self.end - self.start), self.start)
+
+    @property
+    def granularity(self) -> str:
+        days = (self.end - self.start).days
+        if days <= 3:
+            return "hour"
+        if days <= 120:
+            return "day"
+        return "month"
+
+
+def _add_months(moment: datetime, months: int) -> datetime:
+    index = moment.year * 12 + moment.month - 1 + months
+    return moment.replace(year=index // 12, month=index % 12 + 1, day=1)
+
+
+def _day_start(day: date) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=UTC)
+
+
+def quarter_start(moment: datetime) -> datetime:
+    return moment.replace(month=(moment.month - 1) // 3 * 3 + 1, day=1, hour=0, minute=0,
+                          second=0, microsecond=0)
+
+
+def parse_period(params: dict[str, str], *, now: datetime) -> Period:
+    key = params.get("period") or DEFAULT
+    if key not in PRESETS:
+        raise PeriodError(f"Unknown period {key!r}; choose one of {', '.join(PRESETS)}.")
+    now = now.astimezone(UTC)
+    # Presets end at the next whole hour so the current, partly measured hour is included.
+    end = now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    if key in ("7d", "30d", "90d"):
+        return Period(key, end - timedelta(days=int(key[:-1])), end)
+    month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    if key == "month":
+        return Period(key, month_start, end)
+    if key == "last-month":
+        return Period(key, _add_months(month_start, -1), month_start)
+    if key == "quarter":
+        return Period(key, quarter_start(now), end)
+    if key == "last-quarter":
+        q = quarter_start(now)
+        return Period(key, _add_months(q, -3), q)
+    try:
+        first = date.fromisoformat(params.get("start", ""))
+        last = date.fromisoformat(params.get("end", ""))
+    except ValueError:
+        raise PeriodError("A custom period needs start and end dates as YYYY-MM-DD.") from None
+    if last < first:
+        raise PeriodError("The end date is before the start date.")
+    if (last - first).days > MAX_DAYS:
+        raise PeriodError(f"A custom period can span at most {MAX_DAYS} days.")
+    # Both dates are inclusive for people; the window is [first 00:00, last+1 00:00).
+    return Period(key, _day_start(first), _day_start(last + timedelta(days=1)))

@@ -1,0 +1,186 @@
+"""Pages. Thin: pick the organization and period, call selectors, hand rows to figures and
+templates. Every table can be downloaded as CSV with ``?download=<table>``."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable
+from typing import Any
+
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, render
+from django.utils import timezone
+
+from ecoreport.dashboards import figures
+from ecoreport.dashboards import selectors as sel
+from ecoreport.dashboards.periods import PRESETS, Period, PeriodError, parse_period
+from ecoreport.organizations.models import Membership, Project, Role, Team
+
+
+def current_membership(request: HttpRequest) -> Membership:
+    """The membership the page acts under: ``?org=`` or the session's choice, else the first.
+    Someone who belongs to no organization sees nothing (404, not a hint that it exists)."""
+    memberships = Membership.objects.select_related("organization").filter(user=request.user)
+    wanted = request.GET.get("org") or request.session.get("org")
+    membership = None
+    if wanted:
+        membership = memberships.filter(organization__slug=wanted).first()
+    if membership is None:
+        membership = memberships.order_by("organization__slug").first()
+    if membership is None:
+        raise Http404("You are not a member of any organization.")
+    request.session["org"] = membership.organization.slug
+    return membership
+
+
+def _period(request: HttpRequest) -> tuple[Period, str | None]:
+    try:
+        return parse_period(request.GET.dict(), now=timezone.now()), None
+    except PeriodError as error:
+        return parse_period({}, now=timezone.now()), str(error)
+
+
+def _csv(filename: str, rows: list[dict[str, Any]]) -> HttpResponse:
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{filename}.csv"'
+    writer = csv.writer(response)
+    if rows:
+        columns = list(rows[0].keys())
+        writer.writerow(columns)
+        for row in rows:
+            writer.writerow(["" if row[c] is None else row[c] for c in columns])
+    return response
+
+
+def _page(
+    request: HttpRequest,
+    template: str,
+    *,
+    membership: Membership,
+    period: Period,
+    error: str | None,
+    tables: dict[str, Callable[[], list[dict[str, Any]]]],
+    context: dict[str, Any],
+) -> HttpResponse:
+    wanted = request.GET.get("download")
+    if wanted:
+        if wanted not in tables:
+            raise Http404("No such table.")
+        return _csv(f"{wanted}-{period.start:%Y%m%d}-{period.end:%Y%m%d}", tables[wanted]())
+    query = request.GET.copy()
+    query.pop("download", None)
+    base_context = {
+        "membership": membership,
+        "organization": membership.organization,
+        "is_admin": membership.has_role(Role.ADMIN),
+        "period": period,
+        "period_error": error,
+        "presets": PRESETS,
+        "query": query.urlencode(),
+        "teams_nav": sel.teams_of(membership.organization),
+    }
+    return render(request, template, {**base_context, **context})
+
+
+def _csv_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
+
+
+@login_required
+def overview(request: HttpRequest) -> HttpResponse:
+    membership = current_membership(request)
+    period, error = _period(request)
+    scope = sel.Scope(membership.organization)
+    teams = sel.ranked(scope, period, by="team")
+    over_time = sel.series(scope, period, by="team")
+    return _page(
+        request, "dashboards/overview.html", membership=membership, period=period, error=error,
+        tables={"teams": lambda: _csv_rows(teams)},
+        context={
+            "headline": sel.headline(scope, period),
+            "teams": teams,
+            "figures": {
+                "energy-by-team": figures.stacked_over_time(
+                    over_time, by="team", metric="energy_kwh", title="Energy by team", unit="kWh"),
+            },
+        },
+    )
+
+
+def _scope_page(request: HttpRequest, *, team: Team | None, project: Project | None,
+                membership: Membership) -> HttpResponse:
+    period, error = _period(request)
+    scope = sel.Scope(membership.organization, team=team, project=project)
+    by = "project" if team is not None else "host"
+    over_time = sel.series(scope, period, by=by)
+    breakdown = sel.ranked(scope, period, by=by)
+    hosts = sel.ranked(scope, period, by="host")
+    util_rows = sel.series_total(scope, period)
+    util_x = [r["period_start"] for r in util_rows]
+    return _page(
+        request, "dashboards/scope.html", membership=membership, period=period, error=error,
+        tables={"breakdown": lambda: _csv_rows(breakdown), "hosts": lambda: _csv_rows(hosts)},
+        context={
+            "team": team,
+            "project": project,
+            "subject": team or project,
+            "by": by,
+            "headline": sel.headline(scope, period),
+            "breakdown": breakdown,
+            "hosts": hosts,
+            "projects": sel.projects_of(membership.organization, team) if team else [],
+            "figures": {
+                "energy-over-time": figures.stacked_over_time(
+                    over_time, by=by, metric="energy_kwh",
+                    title=f"Energy by {by}", unit="kWh"),
+                "utilization": figures.lines_over_time(
+                    [("GPU utilization", util_x, [r["avg_gpu_util_pct"] for r in util_rows]),
+                     ("Idle energy share", util_x,
+                      [((r["idle_energy_kwh"] or 0) / r["energy_kwh"] * 100) if r["energy_kwh"] else None
+                       for r in util_rows])],
+                    title="Utilization and idle energy", unit="%"),
+            },
+        },
+    )
+
+
+@login_required
+def team(request: HttpRequest, slug: str) -> HttpResponse:
+    membership = current_membership(request)
+    subject = get_object_or_404(Team.objects.for_org(membership.organization), slug=slug)
+    return _scope_page(request, team=subject, project=None, membership=membership)
+
+
+@login_required
+def project(request: HttpRequest, slug: str) -> HttpResponse:
+    membership = current_membership(request)
+    subject = get_object_or_404(Project.objects.for_org(membership.organization), slug=slug)
+    return _scope_page(request, team=None, project=subject, membership=membership)
+
+
+@login_required
+def fleet(request: HttpRequest) -> HttpResponse:
+    membership = current_membership(request)
+    period, error = _period(request)
+    state = sel.fleet_state(membership.organization)
+    heat = sel.heatmap(sel.Scope(membership.organization), period)
+    gpu_rows = [
+        {"host": g["gpu"].host.hostname, "index": g["gpu"].index, "uuid": g["gpu"].uuid,
+         "model": g["gpu"].name, "site": g["gpu"].host.site.slug if g["gpu"].host.site else None,
+         "power_w": g["power_w"], "util_pct": g["util_pct"], "idle": g["idle"],
+         "last_seen_at": g["gpu"].last_seen_at}
+        for g in state["gpus"]
+    ]
+    return _page(
+        request, "dashboards/fleet.html", membership=membership, period=period, error=error,
+        tables={"gpus": lambda: gpu_rows},
+        context={
+            "state": state,
+            "gpu_rows": gpu_rows,
+            "figures": {
+                "heatmap": figures.utilization_heatmap(
+                    heat["hosts"], heat["cells"], title="Daily GPU utilization by host"),
+            },
+        },
+    )

@@ -1,0 +1,87 @@
+"""Pure pieces of the pages: the period picker and the figure builders."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from ecoreport.dashboards import figures
+from ecoreport.dashboards.periods import PeriodError, parse_period
+
+NOW = datetime(2026, 11, 28, 12, 34, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("params", "start", "end", "prev_start"),
+    [
+        ({}, datetime(2026, 10, 29, 13, tzinfo=UTC), datetime(2026, 11, 28, 13, tzinfo=UTC),
+         datetime(2026, 9, 29, 13, tzinfo=UTC)),
+        ({"period": "7d"}, datetime(2026, 11, 21, 13, tzinfo=UTC), datetime(2026, 11, 28, 13, tzinfo=UTC),
+         datetime(2026, 11, 14, 13, tzinfo=UTC)),
+        ({"period": "month"}, datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 28, 13, tzinfo=UTC),
+         datetime(2026, 10, 1, tzinfo=UTC)),
+        ({"period": "last-month"}, datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 11, 1, tzinfo=UTC),
+         datetime(2026, 9, 1, tzinfo=UTC)),
+        ({"period": "quarter"}, datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 11, 28, 13, tzinfo=UTC),
+         datetime(2026, 7, 1, tzinfo=UTC)),
+        ({"period": "last-quarter"}, datetime(2026, 7, 1, tzinfo=UTC), datetime(2026, 10, 1, tzinfo=UTC),
+         datetime(2026, 4, 1, tzinfo=UTC)),
+        ({"period": "custom", "start": "2024-02-28", "end": "2024-02-29"},
+         datetime(2024, 2, 28, tzinfo=UTC), datetime(2024, 3, 1, tzinfo=UTC), datetime(2024, 2, 26, tzinfo=UTC)),
+    ],
+)
+def test_periods(params, start, end, prev_start):
+    period = parse_period(params, now=NOW)
+    assert (period.start, period.end) == (start, end)
+    assert period.previous.start == prev_start
+    assert period.previous.end == period.start
+
+
+def test_january_previous_quarter_crosses_the_year():
+    period = parse_period({"period": "quarter"}, now=datetime(2027, 1, 5, tzinfo=UTC))
+    assert period.previous.start == datetime(2026, 10, 1, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"period": "fortnight"}, "Unknown period"),
+        ({"period": "custom", "start": "2026-13-01", "end": "2026-12-01"}, "YYYY-MM-DD"),
+        ({"period": "custom", "start": "2026-05-02", "end": "2026-05-01"}, "before the start"),
+        ({"period": "custom", "start": "2020-01-01", "end": "2026-01-01"}, "at most"),
+    ],
+)
+def test_bad_periods_are_explained(params, message):
+    with pytest.raises(PeriodError, match=message):
+        parse_period(params, now=NOW)
+
+
+def test_granularity_follows_the_length():
+    assert parse_period({"period": "custom", "start": "2026-11-01", "end": "2026-11-02"}, now=NOW).granularity == "hour"
+    assert parse_period({"period": "30d"}, now=NOW).granularity == "day"
+    assert parse_period({"period": "custom", "start": "2026-01-01", "end": "2026-11-01"}, now=NOW).granularity == "month"
+
+
+def test_stacked_figure_has_one_trace_per_group_biggest_first():
+    d1, d2 = datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 2, tzinfo=UTC)
+    rows = [
+        {"period_start": d1, "team": "nlp", "energy_kwh": 1.0},
+        {"period_start": d2, "team": "nlp", "energy_kwh": 2.0},
+        {"period_start": d2, "team": "vision", "energy_kwh": 5.0},
+        {"period_start": d1, "team": None, "energy_kwh": 0.5},
+    ]
+    fig = figures.stacked_over_time(rows, by="team", metric="energy_kwh", title="E", unit="kWh")
+    assert [t["name"] for t in fig["data"]] == ["vision", "nlp", "(unattributed)"]
+    assert list(fig["data"][1]["y"]) == [1.0, 2.0]
+    assert list(fig["data"][0]["y"]) == [0.0, 5.0]  # missing periods are zero, not skipped
+    assert fig["layout"]["barmode"] == "stack"
+    assert fig["layout"]["yaxis"]["title"]["text"] == "kWh"
+    assert fig["data"][0]["marker"]["color"] == figures.PALETTE[0]
+
+
+def test_heatmap_grid_leaves_missing_cells_empty():
+    d1, d2 = datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 2, tzinfo=UTC)
+    fig = figures.utilization_heatmap(["a", "b"], iter([(d1, "a", 50.0), (d2, "b", 70.0)]), title="U")
+    assert [list(r) for r in fig["data"][0]["z"]] == [[50.0, None], [None, 70.0]]
+    assert list(fig["data"][0]["x"]) == ["2026-11-01", "2026-11-02"]
