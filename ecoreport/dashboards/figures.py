@@ -15,7 +15,7 @@ PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F
 UNATTRIBUTED = "(unattributed)"
 
 _LAYOUT: dict[str, Any] = {
-    "margin": {"l": 56, "r": 16, "t": 40, "b": 40},
+    "margin": {"l": 56, "r": 16, "t": 16, "b": 40},
     "font": {"family": "system-ui, sans-serif", "size": 13},
     "legend": {"orientation": "h", "y": -0.18},
     "plot_bgcolor": "#ffffff",
@@ -25,7 +25,9 @@ _LAYOUT: dict[str, Any] = {
 
 
 def _fig(fig: go.Figure, title: str, y_title: str) -> dict[str, Any]:
-    fig.update_layout(title={"text": title, "x": 0}, yaxis_title=y_title, **_LAYOUT)
+    # The page's heading names the chart; the title stays in the figure's metadata only (for
+    # exports) so that it is not said twice on screen.
+    fig.update_layout(meta={"title": title}, yaxis_title=y_title, **_LAYOUT)
     fig.update_yaxes(gridcolor="#e5e5e5", rangemode="tozero")
     return fig.to_plotly_json()
 
