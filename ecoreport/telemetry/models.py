@@ -32,16 +32,29 @@ class Method(models.TextChoices):
     POWER_INTEGRATION = "power_integration", "Integrated power samples"
 
 
+# The raw tables (EnergySample, SampleShare) have no foreign-key constraints in the database
+# (``db_constraint=False``); Django still applies on_delete (CASCADE, SET_NULL) when rows are
+# deleted through the ORM, which is the only way the application deletes them. A constraint costs
+# PostgreSQL a trigger, an index probe and a FOR KEY SHARE row lock per row and per key, at
+# commit: for a batch of 1,000 samples with ~2,400 shares that was ~40 ms of a ~90 ms ingest, and
+# concurrent batches piled MultiXact locks onto the same organization, host and GPU rows. The
+# ingest writes only ids it has just read in the same transaction (its organization, host and
+# GPUs, the labels it resolved, the samples it inserted). See benchmarks/README.md ("Ingest").
+_RAW = {"db_constraint": False}
+
+
 class EnergySample(models.Model):
     """One GPU interval. The natural key (gpu, start) makes a resent sample a duplicate."""
 
     # Indexes cost ingest throughput: organization is covered by (organization, start) and gpu
     # by the natural key, so their foreign keys get none of their own.
     organization = models.ForeignKey(
-        Organization, on_delete=models.CASCADE, related_name="+", db_index=False
+        Organization, on_delete=models.CASCADE, related_name="+", db_index=False, **_RAW
     )
-    gpu = models.ForeignKey(Gpu, on_delete=models.CASCADE, related_name="samples", db_index=False)
-    host = models.ForeignKey(Host, on_delete=models.CASCADE, related_name="+")
+    gpu = models.ForeignKey(
+        Gpu, on_delete=models.CASCADE, related_name="samples", db_index=False, **_RAW
+    )
+    host = models.ForeignKey(Host, on_delete=models.CASCADE, related_name="+", **_RAW)
     start = models.DateTimeField()
     end = models.DateTimeField()
     duration_s = models.FloatField()
@@ -74,14 +87,16 @@ class SampleShare(models.Model):
     # Shares are read through their sample only; deleting a team or project (rare, by an admin)
     # may scan, which is cheaper overall than two more index writes per share on ingest.
     organization = models.ForeignKey(
-        Organization, on_delete=models.CASCADE, related_name="+", db_index=False
+        Organization, on_delete=models.CASCADE, related_name="+", db_index=False, **_RAW
     )
-    sample = models.ForeignKey(EnergySample, on_delete=models.CASCADE, related_name="shares")
+    sample = models.ForeignKey(
+        EnergySample, on_delete=models.CASCADE, related_name="shares", **_RAW
+    )
     team = models.ForeignKey(
-        Team, null=True, on_delete=models.SET_NULL, related_name="+", db_index=False
+        Team, null=True, on_delete=models.SET_NULL, related_name="+", db_index=False, **_RAW
     )
     project = models.ForeignKey(
-        Project, null=True, on_delete=models.SET_NULL, related_name="+", db_index=False
+        Project, null=True, on_delete=models.SET_NULL, related_name="+", db_index=False, **_RAW
     )
     job_id = models.CharField(max_length=128, blank=True)
     user = models.CharField(max_length=128, blank=True)

@@ -15,7 +15,8 @@ See benchmarks/README.md ("Ingest") for what each step costs.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+import operator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -118,36 +119,39 @@ def _ingest_locked(*, org: Organization, host: Host, batch: BatchIn, now: dateti
     _touch_host(host=host, version=batch.agent.version, now=now)
     gpus = _gpus_upsert(org=org, host=host, inventory=batch.gpus, now=now)
 
-    # Validate every sample; keep (index, sample, gpu) of the plausible ones.
+    # Validate every sample; keep (gpu_id, start, sample) of the plausible ones.
     margin = settings.INGEST_POWER_MARGIN
     fallback_w = settings.INGEST_FALLBACK_MAX_POWER_W
-    good: list[tuple[int, SampleIn, Gpu]] = []
+    limits = {
+        uuid: (gpu.pk, gpu.power_limit_w * margin if gpu.power_limit_w else fallback_w)
+        for uuid, gpu in gpus.items()
+    }
+    good: list[Row] = []
     seen_keys: set[tuple[int, datetime]] = set()
     for index, sample in enumerate(batch.samples):
-        gpu = gpus.get(sample.gpu_uuid)
-        if gpu is None:
+        limit = limits.get(sample.gpu_uuid)
+        if limit is None:
             result.rejected.append(
                 {"index": index, "field": "gpu_uuid", "error": "unknown GPU: list it in 'gpus'"}
             )
             continue
-        max_power_w = gpu.power_limit_w * margin if gpu.power_limit_w else fallback_w
-        problem = sample_problem(sample, max_power_w=max_power_w, now=now)
+        problem = sample_problem(sample, max_power_w=limit[1], now=now)
         if problem is not None:
             result.rejected.append({"index": index, "field": problem[0], "error": problem[1]})
             continue
-        key = (gpu.pk, sample.start)
+        key = (limit[0], sample.start)
         if key in seen_keys:
             result.duplicates += 1
             continue
         seen_keys.add(key)
-        good.append((index, sample, gpu))
+        good.append((limit[0], sample.start, sample))
     if not good:
         return result
 
-    teams, projects = _labels_resolve(org=org, samples=(s for _, s, _ in good))
+    teams, projects = _labels_resolve(org=org, samples=[s for _, _, s in good])
     # Sorted by the natural key so that two batches inserting overlapping samples take their
     # index locks in the same order and cannot deadlock.
-    good.sort(key=lambda item: (item[2].pk, item[1].start))
+    good.sort(key=_natural_key)
     if connection.vendor == "postgresql":
         accepted, hours = _write_postgres(
             org=org, host=host, rows=good, teams=teams, projects=projects, now=now
@@ -161,8 +165,8 @@ def _ingest_locked(*, org: Organization, host: Host, batch: BatchIn, now: dateti
     result.accepted = len(inserted_ids)
     result.duplicates += len(good) - len(inserted_ids)
     shares: list[SampleShare] = []
-    for _, sample, gpu in good:
-        sample_id = inserted_ids.get((gpu.pk, sample.start))
+    for gpu_id, start, sample in good:
+        sample_id = inserted_ids.get((gpu_id, start))
         if sample_id is None:
             continue
         result.hours.add(_hour_of(sample.start))
@@ -190,6 +194,9 @@ def _ingest_locked(*, org: Organization, host: Host, batch: BatchIn, now: dateti
     return result
 
 
+# (gpu_id, start, sample): a plausible sample, keyed by its natural key.
+Row = tuple[int, datetime, SampleIn]
+_natural_key = operator.itemgetter(0, 1)
 ShareRow = tuple[int | None, int | None, str, str, float, float, bool, bool]
 
 
@@ -197,24 +204,23 @@ def _split(
     *,
     host: Host,
     sample: SampleIn,
-    teams: dict[str, int],
-    projects: dict[str, int],
+    teams: dict[str | None, int | None],
+    projects: dict[str | None, int | None],
 ) -> Iterator[ShareRow]:
     """The sample's energy as shares; their energies sum to the sample's energy.
 
     Each share is (team_id, project_id, job_id, user, share, energy_j, attributed, idle).
+    ``teams`` and ``projects`` map the labels as the agent sent them to ids.
     """
     attributed_j = 0.0
     attributed_share = 0.0
     for part in sample.attribution:
-        team = normalize_label(part.team)
-        project = normalize_label(part.project)
         energy_j = sample.energy_j * part.share
         attributed_j += energy_j
         attributed_share += part.share
         yield (
-            teams.get(team) if team else None,
-            projects.get(project) if project else None,
+            teams[part.team],
+            projects[part.project],
             (part.job_id or "")[:128],
             (part.user or "")[:128],
             part.share,
@@ -292,24 +298,32 @@ def _gpus_upsert(
 
 
 def _labels_resolve(
-    *, org: Organization, samples: Iterable[SampleIn]
-) -> tuple[dict[str, int], dict[str, int]]:
-    """Slug → id for every team and project the samples name, registering new ones."""
-    team_slugs: set[str] = set()
-    project_slugs: set[str] = set()
-    for sample in samples:
-        for part in sample.attribution:
-            if (t := normalize_label(part.team)) is not None:
-                team_slugs.add(t)
-            if (p := normalize_label(part.project)) is not None:
-                project_slugs.add(p)
+    *, org: Organization, samples: list[SampleIn]
+) -> tuple[dict[str | None, int | None], dict[str | None, int | None]]:
+    """Label as sent → id for every team and project the samples name, registering new ones.
+
+    Agents repeat a handful of labels over a thousand samples, so each distinct label is
+    normalised once; a label with nothing left after normalising (and no label) maps to None.
+    """
+    raw_teams = {part.team for sample in samples for part in sample.attribution}
+    raw_projects = {part.project for sample in samples for part in sample.attribution}
     return (
-        _slugs_ensure(Team, org=org, slugs=team_slugs),
-        _slugs_ensure(Project, org=org, slugs=project_slugs),
+        _labels_ensure(Team, org=org, labels=raw_teams),
+        _labels_ensure(Project, org=org, labels=raw_projects),
     )
 
 
-def _slugs_ensure(model: type[Team] | type[Project], *, org: Organization, slugs: set[str]) -> dict[str, int]:
+def _labels_ensure(
+    model: type[Team] | type[Project], *, org: Organization, labels: set[str | None]
+) -> dict[str | None, int | None]:
+    slugs = {label: normalize_label(label) for label in labels}
+    ids = _slugs_ensure(model, org=org, slugs={s for s in slugs.values() if s is not None})
+    return {label: ids[slug] if slug is not None else None for label, slug in slugs.items()}
+
+
+def _slugs_ensure(
+    model: type[Team] | type[Project], *, org: Organization, slugs: set[str]
+) -> dict[str, int]:
     if not slugs:
         return {}
     found = dict(model.objects.for_org(org).filter(slug__in=slugs).values_list("slug", "id"))
@@ -324,15 +338,15 @@ def _slugs_ensure(model: type[Team] | type[Project], *, org: Organization, slugs
 
 
 def _samples_insert_sqlite(
-    *, org: Organization, host: Host, rows: list[tuple[int, SampleIn, Gpu]], now: datetime
+    *, org: Organization, host: Host, rows: list[Row], now: datetime
 ) -> dict[tuple[int, datetime], int]:
     """Insert the samples that are not stored yet; returns (gpu_id, start) → id of those.
 
     SQLite: the transaction holds the database's write lock (IMMEDIATE), so "which exist" and
     "insert the rest" cannot interleave with another writer.
     """
-    gpu_ids = {gpu.pk for _, _, gpu in rows}
-    starts = [s.start for _, s, _ in rows]
+    gpu_ids = {gpu_id for gpu_id, _, _ in rows}
+    starts = [start for _, start, _ in rows]
     existing = set(
         EnergySample.objects.filter(
             gpu_id__in=gpu_ids, start__gte=min(starts), start__lte=max(starts)
@@ -341,7 +355,7 @@ def _samples_insert_sqlite(
     objs = [
         EnergySample(
             organization=org,
-            gpu_id=gpu.pk,
+            gpu_id=gpu_id,
             host=host,
             start=s.start,
             end=s.end,
@@ -355,8 +369,8 @@ def _samples_insert_sqlite(
             temperature_c=s.temperature_c,
             received_at=now,
         )
-        for _, s, gpu in rows
-        if (gpu.pk, s.start) not in existing
+        for gpu_id, start, s in rows
+        if (gpu_id, start) not in existing
     ]
     created = EnergySample.objects.bulk_create(objs, batch_size=500)
     return {(o.gpu_id, o.start): o.pk for o in created}
@@ -408,20 +422,20 @@ def _write_postgres(
     *,
     org: Organization,
     host: Host,
-    rows: list[tuple[int, SampleIn, Gpu]],
-    teams: dict[str, int],
-    projects: dict[str, int],
+    rows: list[Row],
+    teams: dict[str | None, int | None],
+    projects: dict[str | None, int | None],
     now: datetime,
 ) -> tuple[int, set[datetime]]:
     """Insert the samples not stored yet, their shares and dirty hours; (accepted, hours)."""
     samples: list[tuple[Any, ...]] = []
     shares: list[tuple[Any, ...]] = []
-    for i, (_, s, gpu) in enumerate(rows):
+    for i, (gpu_id, start, s) in enumerate(rows):
         samples.append(
             (
                 i,
-                gpu.pk,
-                s.start,
+                gpu_id,
+                start,
                 s.end,
                 (s.end - s.start).total_seconds(),
                 s.energy_j,

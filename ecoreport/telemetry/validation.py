@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 from datetime import datetime, timedelta
+from functools import lru_cache
 
 from ecoreport.telemetry.schema import SampleIn
 
@@ -16,6 +17,7 @@ SHARE_SUM_TOLERANCE = 1e-9
 _LABEL_BAD_CHARS = re.compile(r"[^a-z0-9._-]+")
 
 
+@lru_cache(maxsize=4096)  # agents repeat the same few labels on every sample
 def normalize_label(value: str | None) -> str | None:
     """Turn a free-form job label (``ECOREPORT_TEAM="NLP Research"``) into a slug.
 
