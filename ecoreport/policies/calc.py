@@ -1,0 +1,228 @@
+"""Pure arithmetic for targets: periods, baselines, forecasts and status. No database, no clock:
+every function takes the moment it reasons about, so tests pin time by passing it.
+
+Periods are UTC calendar periods, half-open ``[start, end)``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+PERIODS = ("month", "quarter", "year")
+_MONTHS = {"month": 1, "quarter": 3, "year": 12}
+TRAILING_WINDOW = timedelta(days=14)
+
+
+class Status:
+    ON_TRACK = "on_track"
+    AT_RISK = "at_risk"
+    BREACHED = "breached"
+    NO_DATA = "no_data"
+    ALL = (ON_TRACK, AT_RISK, BREACHED, NO_DATA)
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    unit: str
+    # Cumulative metrics add up over the period (energy, emissions) and are forecast by
+    # extrapolating to the period's end; ratios (averages, shares, intensities) are forecast as
+    # their current or trailing value.
+    cumulative: bool
+    # Inclusive bounds a threshold must lie in; None = unbounded.
+    minimum: float = 0.0
+    maximum: float | None = None
+
+
+METRICS: dict[str, MetricSpec] = {
+    "energy_kwh": MetricSpec("kWh", cumulative=True),
+    "facility_energy_kwh": MetricSpec("kWh", cumulative=True),
+    "co2e_kg": MetricSpec("kg CO2e", cumulative=True),
+    "co2e_market_kg": MetricSpec("kg CO2e", cumulative=True),
+    "avg_gpu_util_pct": MetricSpec("%", cumulative=False, maximum=100.0),
+    "idle_energy_share_pct": MetricSpec("%", cumulative=False, maximum=100.0),
+    # The dirtiest grids are near 1,200 g/kWh; 5,000 leaves room without admitting typos in kg.
+    "avg_intensity_g_per_kwh": MetricSpec("g CO2e/kWh", cumulative=False, maximum=5000.0),
+    # No GPU draws more than a few kW: a larger figure is a unit mistake (kWh for Wh).
+    "energy_per_gpu_hour_wh": MetricSpec("Wh/GPU-h", cumulative=False, maximum=10000.0),
+}
+
+
+def metric_is_cumulative(metric: str, *, normalized: bool = False) -> bool:
+    """Per-GPU-hour normalization turns a total into a ratio."""
+    return METRICS[metric].cumulative and not normalized
+
+
+def threshold_problem(metric: str, threshold: float) -> str | None:
+    """Why ``threshold`` cannot be a threshold of ``metric``, or None."""
+    spec = METRICS[metric]
+    if threshold != threshold or threshold in (float("inf"), float("-inf")):
+        return "must be a finite number"
+    if threshold < spec.minimum:
+        return f"{metric} is never negative; use a threshold of at least {spec.minimum:g} {spec.unit}"
+    if spec.maximum is not None and threshold > spec.maximum:
+        return f"{metric} is at most {spec.maximum:g} {spec.unit}; got {threshold:g}"
+    return None
+
+
+# --- Periods --------------------------------------------------------------------------------
+
+
+def _add_months(moment: datetime, months: int) -> datetime:
+    index = moment.year * 12 + (moment.month - 1) + months
+    return moment.replace(year=index // 12, month=index % 12 + 1)
+
+
+def period_start(kind: str, moment: datetime) -> datetime:
+    """Start of the ``kind`` period containing ``moment`` (converted to UTC)."""
+    if moment.tzinfo is None:
+        raise ValueError("naive datetime; periods are UTC")
+    moment = moment.astimezone(UTC)
+    first = moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    if kind == "month":
+        return first
+    if kind == "quarter":
+        return first.replace(month=(moment.month - 1) // 3 * 3 + 1)
+    if kind == "year":
+        return first.replace(month=1)
+    raise ValueError(f"unknown period {kind!r}")
+
+
+def period_shift(kind: str, start: datetime, n: int) -> datetime:
+    """Start of the period ``n`` periods after (negative: before) the one starting at ``start``."""
+    return _add_months(start, _MONTHS[kind] * n)
+
+
+def period_bounds(kind: str, moment: datetime) -> tuple[datetime, datetime]:
+    start = period_start(kind, moment)
+    return start, period_shift(kind, start, 1)
+
+
+def period_label(kind: str, start: datetime) -> str:
+    if kind == "month":
+        return f"{start.year:04d}-{start.month:02d}"
+    if kind == "quarter":
+        return f"{start.year:04d}-Q{(start.month - 1) // 3 + 1}"
+    return f"{start.year:04d}"
+
+
+_LABELS = {
+    "month": re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$"),
+    "quarter": re.compile(r"^(\d{4})-Q([1-4])$"),
+    "year": re.compile(r"^(\d{4})$"),
+}
+
+
+def parse_period_label(kind: str, label: str) -> datetime:
+    """Start of the period a label names: ``2026-03`` (month), ``2026-Q1`` (quarter), ``2026``."""
+    match = _LABELS[kind].match(label.strip().upper())
+    if not match or int(match.group(1)) < 1970:
+        examples = {"month": "2026-03", "quarter": "2026-Q1", "year": "2026"}
+        raise ValueError(f"'{label}' is not a {kind}; write it like {examples[kind]}")
+    year = int(match.group(1))
+    if kind == "month":
+        return datetime(year, int(match.group(2)), 1, tzinfo=UTC)
+    if kind == "quarter":
+        return datetime(year, (int(match.group(2)) - 1) * 3 + 1, 1, tzinfo=UTC)
+    return datetime(year, 1, 1, tzinfo=UTC)
+
+
+BASELINE_RELATIVE = ("previous_period", "same_period_last_year")
+
+
+def baseline_start(kind: str, baseline: str, target_start: datetime) -> datetime:
+    """Start of the baseline period for the target period starting at ``target_start``."""
+    if baseline == "previous_period":
+        return period_shift(kind, target_start, -1)
+    if baseline == "same_period_last_year":
+        return _add_months(target_start, -12)
+    return parse_period_label(kind, baseline)
+
+
+# --- Forecast and status --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Forecast:
+    value: float | None
+    # Cumulative metrics only: the rate extrapolated over the rest of the period.
+    rate_per_day: float | None = None
+
+
+def forecast(
+    *,
+    cumulative: bool,
+    method: str,
+    value_to_date: float | None,
+    elapsed: timedelta,
+    remaining: timedelta,
+    trailing_value: float | None,
+    trailing_window: timedelta = TRAILING_WINDOW,
+) -> Forecast:
+    """The metric's expected value at the end of the period.
+
+    Cumulative: value so far + rate x time remaining, where the rate is the period's own run rate
+    (value so far / time elapsed) or the trailing window's (its total / its length). A ratio is
+    expected to stay where it is: its value so far (run rate) or its trailing-window value.
+    """
+    if method not in ("run_rate", "trailing_14d"):
+        raise ValueError(f"unknown forecast method {method!r}")
+    if not cumulative:
+        return Forecast(value_to_date if method == "run_rate" else trailing_value)
+    if value_to_date is None:
+        return Forecast(None)
+    if remaining <= timedelta(0):
+        return Forecast(value_to_date, None)
+    if method == "run_rate":
+        if elapsed <= timedelta(0):
+            return Forecast(None)
+        rate_per_s = value_to_date / elapsed.total_seconds()
+    else:
+        if trailing_value is None:
+            return Forecast(None)
+        rate_per_s = trailing_value / trailing_window.total_seconds()
+    return Forecast(
+        value_to_date + rate_per_s * remaining.total_seconds(), rate_per_s * 86400.0
+    )
+
+
+def relative_threshold(*, baseline_value: float, reduction_pct: float) -> float:
+    return baseline_value * (1.0 - reduction_pct / 100.0)
+
+
+def _wrong_side(comparator: str, value: float, threshold: float) -> bool:
+    if comparator == "at_most":
+        return value > threshold
+    if comparator == "at_least":
+        return value < threshold
+    raise ValueError(f"unknown comparator {comparator!r}")
+
+
+def status_of(
+    *,
+    comparator: str,
+    threshold: float | None,
+    value: float | None,
+    forecast_value: float | None,
+    cumulative: bool,
+    period_ended: bool,
+) -> str:
+    """on_track, at_risk, breached or no_data.
+
+    breached: the period ended on the wrong side, or a cumulative figure has already passed an
+    "at most" threshold (it can only grow). A ratio on the wrong side mid-period is at_risk, not
+    breached: an average can still recover before the period ends.
+    at_risk: the forecast (or, for a ratio, the value so far) is on the wrong side.
+    """
+    if value is None or threshold is None:
+        return Status.NO_DATA
+    if period_ended:
+        return Status.BREACHED if _wrong_side(comparator, value, threshold) else Status.ON_TRACK
+    if cumulative and comparator == "at_most" and value > threshold:
+        return Status.BREACHED
+    if not cumulative and _wrong_side(comparator, value, threshold):
+        return Status.AT_RISK
+    if forecast_value is not None and _wrong_side(comparator, forecast_value, threshold):
+        return Status.AT_RISK
+    return Status.ON_TRACK

@@ -1,0 +1,102 @@
+"""Fixtures for policy tests: rollup rows written directly (the rollup itself is tested in
+tests/backend), a webhook receiver on loopback, and the cast's teams."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+
+@pytest.fixture
+def usage(cast: Any) -> Callable[..., None]:
+    """add(start, hours, kwh_per_hour=..., team=..., util_pct=..., idle_share=...): one GPU's
+    rollup rows, one per hour."""
+    from ecoreport.accounting.models import HourlyUsage
+    from ecoreport.fleet.models import Gpu, Host
+
+    host = Host.objects.create(organization=cast.org, hostname="gpu-node-01")
+    gpu = Gpu.objects.create(organization=cast.org, host=host, uuid="GPU-0")
+
+    def add(start: datetime, hours: int, *, kwh_per_hour: float = 0.5, team: Any = None,
+            project: Any = None, util_pct: float = 80.0, idle_share: float = 0.1,
+            org: Any = None) -> None:
+        energy_j = kwh_per_hour * 3_600_000
+        HourlyUsage.objects.bulk_create([
+            HourlyUsage(
+                organization=org or cast.org, hour=start + timedelta(hours=h), gpu=gpu, host=host,
+                team=team, project=project, energy_j=energy_j, idle_energy_j=energy_j * idle_share,
+                gpu_seconds=3600, util_seconds=3600, util_x_seconds=util_pct * 3600,
+                util_energy_j=energy_j, util_x_energy_j=util_pct * energy_j, sample_count=360,
+            )
+            for h in range(hours)
+        ])
+
+    return add
+
+
+@pytest.fixture
+def team(cast: Any) -> Any:
+    from ecoreport.organizations.models import Team
+
+    return Team.objects.create(organization=cast.org, slug="nlp", name="Language models")
+
+
+@dataclass
+class Receiver:
+    url: str
+    secret: str
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    # HTTP statuses to answer, in order; 200 once they run out.
+    plan: list[int] = field(default_factory=list)
+    delay_s: float = 0.0
+
+    def verified_bodies(self) -> list[dict[str, Any]]:
+        """The bodies whose signature checks out with the secret, parsed."""
+        good = []
+        for r in self.requests:
+            expected = "sha256=" + hmac.new(self.secret.encode(), r["body"], hashlib.sha256).hexdigest()
+            if hmac.compare_digest(r["headers"].get("X-EcoReport-Signature", ""), expected):
+                good.append(json.loads(r["body"]))
+        return good
+
+
+@pytest.fixture
+def receiver() -> Any:
+    """A real HTTP server on 127.0.0.1 in a thread, recording every request."""
+    state = Receiver(url="", secret="receiver-secret-0123456789")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            state.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
+            if state.delay_s:
+                time.sleep(state.delay_s)
+            code = state.plan.pop(0) if state.plan else 200
+            try:
+                self.send_response(code)
+                self.end_headers()
+                self.wfile.write(b"ok")
+            except OSError:
+                pass  # the client gave up (timeout test)
+
+        def log_message(self, *args: Any) -> None:
+            pass  # tests fail on stray console output
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    state.url = f"http://127.0.0.1:{server.server_address[1]}/hooks/ecoreport"
+    yield state
+    server.shutdown()
+    server.server_close()
