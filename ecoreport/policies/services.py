@@ -11,7 +11,7 @@ import urllib.request
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -331,9 +331,12 @@ def _post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int | None, s
         return None, f"{type(exc).__name__}: {reason}"
 
 
-def alert_delivery_attempt(*, delivery_id: int, last_attempt: bool) -> bool | None:
-    """Try one delivery once. True: sent; False: failed, worth retrying; None: nothing to do
-    (gone, already sent, or failed for good on this last attempt)."""
+def alert_delivery_attempt(*, delivery_id: int) -> float | None:
+    """Try one pending delivery once. Returns the seconds to wait before the next attempt, or
+    None when there is nothing more to do (sent, failed for good, gone, or already sent).
+
+    The attempt count lives on the row, so a retry lost with a broker outage and re-enqueued
+    by the sweep still stops after POLICIES_DELIVERY_MAX_RETRIES retries."""
     delivery = (
         AlertDelivery.objects.select_related(
             "alert__target__organization", "alert__target__team", "alert__target__project",
@@ -344,6 +347,7 @@ def alert_delivery_attempt(*, delivery_id: int, last_attempt: bool) -> bool | No
     )
     if delivery is None:
         return None
+    last_attempt = delivery.attempts >= settings.POLICIES_DELIVERY_MAX_RETRIES
     code: int | None = None
     if delivery.channel == AlertDelivery.Channel.WEBHOOK:
         webhook = delivery.webhook
@@ -377,9 +381,21 @@ def alert_delivery_attempt(*, delivery_id: int, last_attempt: bool) -> bool | No
         last_error=error[:500], state=state, sent_at=now if ok else None,
     )
     log.info("alert.delivery id=%s channel=%s ok=%s code=%s", delivery.pk, delivery.channel, ok, code)
-    if ok:
-        return True
-    return None if last_attempt else False
+    if ok or last_attempt:
+        return None
+    return delivery_backoff_s(delivery.attempts)
+
+
+def deliveries_stalled(*, older_than_s: float = 3600) -> list[int]:
+    """Pending deliveries nobody has tried for a while: their enqueue or retry message was lost
+    (broker down at commit, worker killed). The hourly evaluation re-enqueues them."""
+    cutoff = timezone.now() - timedelta(seconds=older_than_s)
+    return list(
+        AlertDelivery.objects.filter(state=AlertDelivery.State.PENDING)
+        .filter(Q(last_attempt_at__lt=cutoff) | Q(last_attempt_at__isnull=True, created_at__lt=cutoff))
+        .order_by("id")
+        .values_list("id", flat=True)[:1000]
+    )
 
 
 def delivery_backoff_s(retries: int) -> float:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
-from django.conf import settings
+from kombu.exceptions import OperationalError
 
 from ecoreport.policies.services import (
     alert_delivery_attempt,
-    delivery_backoff_s,
+    deliveries_stalled,
     targets_evaluate,
 )
 
@@ -21,31 +21,9 @@ def evaluate_targets() -> int:
     summary = targets_evaluate()
     log.info("targets.evaluated count=%s failed=%s statuses=%s",
              summary.evaluated, summary.failed, dict(summary.by_status))
+    for delivery_id in deliveries_stalled():
+        enqueue_delivery(delivery_id=delivery_id)
     return summary.evaluated
-
-
-@shared_task(
-    name="policies.deliver_alert",
-    bind=True,
-    time_limit=120,
-    soft_time_limit=100,
-    max_retries=None,  # bounded by POLICIES_DELIVERY_MAX_RETRIES below
-)
-def deliver_alert(self, delivery_id: int) -> None:  # type: ignore[no-untyped-def]
-    retries = self.request.retries or 0
-    outcome = alert_delivery_attempt(
-        delivery_id=delivery_id, last_attempt=retries >= settings.POLICIES_DELIVERY_MAX_RETRIES
-    )
-    if outcome is False:
-        raise self.retry(countdown=delivery_backoff_s(retries))
-
-
-def enqueue_delivery(*, delivery_id: int) -> None:
-    try:
-        deliver_alert.delay(delivery_id)
-    except Exception:
-        # The delivery row stays pending with no attempt; the evaluation that made it is done.
-        log.exception("alert.enqueue_failed delivery_id=%s", delivery_id)
 
 
 @shared_task(name="policies.evaluate_target", time_limit=300, soft_time_limit=280)
@@ -57,3 +35,21 @@ def evaluate_target(target_id: int) -> None:
     if target is None:
         return  # deleted or paused since it was enqueued
     target_evaluate(target=target)
+
+
+@shared_task(name="policies.deliver_alert", time_limit=120, soft_time_limit=100)
+def deliver_alert(delivery_id: int) -> None:
+    wait_s = alert_delivery_attempt(delivery_id=delivery_id)
+    if wait_s is not None:
+        # A new message rather than self.retry(): the attempt count is on the row (so the
+        # sweep's re-enqueues obey the same limit), and eager mode runs the retries as well.
+        deliver_alert.apply_async((delivery_id,), countdown=wait_s)
+
+
+def enqueue_delivery(*, delivery_id: int) -> None:
+    try:
+        deliver_alert.delay(delivery_id)
+    except OperationalError:
+        # The broker is down. The delivery stays pending and the hourly sweep enqueues it again;
+        # the evaluation that created it has committed and must not fail for this.
+        log.exception("alert.enqueue_failed delivery_id=%s", delivery_id)

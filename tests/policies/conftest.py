@@ -65,7 +65,7 @@ class Receiver:
         good = []
         for r in self.requests:
             expected = "sha256=" + hmac.new(self.secret.encode(), r["body"], hashlib.sha256).hexdigest()
-            if hmac.compare_digest(r["headers"].get("X-EcoReport-Signature", ""), expected):
+            if hmac.compare_digest(r["headers"].get("x-ecoreport-signature", ""), expected):
                 good.append(json.loads(r["body"]))
         return good
 
@@ -78,7 +78,7 @@ def receiver() -> Any:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            state.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
+            state.requests.append({"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body})
             if state.delay_s:
                 time.sleep(state.delay_s)
             code = state.plan.pop(0) if state.plan else 200
