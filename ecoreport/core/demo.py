@@ -186,6 +186,10 @@ def demo_seed(
     while rebuilt := dirty_hours_rollup(limit=500):
         hours += rebuilt
         progress(f"  rolled up {hours:,} hours")
+    from ecoreport.policies.services import targets_demo_create
+
+    targets = targets_demo_create(organization=org, now=now)
+    progress(f"  {len(targets)} policy targets: {', '.join(t.status for t in targets)}")
     return DemoSummary(organization=org, samples=total, hours=hours, login_created=login_created)
 
 

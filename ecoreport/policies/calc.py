@@ -60,7 +60,9 @@ def threshold_problem(metric: str, threshold: float) -> str | None:
     if threshold != threshold or threshold in (float("inf"), float("-inf")):
         return "must be a finite number"
     if threshold < spec.minimum:
-        return f"{metric} is never negative; use a threshold of at least {spec.minimum:g} {spec.unit}"
+        return (
+            f"{metric} is never negative; use a threshold of at least {spec.minimum:g} {spec.unit}"
+        )
     if spec.maximum is not None and threshold > spec.maximum:
         return f"{metric} is at most {spec.maximum:g} {spec.unit}; got {threshold:g}"
     return None
@@ -182,9 +184,7 @@ def forecast(
         if trailing_value is None:
             return Forecast(None)
         rate_per_s = trailing_value / trailing_window.total_seconds()
-    return Forecast(
-        value_to_date + rate_per_s * remaining.total_seconds(), rate_per_s * 86400.0
-    )
+    return Forecast(value_to_date + rate_per_s * remaining.total_seconds(), rate_per_s * 86400.0)
 
 
 def relative_threshold(*, baseline_value: float, reduction_pct: float) -> float:

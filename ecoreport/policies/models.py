@@ -40,7 +40,9 @@ class Target(models.Model):
     scope_kind = models.CharField(max_length=16, choices=Scope.choices, default=Scope.ORG)
     # A target follows its team or project: deleting the team deletes its targets rather than
     # silently widening them to the whole organization.
-    team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    team = models.ForeignKey(
+        Team, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
     project = models.ForeignKey(
         Project, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
     )
@@ -193,11 +195,13 @@ class AlertDelivery(models.Model):
         ordering = ["-created_at", "-id"]
         constraints = [
             models.UniqueConstraint(
-                fields=["alert", "webhook"], name="delivery_unique_webhook",
+                fields=["alert", "webhook"],
+                name="delivery_unique_webhook",
                 condition=models.Q(webhook__isnull=False),
             ),
             models.UniqueConstraint(
-                fields=["alert"], name="delivery_unique_email",
+                fields=["alert"],
+                name="delivery_unique_email",
                 condition=models.Q(channel="email"),
             ),
         ]

@@ -38,26 +38,28 @@ def parse_scope(organization: Organization, scope: str) -> dict[str, Any]:
 
 
 class TargetSerializer(serializers.ModelSerializer):
-    scope = serializers.CharField(
-        help_text="'org', 'team:SLUG' or 'project:SLUG'", default="org"
-    )
+    scope = serializers.CharField(help_text="'org', 'team:SLUG' or 'project:SLUG'", default="org")
     metric = serializers.ChoiceField(choices=list(calc.METRICS))
     period = serializers.ChoiceField(choices=list(calc.PERIODS))
     threshold = serializers.FloatField(
-        required=False, allow_null=True,
+        required=False,
+        allow_null=True,
         help_text="absolute threshold in the metric's unit; omit when reduction_pct is given",
     )
     reduction_pct = serializers.FloatField(
-        required=False, allow_null=True,
+        required=False,
+        allow_null=True,
         help_text="relative form: reduce the metric by this % against the baseline period",
     )
     baseline = serializers.CharField(
-        required=False, allow_blank=True,
+        required=False,
+        allow_blank=True,
         help_text="'same_period_last_year' (default), 'previous_period' or a period label "
         "such as '2025-Q4'",
     )
     period_label = serializers.CharField(
-        required=False, allow_blank=True,
+        required=False,
+        allow_blank=True,
         help_text="one period ('2026-03', '2026-Q1', '2026'); blank: the current period, recurring",
     )
     unit = serializers.SerializerMethodField()
@@ -65,12 +67,33 @@ class TargetSerializer(serializers.ModelSerializer):
     class Meta:
         model = Target
         fields = [
-            "id", "name", "scope", "metric", "comparator", "threshold", "period", "period_label",
-            "reduction_pct", "baseline", "normalize_per_gpu_hour", "forecast_method", "is_active",
-            "unit", "status", "status_changed_at", "last_evaluated_at", "created_at", "updated_at",
+            "id",
+            "name",
+            "scope",
+            "metric",
+            "comparator",
+            "threshold",
+            "period",
+            "period_label",
+            "reduction_pct",
+            "baseline",
+            "normalize_per_gpu_hour",
+            "forecast_method",
+            "is_active",
+            "unit",
+            "status",
+            "status_changed_at",
+            "last_evaluated_at",
+            "created_at",
+            "updated_at",
         ]
         read_only_fields = [
-            "id", "status", "status_changed_at", "last_evaluated_at", "created_at", "updated_at",
+            "id",
+            "status",
+            "status_changed_at",
+            "last_evaluated_at",
+            "created_at",
+            "updated_at",
         ]
 
     def get_unit(self, target: Target) -> str:
@@ -111,7 +134,9 @@ class TargetSerializer(serializers.ModelSerializer):
             )
         if reduction is None:
             if threshold is None:
-                errors["threshold"] = "a threshold is required (or give reduction_pct for a relative target)"
+                errors["threshold"] = (
+                    "a threshold is required (or give reduction_pct for a relative target)"
+                )
             elif not normalized and (problem := calc.threshold_problem(metric, threshold)):
                 errors["threshold"] = problem
             elif normalized and threshold < 0:
@@ -122,7 +147,9 @@ class TargetSerializer(serializers.ModelSerializer):
             if threshold is not None:
                 errors["threshold"] = "give either threshold or reduction_pct, not both"
             if not 0 < reduction < 100:
-                errors["reduction_pct"] = "a reduction is a percentage between 0 and 100 (exclusive)"
+                errors["reduction_pct"] = (
+                    "a reduction is a percentage between 0 and 100 (exclusive)"
+                )
             if pick("comparator") != Target.Comparator.AT_MOST:
                 errors["comparator"] = "a reduction target needs comparator 'at_most'"
             baseline = baseline or "same_period_last_year"
@@ -158,9 +185,21 @@ class EvaluationSerializer(serializers.ModelSerializer):
     class Meta:
         model = TargetEvaluation
         fields = [
-            "evaluated_at", "period", "period_start", "period_end", "final", "status", "value",
-            "forecast_value", "forecast_method", "forecast_rate_per_day", "trailing_value",
-            "threshold_value", "baseline_value", "gpu_hours", "note",
+            "evaluated_at",
+            "period",
+            "period_start",
+            "period_end",
+            "final",
+            "status",
+            "value",
+            "forecast_value",
+            "forecast_method",
+            "forecast_rate_per_day",
+            "trailing_value",
+            "threshold_value",
+            "baseline_value",
+            "gpu_hours",
+            "note",
         ]
 
     def get_period(self, evaluation: TargetEvaluation) -> str:
@@ -193,14 +232,25 @@ class DeliverySerializer(serializers.ModelSerializer):
 
     class Meta:
         model = AlertDelivery
-        fields = ["id", "alert_id", "state", "attempts", "response_code", "last_error",
-                  "last_attempt_at", "sent_at", "created_at"]
+        fields = [
+            "id",
+            "alert_id",
+            "state",
+            "attempts",
+            "response_code",
+            "last_error",
+            "last_attempt_at",
+            "sent_at",
+            "created_at",
+        ]
 
 
 class WebhookSerializer(serializers.ModelSerializer):
     url = serializers.CharField(max_length=500, validators=[validate_webhook_url])
     secret = serializers.CharField(
-        write_only=True, min_length=16, max_length=200,
+        write_only=True,
+        min_length=16,
+        max_length=200,
         help_text="shared secret; deliveries carry X-EcoReport-Signature: sha256=<HMAC of the body>",
     )
     recent_deliveries = serializers.SerializerMethodField()
@@ -208,13 +258,23 @@ class WebhookSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Webhook
-        fields = ["id", "url", "secret", "format", "is_active", "created_at",
-                  "failed_deliveries", "recent_deliveries"]
+        fields = [
+            "id",
+            "url",
+            "secret",
+            "format",
+            "is_active",
+            "created_at",
+            "failed_deliveries",
+            "recent_deliveries",
+        ]
         read_only_fields = ["id", "created_at"]
 
     @extend_schema_field(DeliverySerializer(many=True))
     def get_recent_deliveries(self, webhook: Webhook) -> list[dict[str, Any]]:
-        return DeliverySerializer(webhook.deliveries.order_by("-created_at", "-id")[:5], many=True).data
+        return DeliverySerializer(
+            webhook.deliveries.order_by("-created_at", "-id")[:5], many=True
+        ).data
 
     def get_failed_deliveries(self, webhook: Webhook) -> int:
         return webhook.deliveries.filter(state=AlertDelivery.State.FAILED).count()

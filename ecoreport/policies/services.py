@@ -174,7 +174,9 @@ def target_evaluate(*, target: Target, now: datetime | None = None) -> list[Targ
     done = []
     last = target.evaluations.order_by("-evaluated_at", "-id").first()
     if last is not None and not last.final and last.period_start < start:
-        done.append(_record(target, _evaluate_period(target, start=last.period_start, now=now), now=now))
+        done.append(
+            _record(target, _evaluate_period(target, start=last.period_start, now=now), now=now)
+        )
     done.append(_record(target, _evaluate_period(target, start=start, now=now), now=now))
     return done
 
@@ -193,7 +195,9 @@ def targets_evaluate(
     progress: Callable[[Target, TargetEvaluation], None] | None = None,
 ) -> EvaluationSummary:
     now = now or timezone.now()
-    targets = Target.objects.filter(is_active=True).select_related("organization", "team", "project")
+    targets = Target.objects.filter(is_active=True).select_related(
+        "organization", "team", "project"
+    )
     if organization is not None:
         targets = targets.for_org(organization)
     summary = EvaluationSummary()
@@ -237,14 +241,24 @@ def alert_create(*, target: Target, evaluation: TargetEvaluation, from_status: s
         to_status=evaluation.status,
     )
     deliveries = [
-        AlertDelivery(organization_id=target.organization_id, alert=alert,
-                      channel=AlertDelivery.Channel.WEBHOOK, webhook=webhook)
+        AlertDelivery(
+            organization_id=target.organization_id,
+            alert=alert,
+            channel=AlertDelivery.Channel.WEBHOOK,
+            webhook=webhook,
+        )
         for webhook in Webhook.objects.for_org(target.organization_id).filter(is_active=True)
     ]
     recipients = alert_email_recipients(target)
     if recipients:
-        deliveries.append(AlertDelivery(organization_id=target.organization_id, alert=alert,
-                                        channel=AlertDelivery.Channel.EMAIL, recipients=recipients))
+        deliveries.append(
+            AlertDelivery(
+                organization_id=target.organization_id,
+                alert=alert,
+                channel=AlertDelivery.Channel.EMAIL,
+                recipients=recipients,
+            )
+        )
     for delivery in deliveries:
         delivery.save()
     from ecoreport.policies.tasks import enqueue_delivery
@@ -253,8 +267,13 @@ def alert_create(*, target: Target, evaluation: TargetEvaluation, from_status: s
         # After commit: the worker must find the row, and a slow receiver must not hold the
         # evaluation's transaction open.
         transaction.on_commit(lambda pk=delivery.pk: enqueue_delivery(delivery_id=pk))
-    log.info("alert.created target_id=%s from=%s to=%s deliveries=%s",
-             target.pk, from_status or "-", evaluation.status, len(deliveries))
+    log.info(
+        "alert.created target_id=%s from=%s to=%s deliveries=%s",
+        target.pk,
+        from_status or "-",
+        evaluation.status,
+        len(deliveries),
+    )
     return alert
 
 
@@ -284,8 +303,12 @@ def alert_payload(alert: Alert, *, fmt: str) -> dict[str, Any]:
         "alert_id": alert.pk,
         "organization": target.organization.slug,
         "target": {
-            "id": target.pk, "name": target.name, "scope": target.scope, "metric": target.metric,
-            "comparator": target.comparator, "period": target.period,
+            "id": target.pk,
+            "name": target.name,
+            "scope": target.scope,
+            "metric": target.metric,
+            "comparator": target.comparator,
+            "period": target.period,
             "normalize_per_gpu_hour": target.normalize_per_gpu_hour,
         },
         "from_status": alert.from_status or None,
@@ -339,8 +362,11 @@ def alert_delivery_attempt(*, delivery_id: int) -> float | None:
     by the sweep still stops after POLICIES_DELIVERY_MAX_RETRIES retries."""
     delivery = (
         AlertDelivery.objects.select_related(
-            "alert__target__organization", "alert__target__team", "alert__target__project",
-            "alert__evaluation", "webhook",
+            "alert__target__organization",
+            "alert__target__team",
+            "alert__target__project",
+            "alert__evaluation",
+            "webhook",
         )
         .filter(pk=delivery_id, state=AlertDelivery.State.PENDING)
         .first()
@@ -353,13 +379,17 @@ def alert_delivery_attempt(*, delivery_id: int) -> float | None:
         webhook = delivery.webhook
         assert webhook is not None
         body = json.dumps(alert_payload(delivery.alert, fmt=webhook.format)).encode()
-        code, error = _post(webhook.url, body, {
-            "Content-Type": "application/json",
-            "User-Agent": "EcoReport-Webhook/1",
-            "X-EcoReport-Event": "target.status_changed",
-            "X-EcoReport-Delivery": str(delivery.pk),
-            SIGNATURE_HEADER: sign(body, webhook.secret),
-        })
+        code, error = _post(
+            webhook.url,
+            body,
+            {
+                "Content-Type": "application/json",
+                "User-Agent": "EcoReport-Webhook/1",
+                "X-EcoReport-Event": "target.status_changed",
+                "X-EcoReport-Delivery": str(delivery.pk),
+                SIGNATURE_HEADER: sign(body, webhook.secret),
+            },
+        )
     else:
         target = delivery.alert.target
         try:
@@ -374,13 +404,24 @@ def alert_delivery_attempt(*, delivery_id: int) -> float | None:
             error = f"{type(exc).__name__}: {exc}"
     now = timezone.now()
     ok = not error
-    state = (AlertDelivery.State.SENT if ok
-             else AlertDelivery.State.FAILED if last_attempt else AlertDelivery.State.PENDING)
-    AlertDelivery.objects.filter(pk=delivery.pk).update(
-        attempts=F("attempts") + 1, last_attempt_at=now, response_code=code,
-        last_error=error[:500], state=state, sent_at=now if ok else None,
+    state = (
+        AlertDelivery.State.SENT
+        if ok
+        else AlertDelivery.State.FAILED
+        if last_attempt
+        else AlertDelivery.State.PENDING
     )
-    log.info("alert.delivery id=%s channel=%s ok=%s code=%s", delivery.pk, delivery.channel, ok, code)
+    AlertDelivery.objects.filter(pk=delivery.pk).update(
+        attempts=F("attempts") + 1,
+        last_attempt_at=now,
+        response_code=code,
+        last_error=error[:500],
+        state=state,
+        sent_at=now if ok else None,
+    )
+    log.info(
+        "alert.delivery id=%s channel=%s ok=%s code=%s", delivery.pk, delivery.channel, ok, code
+    )
     if ok or last_attempt:
         return None
     return delivery_backoff_s(delivery.attempts)
@@ -392,7 +433,9 @@ def deliveries_stalled(*, older_than_s: float = 3600) -> list[int]:
     cutoff = timezone.now() - timedelta(seconds=older_than_s)
     return list(
         AlertDelivery.objects.filter(state=AlertDelivery.State.PENDING)
-        .filter(Q(last_attempt_at__lt=cutoff) | Q(last_attempt_at__isnull=True, created_at__lt=cutoff))
+        .filter(
+            Q(last_attempt_at__lt=cutoff) | Q(last_attempt_at__isnull=True, created_at__lt=cutoff)
+        )
         .order_by("id")
         .values_list("id", flat=True)[:1000]
     )
@@ -401,3 +444,76 @@ def deliveries_stalled(*, older_than_s: float = 3600) -> list[int]:
 def delivery_backoff_s(retries: int) -> float:
     """Seconds before retry number ``retries + 1``: doubling from the base, capped."""
     return float(min(settings.POLICIES_DELIVERY_BACKOFF_S * 2**retries, 3600))
+
+
+# --- Demo -----------------------------------------------------------------------------------
+
+DEMO_TARGETS: list[dict[str, Any]] = [
+    {
+        "name": "Emissions -10% vs last quarter",
+        "metric": "co2e_kg",
+        "comparator": "at_most",
+        "reduction_pct": 10.0,
+        "baseline": "previous_period",
+        "period": "quarter",
+    },
+    {
+        "name": "Idle energy share at most 15%",
+        "metric": "idle_energy_share_pct",
+        "comparator": "at_most",
+        "threshold": 15.0,
+        "period": "month",
+    },
+    {
+        "name": "NLP GPU utilization at least 60%",
+        "scope": "nlp",
+        "metric": "avg_gpu_util_pct",
+        "comparator": "at_least",
+        "threshold": 60.0,
+        "period": "month",
+    },
+    {
+        "name": "Vision energy -5% vs last quarter",
+        "scope": "vision",
+        "metric": "facility_energy_kwh",
+        "comparator": "at_most",
+        "reduction_pct": 5.0,
+        "baseline": "previous_period",
+        "period": "quarter",
+        "forecast_method": "trailing_14d",
+    },
+    {
+        "name": "Inference at most 350 Wh per GPU-hour",
+        "project": "shared-inference",
+        "metric": "energy_per_gpu_hour_wh",
+        "comparator": "at_most",
+        "threshold": 350.0,
+        "period": "month",
+    },
+]
+
+
+def targets_demo_create(*, organization: Organization, now: datetime) -> list[Target]:
+    """A sensible starting policy for the demo organization (see docs/policies.md), evaluated."""
+    from ecoreport.organizations.models import Project, Team
+
+    targets = []
+    for spec in DEMO_TARGETS:
+        fields = dict(spec)
+        team_slug, project_slug = fields.pop("scope", None), fields.pop("project", None)
+        if team_slug:
+            fields["team"] = Team.objects.for_org(organization).filter(slug=team_slug).first()
+            fields["scope_kind"] = Target.Scope.TEAM
+            if fields["team"] is None:
+                continue
+        if project_slug:
+            fields["project"] = (
+                Project.objects.for_org(organization).filter(slug=project_slug).first()
+            )
+            fields["scope_kind"] = Target.Scope.PROJECT
+            if fields["project"] is None:
+                continue
+        target = target_create(organization=organization, **fields)
+        target_evaluate(target=target, now=now)
+        targets.append(target)
+    return targets

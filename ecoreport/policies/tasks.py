@@ -19,8 +19,12 @@ log = logging.getLogger(__name__)
 @shared_task(name="policies.evaluate_targets", time_limit=1800, soft_time_limit=1700)
 def evaluate_targets() -> int:
     summary = targets_evaluate()
-    log.info("targets.evaluated count=%s failed=%s statuses=%s",
-             summary.evaluated, summary.failed, dict(summary.by_status))
+    log.info(
+        "targets.evaluated count=%s failed=%s statuses=%s",
+        summary.evaluated,
+        summary.failed,
+        dict(summary.by_status),
+    )
     for delivery_id in deliveries_stalled():
         enqueue_delivery(delivery_id=delivery_id)
     return summary.evaluated

@@ -107,7 +107,9 @@ class TargetDetailView(_OrgScoped, generics.RetrieveUpdateDestroyAPIView):
 
     def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         target = self.get_object()
-        serializer = self.get_serializer(target, data=request.data, partial=kwargs.get("partial", False))
+        serializer = self.get_serializer(
+            target, data=request.data, partial=kwargs.get("partial", False)
+        )
         data = _valid(serializer)
         with transaction.atomic():
             target = target_update(target=target, **data)
@@ -122,7 +124,11 @@ class TargetStatusView(_OrgScoped, APIView):
 
     @extend_schema(
         summary="A target's latest status and its evaluation history (newest first)",
-        parameters=[OpenApiParameter("limit", int, description=f"history rows, 1-{MAX_HISTORY}; default 100")],
+        parameters=[
+            OpenApiParameter(
+                "limit", int, description=f"history rows, 1-{MAX_HISTORY}; default 100"
+            )
+        ],
         responses=TargetStatusSerializer,
     )
     def get(self, request: Request, pk: int) -> Response:
@@ -143,7 +149,9 @@ class TargetStatusView(_OrgScoped, APIView):
             "latest": history[0] if history else None,
             "history": history,
         }
-        return Response(TargetStatusSerializer(body, context={"organization": target.organization}).data)
+        return Response(
+            TargetStatusSerializer(body, context={"organization": target.organization}).data
+        )
 
 
 @extend_schema(tags=["webhooks"])
@@ -173,14 +181,18 @@ class WebhookDetailView(_OrgScoped, generics.RetrieveUpdateDestroyAPIView):
 
     def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         webhook = self.get_object()
-        data = _valid(self.get_serializer(webhook, data=request.data, partial=kwargs.get("partial", False)))
+        data = _valid(
+            self.get_serializer(webhook, data=request.data, partial=kwargs.get("partial", False))
+        )
         for name, value in data.items():
             setattr(webhook, name, value)
         webhook.save()
         return Response(self.get_serializer(webhook).data)
 
 
-@extend_schema(tags=["alerts"], request=AlertSubscriptionSerializer, responses=AlertSubscriptionSerializer)
+@extend_schema(
+    tags=["alerts"], request=AlertSubscriptionSerializer, responses=AlertSubscriptionSerializer
+)
 class AlertSubscriptionView(APIView):
     """The caller's own opt-in to alert emails about their teams' targets."""
 

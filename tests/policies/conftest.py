@@ -27,19 +27,39 @@ def usage(cast: Any) -> Callable[..., None]:
     host = Host.objects.create(organization=cast.org, hostname="gpu-node-01")
     gpu = Gpu.objects.create(organization=cast.org, host=host, uuid="GPU-0")
 
-    def add(start: datetime, hours: int, *, kwh_per_hour: float = 0.5, team: Any = None,
-            project: Any = None, util_pct: float = 80.0, idle_share: float = 0.1,
-            org: Any = None) -> None:
+    def add(
+        start: datetime,
+        hours: int,
+        *,
+        kwh_per_hour: float = 0.5,
+        team: Any = None,
+        project: Any = None,
+        util_pct: float = 80.0,
+        idle_share: float = 0.1,
+        org: Any = None,
+    ) -> None:
         energy_j = kwh_per_hour * 3_600_000
-        HourlyUsage.objects.bulk_create([
-            HourlyUsage(
-                organization=org or cast.org, hour=start + timedelta(hours=h), gpu=gpu, host=host,
-                team=team, project=project, energy_j=energy_j, idle_energy_j=energy_j * idle_share,
-                gpu_seconds=3600, util_seconds=3600, util_x_seconds=util_pct * 3600,
-                util_energy_j=energy_j, util_x_energy_j=util_pct * energy_j, sample_count=360,
-            )
-            for h in range(hours)
-        ])
+        HourlyUsage.objects.bulk_create(
+            [
+                HourlyUsage(
+                    organization=org or cast.org,
+                    hour=start + timedelta(hours=h),
+                    gpu=gpu,
+                    host=host,
+                    team=team,
+                    project=project,
+                    energy_j=energy_j,
+                    idle_energy_j=energy_j * idle_share,
+                    gpu_seconds=3600,
+                    util_seconds=3600,
+                    util_x_seconds=util_pct * 3600,
+                    util_energy_j=energy_j,
+                    util_x_energy_j=util_pct * energy_j,
+                    sample_count=360,
+                )
+                for h in range(hours)
+            ]
+        )
 
     return add
 
@@ -64,7 +84,9 @@ class Receiver:
         """The bodies whose signature checks out with the secret, parsed."""
         good = []
         for r in self.requests:
-            expected = "sha256=" + hmac.new(self.secret.encode(), r["body"], hashlib.sha256).hexdigest()
+            expected = (
+                "sha256=" + hmac.new(self.secret.encode(), r["body"], hashlib.sha256).hexdigest()
+            )
             if hmac.compare_digest(r["headers"].get("x-ecoreport-signature", ""), expected):
                 good.append(json.loads(r["body"]))
         return good
@@ -78,7 +100,13 @@ def receiver() -> Any:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            state.requests.append({"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body})
+            state.requests.append(
+                {
+                    "path": self.path,
+                    "headers": {k.lower(): v for k, v in self.headers.items()},
+                    "body": body,
+                }
+            )
             if state.delay_s:
                 time.sleep(state.delay_s)
             code = state.plan.pop(0) if state.plan else 200

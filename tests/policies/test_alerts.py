@@ -25,8 +25,10 @@ def evaluate(django_capture_on_commit_callbacks):
     """Evaluate at a frozen moment and run what it enqueued on commit (the deliveries)."""
 
     def run(target: Target, moment: datetime = NOV_11, *, deliver: bool = True):
-        with time_machine.travel(moment, tick=False), \
-                django_capture_on_commit_callbacks(execute=deliver) as callbacks:
+        with (
+            time_machine.travel(moment, tick=False),
+            django_capture_on_commit_callbacks(execute=deliver) as callbacks,
+        ):
             evaluations = target_evaluate(target=target)
         return evaluations[-1], callbacks
 
@@ -36,8 +38,14 @@ def evaluate(django_capture_on_commit_callbacks):
 @pytest.fixture
 def energy_target(cast, usage):
     usage(NOV_1, 240, kwh_per_hour=0.5)  # 120 kWh so far, 360 forecast for November
-    return target_create(organization=cast.org, name="GPU energy", metric="energy_kwh",
-                         comparator="at_most", threshold=1000.0, period="month")
+    return target_create(
+        organization=cast.org,
+        name="GPU energy",
+        metric="energy_kwh",
+        comparator="at_most",
+        threshold=1000.0,
+        period="month",
+    )
 
 
 def set_threshold(target: Target, threshold: float) -> None:
@@ -47,8 +55,9 @@ def set_threshold(target: Target, threshold: float) -> None:
 
 
 def hook(cast, receiver, **fields) -> Webhook:
-    return Webhook.objects.create(organization=cast.org, url=receiver.url, secret=receiver.secret,
-                                  **fields)
+    return Webhook.objects.create(
+        organization=cast.org, url=receiver.url, secret=receiver.secret, **fields
+    )
 
 
 def test_one_signed_alert_per_transition(cast, receiver, energy_target, evaluate):
@@ -65,13 +74,21 @@ def test_one_signed_alert_per_transition(cast, receiver, energy_target, evaluate
     bodies = receiver.verified_bodies()
     assert len(bodies) == 2  # every request carries a valid signature of its raw body
     assert [(b["from_status"], b["to_status"]) for b in bodies] == [
-        ("on_track", "at_risk"), ("at_risk", "breached")]
+        ("on_track", "at_risk"),
+        ("at_risk", "breached"),
+    ]
     first = bodies[0]
     assert first["event"] == "target.status_changed"
     assert first["organization"] == "acme"
     assert first["target"] == {
-        "id": energy_target.pk, "name": "GPU energy", "scope": "org", "metric": "energy_kwh",
-        "comparator": "at_most", "period": "month", "normalize_per_gpu_hour": False}
+        "id": energy_target.pk,
+        "name": "GPU energy",
+        "scope": "org",
+        "metric": "energy_kwh",
+        "comparator": "at_most",
+        "period": "month",
+        "normalize_per_gpu_hour": False,
+    }
     assert first["evaluation"]["value"] == pytest.approx(120.0)
     assert first["evaluation"]["forecast_value"] == pytest.approx(360.0)
     assert first["evaluation"]["threshold"] == 300.0
@@ -92,14 +109,27 @@ def test_a_wrong_secret_does_not_verify(cast, receiver, energy_target, evaluate)
 def test_first_evaluation_alerts_only_when_something_is_wrong(cast, receiver, usage, evaluate):
     hook(cast, receiver)
     usage(NOV_1, 240, kwh_per_hour=0.5)
-    fine = target_create(organization=cast.org, name="fine", metric="energy_kwh",
-                         comparator="at_most", threshold=1000.0, period="month")
-    bad = target_create(organization=cast.org, name="bad", metric="energy_kwh",
-                        comparator="at_most", threshold=100.0, period="month")
+    fine = target_create(
+        organization=cast.org,
+        name="fine",
+        metric="energy_kwh",
+        comparator="at_most",
+        threshold=1000.0,
+        period="month",
+    )
+    bad = target_create(
+        organization=cast.org,
+        name="bad",
+        metric="energy_kwh",
+        comparator="at_most",
+        threshold=100.0,
+        period="month",
+    )
     evaluate(fine)
     evaluate(bad)
-    assert [(b["target"]["name"], b["from_status"], b["to_status"])
-            for b in receiver.verified_bodies()] == [("bad", None, "breached")]
+    assert [
+        (b["target"]["name"], b["from_status"], b["to_status"]) for b in receiver.verified_bodies()
+    ] == [("bad", None, "breached")]
 
 
 def test_period_start_no_data_flip_is_quiet(cast, receiver, energy_target, evaluate):
@@ -136,8 +166,9 @@ def test_retries_until_the_receiver_recovers(cast, receiver, energy_target, eval
     assert Alert.objects.count() == 1
 
 
-def test_failures_are_visible_after_the_last_retry(cast, receiver, energy_target, evaluate,
-                                                   client, settings):
+def test_failures_are_visible_after_the_last_retry(
+    cast, receiver, energy_target, evaluate, client, settings
+):
     settings.POLICIES_DELIVERY_MAX_RETRIES = 2
     hook(cast, receiver)
     receiver.plan = [500] * 10
@@ -163,8 +194,11 @@ def test_retry_is_scheduled_with_backoff(cast, receiver, energy_target, evaluate
     from ecoreport.policies import tasks
 
     scheduled = []
-    monkeypatch.setattr(tasks.deliver_alert, "apply_async",
-                        lambda args, countdown: scheduled.append((args, countdown)))
+    monkeypatch.setattr(
+        tasks.deliver_alert,
+        "apply_async",
+        lambda args, countdown: scheduled.append((args, countdown)),
+    )
     hook(cast, receiver)
     receiver.plan = [503, 503]
     set_threshold(energy_target, 300.0)
@@ -216,8 +250,7 @@ def test_a_receiver_that_is_down_is_a_recorded_failure(cast, energy_target, eval
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    Webhook.objects.create(organization=cast.org, url=f"http://127.0.0.1:{port}/x",
-                           secret="s" * 20)
+    Webhook.objects.create(organization=cast.org, url=f"http://127.0.0.1:{port}/x", secret="s" * 20)
     set_threshold(energy_target, 300.0)
     assert evaluate(energy_target)[0].status == "at_risk"
     delivery = AlertDelivery.objects.get()
@@ -235,8 +268,9 @@ def test_slack_format_posts_text(cast, receiver, energy_target, evaluate):
     assert "forecast 360.00" in body["text"]
 
 
-def test_inactive_webhooks_and_other_orgs_webhooks_get_nothing(cast, receiver, energy_target,
-                                                                evaluate):
+def test_inactive_webhooks_and_other_orgs_webhooks_get_nothing(
+    cast, receiver, energy_target, evaluate
+):
     hook(cast, receiver, is_active=False)
     Webhook.objects.create(organization=cast.other_org, url=receiver.url, secret=receiver.secret)
     set_threshold(energy_target, 300.0)
@@ -260,15 +294,30 @@ def test_email_goes_to_admins_and_opted_in_team_members(cast, usage, team, evalu
     AlertSubscription.objects.create(membership=cast.member, email_alerts=True)
 
     usage(NOV_1, 240, kwh_per_hour=0.5, team=team)
-    team_target = target_create(organization=cast.org, name="NLP energy", metric="energy_kwh",
-                                comparator="at_most", threshold=300.0, period="month",
-                                scope_kind="team", team=team)
-    org_target = target_create(organization=cast.org, name="Org energy", metric="energy_kwh",
-                               comparator="at_most", threshold=300.0, period="month")
+    team_target = target_create(
+        organization=cast.org,
+        name="NLP energy",
+        metric="energy_kwh",
+        comparator="at_most",
+        threshold=300.0,
+        period="month",
+        scope_kind="team",
+        team=team,
+    )
+    org_target = target_create(
+        organization=cast.org,
+        name="Org energy",
+        metric="energy_kwh",
+        comparator="at_most",
+        threshold=300.0,
+        period="month",
+    )
     evaluate(team_target)
     evaluate(org_target)
     assert [sorted(m.to) for m in mail.outbox] == [
-        ["mo@acme.test", "olivia@acme.test"], ["olivia@acme.test"]]
+        ["mo@acme.test", "olivia@acme.test"],
+        ["olivia@acme.test"],
+    ]
     assert mail.outbox[0].subject == "[EcoReport] NLP energy: at risk"
     assert "team:nlp" in mail.outbox[0].body
     assert set(AlertDelivery.objects.values_list("channel", "state")) == {("email", "sent")}

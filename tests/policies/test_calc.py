@@ -79,8 +79,14 @@ def test_period_labels_round_trip(kind, label, start):
 
 @pytest.mark.parametrize(
     ("kind", "label"),
-    [("month", "2026-13"), ("month", "2026-Q1"), ("quarter", "2026-Q5"), ("quarter", "2026"),
-     ("year", "26"), ("year", "1900")],
+    [
+        ("month", "2026-13"),
+        ("month", "2026-Q1"),
+        ("quarter", "2026-Q5"),
+        ("quarter", "2026"),
+        ("year", "26"),
+        ("year", "1900"),
+    ],
 )
 def test_bad_period_labels_are_refused(kind, label):
     with pytest.raises(ValueError, match="write it like"):
@@ -122,9 +128,17 @@ DAY = timedelta(days=1)
         (False, "trailing_14d", 62.5, 10 * DAY, 20 * DAY, 40.0, 40.0, None),
     ],
 )
-def test_forecast_arithmetic(cumulative, method, to_date, elapsed, remaining, trailing, value, rate):
-    result = calc.forecast(cumulative=cumulative, method=method, value_to_date=to_date,
-                           elapsed=elapsed, remaining=remaining, trailing_value=trailing)
+def test_forecast_arithmetic(
+    cumulative, method, to_date, elapsed, remaining, trailing, value, rate
+):
+    result = calc.forecast(
+        cumulative=cumulative,
+        method=method,
+        value_to_date=to_date,
+        elapsed=elapsed,
+        remaining=remaining,
+        trailing_value=trailing,
+    )
     assert result.value == (pytest.approx(value) if value is not None else None)
     assert result.rate_per_day == (pytest.approx(rate) if rate is not None else None)
 
@@ -157,8 +171,17 @@ def test_relative_threshold():
     ],
 )
 def test_status(comparator, threshold, value, forecast, cumulative, ended, status):
-    assert calc.status_of(comparator=comparator, threshold=threshold, value=value,
-                          forecast_value=forecast, cumulative=cumulative, period_ended=ended) == status
+    assert (
+        calc.status_of(
+            comparator=comparator,
+            threshold=threshold,
+            value=value,
+            forecast_value=forecast,
+            cumulative=cumulative,
+            period_ended=ended,
+        )
+        == status
+    )
 
 
 @pytest.mark.parametrize(

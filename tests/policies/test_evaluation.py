@@ -19,8 +19,13 @@ NOV_11 = datetime(2026, 11, 11, tzinfo=UTC)  # 10 of November's 30 days have pas
 
 
 def make_target(cast, **fields) -> Target:
-    defaults = {"name": "GPU energy", "metric": "energy_kwh", "comparator": "at_most",
-                "threshold": 1000.0, "period": "month"}
+    defaults = {
+        "name": "GPU energy",
+        "metric": "energy_kwh",
+        "comparator": "at_most",
+        "threshold": 1000.0,
+        "period": "month",
+    }
     return target_create(organization=cast.org, **{**defaults, **fields})
 
 
@@ -33,8 +38,8 @@ def evaluate_at(target: Target, moment: datetime) -> TargetEvaluation:
     ("threshold", "status"),
     [
         (1000.0, "on_track"),  # 120 kWh so far, 360 forecast
-        (300.0, "at_risk"),    # the forecast crosses 300
-        (100.0, "breached"),   # 120 is already past 100
+        (300.0, "at_risk"),  # the forecast crosses 300
+        (100.0, "breached"),  # 120 is already past 100
     ],
 )
 def test_each_status_of_a_cumulative_target(cast, usage, threshold, status):
@@ -46,7 +51,10 @@ def test_each_status_of_a_cumulative_target(cast, usage, threshold, status):
     assert evaluation.forecast_value == pytest.approx(360.0)
     assert evaluation.forecast_rate_per_day == pytest.approx(12.0)
     assert evaluation.threshold_value == threshold
-    assert (evaluation.period_start, evaluation.period_end) == (NOV_1, datetime(2026, 12, 1, tzinfo=UTC))
+    assert (evaluation.period_start, evaluation.period_end) == (
+        NOV_1,
+        datetime(2026, 12, 1, tzinfo=UTC),
+    )
     assert not evaluation.final
     target.refresh_from_db()
     assert target.status == status
@@ -63,8 +71,14 @@ def test_no_usage_is_no_data_not_zero(cast, usage):
 
 def test_period_that_ended_on_the_wrong_side_is_breached(cast, usage):
     usage(NOV_1, 720, util_pct=55.0)
-    target = make_target(cast, name="Utilization", metric="avg_gpu_util_pct", comparator="at_least",
-                         threshold=60.0, period_label="2026-11")
+    target = make_target(
+        cast,
+        name="Utilization",
+        metric="avg_gpu_util_pct",
+        comparator="at_least",
+        threshold=60.0,
+        period_label="2026-11",
+    )
     assert evaluate_at(target, NOV_11).status == "at_risk"  # an average can still recover
     final = evaluate_at(target, datetime(2026, 12, 3, tzinfo=UTC))
     assert final.final
@@ -82,14 +96,23 @@ def test_rollover_closes_the_ended_period_before_the_new_one(cast, usage):
     assert closed.value == pytest.approx(360.0)
     assert (current.period_start, current.status) == (datetime(2026, 12, 1, tzinfo=UTC), "no_data")
     # The closed period is not closed a second time.
-    assert len(evaluate_at(target, datetime(2026, 12, 1, 2, tzinfo=UTC)).target.evaluations.filter(final=True)) == 1
+    assert (
+        len(
+            evaluate_at(target, datetime(2026, 12, 1, 2, tzinfo=UTC)).target.evaluations.filter(
+                final=True
+            )
+        )
+        == 1
+    )
 
 
 def test_trailing_14_day_forecast_uses_the_recent_rate(cast, usage):
     usage(datetime(2026, 10, 28, tzinfo=UTC), 96, kwh_per_hour=2.0)  # a busy end of October
     usage(NOV_1, 240, kwh_per_hour=0.5)
     run_rate = evaluate_at(make_target(cast, threshold=500.0), NOV_11)
-    trailing = evaluate_at(make_target(cast, threshold=500.0, forecast_method="trailing_14d"), NOV_11)
+    trailing = evaluate_at(
+        make_target(cast, threshold=500.0, forecast_method="trailing_14d"), NOV_11
+    )
     assert run_rate.forecast_value == pytest.approx(360.0)
     assert run_rate.status == "on_track"
     # 312 kWh in the trailing 14 days: 22.29 kWh/day for the 20 days left, on top of 120.
@@ -124,8 +147,9 @@ def test_ratio_metrics(cast, usage, metric, comparator, threshold, value, status
 def test_reduction_against_the_same_quarter_last_year(cast, usage, kwh_per_hour, status):
     usage(datetime(2025, 10, 1, tzinfo=UTC), 92 * 24, kwh_per_hour=1.0)  # Q4 2025: 2,208 kWh
     usage(datetime(2026, 10, 1, tzinfo=UTC), 41 * 24, kwh_per_hour=kwh_per_hour)
-    target = make_target(cast, threshold=None, reduction_pct=20.0, baseline="same_period_last_year",
-                         period="quarter")
+    target = make_target(
+        cast, threshold=None, reduction_pct=20.0, baseline="same_period_last_year", period="quarter"
+    )
     evaluation = evaluate_at(target, NOV_11)
     assert evaluation.baseline_value == pytest.approx(2208.0)
     assert evaluation.threshold_value == pytest.approx(2208.0 * 0.8)
@@ -137,8 +161,14 @@ def test_reduction_against_the_same_quarter_last_year(cast, usage, kwh_per_hour,
 def test_reduction_per_gpu_hour_against_a_fixed_baseline(cast, usage):
     usage(datetime(2025, 4, 1, tzinfo=UTC), 91 * 24, kwh_per_hour=1.0)  # 2025-Q2: 1 kWh/GPU-h
     usage(datetime(2026, 10, 1, tzinfo=UTC), 41 * 24, kwh_per_hour=0.7)
-    target = make_target(cast, threshold=None, reduction_pct=20.0, baseline="2025-Q2",
-                         period="quarter", normalize_per_gpu_hour=True)
+    target = make_target(
+        cast,
+        threshold=None,
+        reduction_pct=20.0,
+        baseline="2025-Q2",
+        period="quarter",
+        normalize_per_gpu_hour=True,
+    )
     evaluation = evaluate_at(target, NOV_11)
     assert evaluation.baseline_value == pytest.approx(1.0)
     assert evaluation.threshold_value == pytest.approx(0.8)
@@ -174,8 +204,14 @@ def test_evaluate_targets_command(cast, usage, capsys):
     usage(NOV_1, 240, kwh_per_hour=0.5)
     make_target(cast, name="Energy cap", threshold=300.0)
     make_target(cast, name="Paused", threshold=300.0, is_active=False)
-    target_create(organization=cast.other_org, name="Theirs", metric="energy_kwh",
-                  comparator="at_most", threshold=1.0, period="month")
+    target_create(
+        organization=cast.other_org,
+        name="Theirs",
+        metric="energy_kwh",
+        comparator="at_most",
+        threshold=1.0,
+        period="month",
+    )
     with time_machine.travel(NOV_11, tick=False):
         call_command("evaluate_targets", "--org", "acme")
     out = capsys.readouterr().out
@@ -192,3 +228,20 @@ def test_evaluate_targets_command_refuses_an_unknown_org(db):
 
     with pytest.raises(CommandError, match="no organization 'nope'"):
         call_command("evaluate_targets", "--org", "nope")
+
+
+def test_demo_targets_are_created_and_evaluated(cast, usage):
+    from ecoreport.organizations.models import Project, Team
+
+    nlp = Team.objects.create(organization=cast.org, slug="nlp")
+    Team.objects.create(organization=cast.org, slug="vision")
+    Project.objects.create(organization=cast.org, slug="shared-inference")
+    usage(datetime(2026, 10, 1, tzinfo=UTC), 41 * 24, team=nlp, util_pct=70.0)
+    from ecoreport.policies.services import DEMO_TARGETS, targets_demo_create
+
+    targets = targets_demo_create(organization=cast.org, now=NOV_11)
+    assert len(targets) == len(DEMO_TARGETS)
+    statuses = {t.name: t.status for t in targets}
+    assert statuses["NLP GPU utilization at least 60%"] == "on_track"
+    assert statuses["Idle energy share at most 15%"] == "on_track"
+    assert TargetEvaluation.objects.filter(target__in=targets).count() == len(targets)

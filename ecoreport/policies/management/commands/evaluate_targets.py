@@ -21,10 +21,14 @@ class Command(BaseCommand):
         def progress(target, evaluation):  # type: ignore[no-untyped-def]
             label = calc.period_label(target.period, evaluation.period_start)
             value = "n/a" if evaluation.value is None else f"{evaluation.value:,.2f}"
-            forecast = ("n/a" if evaluation.forecast_value is None
-                        else f"{evaluation.forecast_value:,.2f}")
-            threshold = ("n/a" if evaluation.threshold_value is None
-                         else f"{evaluation.threshold_value:,.2f}")
+            forecast = (
+                "n/a" if evaluation.forecast_value is None else f"{evaluation.forecast_value:,.2f}"
+            )
+            threshold = (
+                "n/a"
+                if evaluation.threshold_value is None
+                else f"{evaluation.threshold_value:,.2f}"
+            )
             self.stdout.write(
                 f"  {target.organization.slug}/{target.name} [{target.scope} {target.metric} "
                 f"{label}]: {evaluation.status} (value {value}, forecast {forecast}, "
