@@ -10,7 +10,7 @@ import sys
 import time
 
 import pytest
-from conftest import DictLabels, FakeGpu, FakeNvml, make_agent, spooled
+from agent_fakes import DictLabels, FakeGpu, FakeNvml, make_agent, spooled
 from ecoreport_agent.attribution import (
     ProcLabelSource,
     labels_from_environment,

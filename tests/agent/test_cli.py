@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import agent_env
+from agent_fakes import agent_env
 from ecoreport_agent.config import ConfigError, resolve
 from ecoreport_agent.simulate import SimGpu
 

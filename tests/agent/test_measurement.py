@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 import pytest
-from conftest import T0, TIMEOUT, DictLabels, FakeClock, FakeGpu, FakeNvml, make_agent, spooled
+from agent_fakes import T0, TIMEOUT, DictLabels, FakeClock, FakeGpu, FakeNvml, make_agent, spooled
 from ecoreport_agent.clock import iso_utc, parse_iso_utc
 
 ALICE = ("llm-pretrain", "nlp", "alice", "slurm-81234")

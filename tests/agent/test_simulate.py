@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from conftest import T0, FakeClock, make_agent, spooled
+from agent_fakes import T0, FakeClock, make_agent, spooled
 from ecoreport_agent.clock import parse_iso_utc
 from ecoreport_agent.simulate import (
     COUNTER_PERIOD_S,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 import pytest
-from conftest import DictLabels, FakeGpu, FakeNvml, make_agent, spooled
+from agent_fakes import DictLabels, FakeGpu, FakeNvml, make_agent, spooled
 from ecoreport_agent.clock import parse_iso_utc
 from ecoreport_agent.spool import Spool, SpoolSample
 

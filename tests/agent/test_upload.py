@@ -8,7 +8,7 @@ import logging
 import random
 
 import pytest
-from conftest import FakeGpu, FakeNvml, make_agent, spooled
+from agent_fakes import FakeGpu, FakeNvml, make_agent, spooled
 from ecoreport_agent import __version__
 from ecoreport_agent.uploader import Uploader, http_request, retry_after_seconds
 
@@ -212,7 +212,7 @@ def test_backoff_is_exponential_with_full_jitter_and_capped(spool):
     ],
 )
 def test_retry_after_accepts_seconds_and_http_dates(header, expected):
-    from conftest import T0
+    from agent_fakes import T0
 
     assert retry_after_seconds(header, T0) == expected
 
