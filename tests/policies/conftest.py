@@ -17,6 +17,12 @@ from typing import Any
 import pytest
 
 
+def has_emissions() -> bool:
+    from ecoreport.accounting.models import HourlyUsage
+
+    return any(f.name == "co2e_g" for f in HourlyUsage._meta.get_fields())
+
+
 @pytest.fixture
 def usage(cast: Any) -> Callable[..., None]:
     """add(start, hours, kwh_per_hour=..., team=..., util_pct=..., idle_share=...): one GPU's
@@ -37,8 +43,22 @@ def usage(cast: Any) -> Callable[..., None]:
         util_pct: float = 80.0,
         idle_share: float = 0.1,
         org: Any = None,
+        pue: float = 1.0,
+        g_per_kwh: float = 0.0,
+        market_g_per_kwh: float = 0.0,
     ) -> None:
         energy_j = kwh_per_hour * 3_600_000
+        # Emission columns arrive with carbon accounting; rows without them still serve the
+        # energy and utilization tests.
+        emissions = (
+            {
+                "facility_energy_j": energy_j * pue,
+                "co2e_g": kwh_per_hour * pue * g_per_kwh,
+                "co2e_market_g": kwh_per_hour * pue * market_g_per_kwh,
+            }
+            if has_emissions()
+            else {}
+        )
         HourlyUsage.objects.bulk_create(
             [
                 HourlyUsage(
@@ -56,6 +76,7 @@ def usage(cast: Any) -> Callable[..., None]:
                     util_energy_j=energy_j,
                     util_x_energy_j=util_pct * energy_j,
                     sample_count=360,
+                    **emissions,
                 )
                 for h in range(hours)
             ]

@@ -11,6 +11,7 @@ from django.core.management import call_command
 
 from ecoreport.policies.models import Target, TargetEvaluation
 from ecoreport.policies.services import target_create, target_evaluate
+from tests.policies.conftest import has_emissions
 
 pytestmark = pytest.mark.django_db
 
@@ -245,3 +246,52 @@ def test_demo_targets_are_created_and_evaluated(cast, usage):
     assert statuses["NLP GPU utilization at least 60%"] == "on_track"
     assert statuses["Idle energy share at most 15%"] == "on_track"
     assert TargetEvaluation.objects.filter(target__in=targets).count() == len(targets)
+
+
+needs_emissions = pytest.mark.skipif(
+    not has_emissions(), reason="the rollup has no emission columns yet (carbon accounting)"
+)
+
+
+@needs_emissions
+@pytest.mark.parametrize(
+    ("metric", "threshold", "value", "forecast", "status"),
+    [
+        # 240 h x 0.5 kWh x PUE 1.2 = 144 kWh facility energy, 432 forecast.
+        ("facility_energy_kwh", 400.0, 144.0, 432.0, "at_risk"),
+        # 144 kWh x 300 g/kWh = 43.2 kg so far, 129.6 forecast.
+        ("co2e_kg", 200.0, 43.2, 129.6, "on_track"),
+        ("co2e_kg", 40.0, 43.2, 129.6, "breached"),
+        # Market-based at 50 g/kWh: 7.2 kg, 21.6 forecast.
+        ("co2e_market_kg", 20.0, 7.2, 21.6, "at_risk"),
+        ("avg_intensity_g_per_kwh", 250.0, 300.0, 300.0, "at_risk"),
+    ],
+)
+def test_emission_metrics(cast, usage, metric, threshold, value, forecast, status):
+    usage(NOV_1, 240, kwh_per_hour=0.5, pue=1.2, g_per_kwh=300.0, market_g_per_kwh=50.0)
+    evaluation = evaluate_at(make_target(cast, metric=metric, threshold=threshold), NOV_11)
+    assert evaluation.value == pytest.approx(value)
+    assert evaluation.forecast_value == pytest.approx(forecast)
+    assert evaluation.status == status
+
+
+@needs_emissions
+def test_emissions_per_gpu_hour_against_last_year(cast, usage):
+    # Last year's Q4: 1 GPU at 1 kWh/h and 400 g/kWh = 0.4 kg per GPU-hour.
+    usage(datetime(2025, 10, 1, tzinfo=UTC), 92 * 24, kwh_per_hour=1.0, g_per_kwh=400.0)
+    # This year twice the GPUs' work would double the total; per GPU-hour it fell to 0.3 kg.
+    usage(datetime(2026, 10, 1, tzinfo=UTC), 41 * 24, kwh_per_hour=1.0, g_per_kwh=300.0)
+    target = make_target(
+        cast,
+        metric="co2e_kg",
+        threshold=None,
+        reduction_pct=20.0,
+        baseline="same_period_last_year",
+        period="quarter",
+        normalize_per_gpu_hour=True,
+    )
+    evaluation = evaluate_at(target, NOV_11)
+    assert evaluation.baseline_value == pytest.approx(0.4)
+    assert evaluation.threshold_value == pytest.approx(0.32)
+    assert evaluation.value == pytest.approx(0.3)
+    assert evaluation.status == "on_track"
