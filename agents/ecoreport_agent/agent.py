@@ -721,8 +721,8 @@ class Agent:
             # SIGTERM/SIGINT: book the interval in progress (a short one), then a last upload.
             self.poll()
             self.close_interval()
-        if self.uploader is not None and self.uploader.ready():
-            self.uploader.flush(self.upload_budget_s)
+        if self.uploader is not None:
+            self.uploader.final_flush(self.upload_budget_s)
         done = max(1, self.cycles - cycles_at_start)
         per_interval = {
             name: round((count - calls_at_start.get(name, 0)) / done, 2)

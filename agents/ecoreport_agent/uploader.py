@@ -128,6 +128,7 @@ class Uploader:
         self.failures = 0  # consecutive network/5xx failures, drives the backoff
         self.next_attempt_mono = 0.0
         self.auth_failed = False
+        self.throttled = False  # the server said "Retry-After"; honour it even at shutdown
         self.requests = 0
 
     # -- policy ---------------------------------------------------------------------------------
@@ -163,6 +164,17 @@ class Uploader:
             else:  # "empty", or a failure that set next_attempt_mono
                 break
         return acked
+
+    def final_flush(self, budget_s: float = 5.0) -> int:
+        """At shutdown: one more try even while backing off from a network error.
+
+        The server may well be back; the samples would otherwise wait for the next start. Not
+        when it refused the token or asked us to wait: that answer stands.
+        """
+        if self.auth_failed or (self.throttled and not self.ready()):
+            return 0
+        self.next_attempt_mono = 0.0
+        return self.flush(budget_s)
 
     def _body(self, batch: Any) -> bytes:
         # The sample JSON was rendered when it was booked; the batch is assembled from text, which
@@ -212,6 +224,7 @@ class Uploader:
                 delay = self._backoff()
             else:
                 self.next_attempt_mono = self.monotonic() + delay
+            self.throttled = True
             log.warning("upload.throttled status=429 retry_in_s=%.1f", delay)
             return "throttled"
         if status == 413:
@@ -276,6 +289,7 @@ class Uploader:
         if self.auth_failed:
             log.info("upload.authorized_again")
         self.auth_failed = False
+        self.throttled = False
         self.failures = 0
         self.next_attempt_mono = 0.0
         log.debug(

@@ -64,6 +64,33 @@ def test_a_lost_acknowledgement_is_retried_with_the_same_batch_id_and_not_counte
     assert spool.stats()["pending_samples"] == 0
 
 
+class _LongestWait:
+    """Full jitter at its ceiling: the backoff schedule becomes 4, 8, 16, 32 ... seconds."""
+
+    def uniform(self, low: float, high: float) -> float:
+        return high
+
+
+def test_stopping_tries_one_last_upload_even_while_backing_off(clock, spool, ingest):
+    ingest.down()
+    agent = make_agent(fake=three_gpus(clock), spool=spool, clock=clock, server=ingest.url)
+    agent.uploader.rng = _LongestWait()
+    clock.at(clock.mono + 75.0, ingest.up)  # back while the agent waits until 82 s
+
+    agent.run(max_cycles=8)
+
+    assert spool.stats()["pending_samples"] == 0
+    assert len(ingest.state.samples) == 3 * 8
+
+
+def test_stopping_does_not_retry_a_refused_token(clock, spool, ingest):
+    agent = make_agent(
+        fake=three_gpus(clock), spool=spool, clock=clock, server=ingest.url, token="revoked"
+    )
+    agent.run(max_cycles=3)
+    assert len(ingest.state.requests) == 1
+
+
 def test_batches_are_gzipped_json_with_the_inventory_of_every_gpu_they_mention(
     clock, spool, ingest
 ):
