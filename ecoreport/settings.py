@@ -44,6 +44,7 @@ INSTALLED_APPS = [
     "ecoreport.organizations",
     "ecoreport.fleet",
     "ecoreport.telemetry",
+    "ecoreport.carbon",
     "ecoreport.accounting",
     "ecoreport.policies",
     "ecoreport.dashboards",
@@ -204,6 +205,26 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = INGEST_MAX_BODY_BYTES + 1024
 
 # --- Agents ---------------------------------------------------------------------------------
 AGENT_STALE_AFTER_S = env_int("AGENT_STALE_AFTER_S", 600)
+
+# --- Carbon accounting ----------------------------------------------------------------------
+# Hosts placed at no site: industry-average PUE (Uptime Institute survey 2023) and the world
+# grid average, both flagged as fallbacks. See docs/methodology.md.
+CARBON_DEFAULT_PUE = env_float("CARBON_DEFAULT_PUE", 1.58)
+# Used only if the built-in WORLD factor has been deleted (Ember 2023 world average).
+CARBON_WORLD_DEFAULT_G_PER_KWH = env_float("CARBON_WORLD_DEFAULT_G_PER_KWH", 481.0)
+# Live grid-data providers are off unless zones are listed: "provider:ZONE[@remote-region]",
+# e.g. "electricitymaps:FR,ukgrid:GB,watttime:US-CAL-CISO@CAISO_NORTH".
+CARBON_PROVIDER_ZONES = env_list("CARBON_PROVIDER_ZONES", [])
+ELECTRICITYMAPS_BASE_URL = env_str("ELECTRICITYMAPS_BASE_URL", "https://api.electricitymap.org")
+ELECTRICITYMAPS_TOKEN = env_str("ELECTRICITYMAPS_TOKEN")
+WATTTIME_BASE_URL = env_str("WATTTIME_BASE_URL", "https://api.watttime.org")
+WATTTIME_USERNAME = env_str("WATTTIME_USERNAME")
+WATTTIME_PASSWORD = env_str("WATTTIME_PASSWORD")
+UKGRID_BASE_URL = env_str("UKGRID_BASE_URL", "https://api.carbonintensity.org.uk")
+CARBON_PROVIDER_TIMEOUT_S = env_float("CARBON_PROVIDER_TIMEOUT_S", 10.0)
+CARBON_PROVIDER_RETRIES = env_int("CARBON_PROVIDER_RETRIES", 3)
+# Hours of history each scheduled fetch asks for; overlapping windows repair gaps.
+CARBON_PROVIDER_LOOKBACK_H = env_int("CARBON_PROVIDER_LOOKBACK_H", 24)
 
 # --- Logging --------------------------------------------------------------------------------
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")

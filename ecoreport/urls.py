@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from ecoreport.accounting.views import UsageView
+from ecoreport.accounting.views import UsageProvenanceView, UsageView
 from ecoreport.core.views import healthz
 from ecoreport.policies.views import (
     AlertSubscriptionView,
@@ -20,6 +20,8 @@ urlpatterns = [
     path("api/v1/ingest", IngestView.as_view(), name="ingest"),
     path("api/v1/agent/ping", AgentPingView.as_view(), name="agent-ping"),
     path("api/v1/usage", UsageView.as_view(), name="usage"),
+    path("api/v1/usage/provenance", UsageProvenanceView.as_view(), name="usage-provenance"),
+    path("api/v1/", include("ecoreport.carbon.urls")),
     path("api/v1/targets", TargetListView.as_view(), name="targets"),
     path("api/v1/targets/<int:pk>", TargetDetailView.as_view(), name="target"),
     path("api/v1/targets/<int:pk>/status", TargetStatusView.as_view(), name="target-status"),

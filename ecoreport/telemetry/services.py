@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
+import psycopg
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
@@ -184,7 +185,11 @@ def _ingest_locked(*, org: Organization, host: Host, batch: BatchIn, now: dateti
                 idle=idle,
             )
             for team_id, project_id, job_id, user, share, energy_j, attributed, idle in _split(
-                host=host, sample=sample, teams=teams, projects=projects
+                default_team_id=host.default_team_id,
+                default_project_id=host.default_project_id,
+                sample=sample,
+                teams=teams,
+                projects=projects,
             )
         )
     SampleShare.objects.bulk_create(shares, batch_size=2000)
@@ -202,7 +207,8 @@ ShareRow = tuple[int | None, int | None, str, str, float, float, bool, bool]
 
 def _split(
     *,
-    host: Host,
+    default_team_id: int | None,
+    default_project_id: int | None,
     sample: SampleIn,
     teams: dict[str | None, int | None],
     projects: dict[str | None, int | None],
@@ -210,7 +216,8 @@ def _split(
     """The sample's energy as shares; their energies sum to the sample's energy.
 
     Each share is (team_id, project_id, job_id, user, share, energy_j, attributed, idle).
-    ``teams`` and ``projects`` map the labels as the agent sent them to ids.
+    ``teams`` and ``projects`` map the labels as the agent sent them to ids; the unattributed
+    remainder goes to the host's defaults.
     """
     attributed_j = 0.0
     attributed_share = 0.0
@@ -231,8 +238,8 @@ def _split(
     remainder_share = 1.0 - attributed_share
     if remainder_share > SHARE_SUM_TOLERANCE or not sample.attribution:
         yield (
-            host.default_team_id,
-            host.default_project_id,
+            default_team_id,
+            default_project_id,
             "",
             "",
             max(remainder_share, 0.0),
@@ -430,6 +437,7 @@ def _write_postgres(
     """Insert the samples not stored yet, their shares and dirty hours; (accepted, hours)."""
     samples: list[tuple[Any, ...]] = []
     shares: list[tuple[Any, ...]] = []
+    default_team_id, default_project_id = host.default_team_id, host.default_project_id
     for i, (gpu_id, start, s) in enumerate(rows):
         samples.append(
             (
@@ -447,7 +455,13 @@ def _write_postgres(
                 s.temperature_c,
             )
         )
-        for share in _split(host=host, sample=s, teams=teams, projects=projects):
+        for share in _split(
+            default_team_id=default_team_id,
+            default_project_id=default_project_id,
+            sample=s,
+            teams=teams,
+            projects=projects,
+        ):
             shares.append((i, *share))
     params = {
         "org": org.pk,
@@ -458,7 +472,14 @@ def _write_postgres(
         "samples": _json_encode(samples).decode(),
         "shares": _json_encode(shares).decode(),
     }
-    with connection.cursor() as cursor:
+    # Django's psycopg cursors bind parameters on the client: they would quote ~300 KB of JSON
+    # into the SQL text (~5 ms a batch). A plain psycopg cursor on the same connection, in the
+    # same transaction, sends them as parameters instead, and lets psycopg prepare the statement
+    # once it has run a few times. Wrapped like Django's own cursors so that query logging and
+    # execute_wrappers (tests count queries) still see it.
+    raw = psycopg.Cursor(connection.connection)
+    cursor = connection.make_debug_cursor(raw) if connection.queries_logged else connection.make_cursor(raw)
+    with cursor:
         cursor.execute(_PG_WRITE, params)
         accepted, hours = cursor.fetchone()
     return accepted, set(hours)
