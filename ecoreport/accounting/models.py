@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.db import models
 
+from ecoreport.carbon.models import CarbonIntensity, MarketInstrument
 from ecoreport.fleet.models import Gpu, Host, Site
 from ecoreport.organizations.models import Organization, OrgScopedQuerySet, Project, Team
 
@@ -34,6 +35,33 @@ class HourlyUsage(models.Model):
     util_x_energy_j = models.FloatField(default=0.0)
     util_energy_j = models.FloatField(default=0.0)
     sample_count = models.PositiveIntegerField(default=0)
+
+    # Emissions, written by the rollup and rewritten only where a PUE or factor change alters
+    # them (``emissions_recompute``). Provenance: the PUE and the factors are stored with the
+    # figures, so an answer can name what it came from even after the factor table changes.
+    facility_energy_j = models.FloatField(default=0.0)
+    co2e_g = models.FloatField(default=0.0)
+    co2e_market_g = models.FloatField(default=0.0)
+    pue = models.FloatField(null=True)
+    intensity_g_per_kwh = models.FloatField(null=True)
+    intensity_factor = models.ForeignKey(
+        CarbonIntensity, null=True, on_delete=models.SET_NULL, related_name="+", db_index=False
+    )
+    # hour | month | year | world; ``intensity_fallback`` is true when the zone had no factor
+    # of its own and the world average stood in.
+    intensity_resolution = models.CharField(max_length=8, blank=True)
+    intensity_fallback = models.BooleanField(default=False)
+    market_intensity_g_per_kwh = models.FloatField(null=True)
+    # supplier | residual | zone | location: which rung of the market-based hierarchy applied.
+    market_basis = models.CharField(max_length=10, blank=True)
+    market_instrument = models.ForeignKey(
+        MarketInstrument, null=True, on_delete=models.SET_NULL, related_name="+", db_index=False
+    )
+    market_factor = models.ForeignKey(
+        CarbonIntensity, null=True, on_delete=models.SET_NULL, related_name="+", db_index=False
+    )
+    certificate_share = models.FloatField(default=0.0)
+    emissions_computed_at = models.DateTimeField(null=True)
 
     objects = OrgScopedQuerySet.as_manager()
 

@@ -13,7 +13,9 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
 from django.db import connection, transaction
+from django.utils import timezone
 
+from ecoreport.carbon.resolver import NO_SITE, SiteHourFactors, site_hour_factors
 from ecoreport.telemetry.models import DirtyHour
 
 log = logging.getLogger(__name__)
@@ -22,7 +24,9 @@ _ROLLUP_INSERT = """
 INSERT INTO accounting_hourlyusage
     (organization_id, hour, gpu_id, host_id, site_id, team_id, project_id,
      energy_j, idle_energy_j, unattributed_energy_j, gpu_seconds,
-     util_seconds, util_x_seconds, util_x_energy_j, util_energy_j, sample_count)
+     util_seconds, util_x_seconds, util_x_energy_j, util_energy_j, sample_count,
+     facility_energy_j, co2e_g, co2e_market_g, intensity_resolution, intensity_fallback,
+     market_basis, certificate_share)
 SELECT s.organization_id, %s, s.gpu_id, s.host_id, h.site_id, sh.team_id, sh.project_id,
        SUM(sh.energy_j),
        SUM(CASE WHEN sh.idle THEN sh.energy_j ELSE 0.0 END),
@@ -32,7 +36,8 @@ SELECT s.organization_id, %s, s.gpu_id, s.host_id, h.site_id, sh.team_id, sh.pro
        SUM(COALESCE(s.gpu_util_pct, 0.0) * s.duration_s * sh.share),
        SUM(COALESCE(s.gpu_util_pct, 0.0) * sh.energy_j),
        SUM(CASE WHEN s.gpu_util_pct IS NULL THEN 0.0 ELSE sh.energy_j END),
-       COUNT(*)
+       COUNT(*),
+       0.0, 0.0, 0.0, '', FALSE, '', 0.0
 FROM telemetry_sampleshare sh
 JOIN telemetry_energysample s ON s.id = sh.sample_id
 JOIN fleet_host h ON h.id = s.host_id
@@ -46,10 +51,19 @@ def hour_floor(moment: datetime) -> datetime:
 
 
 def hours_rollup(*, organization_id: int, hours: Iterable[datetime]) -> int:
-    """Rebuild HourlyUsage for these hours of one organization. Call inside a transaction."""
+    """Rebuild HourlyUsage for these hours of one organization. Call inside a transaction.
+
+    Energy comes from the samples in one INSERT ... SELECT per hour; the hour's emissions follow
+    in one UPDATE that applies each site's PUE and factors (resolved once for all the hours).
+    """
     ops = connection.ops
     count = 0
-    for hour in sorted({hour_floor(h) for h in hours}):
+    hour_list = sorted({hour_floor(h) for h in hours})
+    factors = site_hour_factors(organization_id=organization_id, hours=hour_list)
+    by_hour: dict[datetime, dict[int, SiteHourFactors]] = {}
+    for (site_key, hour), value in factors.items():
+        by_hour.setdefault(hour, {})[site_key] = value
+    for hour in hour_list:
         start = ops.adapt_datetimefield_value(hour)
         end = ops.adapt_datetimefield_value(hour + timedelta(hours=1))
         with connection.cursor() as cursor:
@@ -63,8 +77,84 @@ def hours_rollup(*, organization_id: int, hours: Iterable[datetime]) -> int:
                 [organization_id, start],
             )
             cursor.execute(_ROLLUP_INSERT, [start, organization_id, start, end])
+        emissions_apply(
+            organization_id=organization_id,
+            start=hour,
+            end=hour + timedelta(hours=1),
+            per_site=by_hour.get(hour, {}),
+        )
         count += 1
     return count
+
+
+# Columns written from a site's resolved factors; the CASE per column picks the row's site.
+_FACTOR_COLUMNS = [
+    ("pue", "pue", "DOUBLE PRECISION"),
+    ("intensity_g_per_kwh", "intensity_g_per_kwh", "DOUBLE PRECISION"),
+    ("intensity_factor_id", "factor_id", "BIGINT"),
+    ("intensity_resolution", "resolution", "VARCHAR(8)"),
+    ("intensity_fallback", "fallback", "BOOLEAN"),
+    ("market_intensity_g_per_kwh", "market_intensity_g_per_kwh", "DOUBLE PRECISION"),
+    ("market_basis", "market_basis", "VARCHAR(10)"),
+    ("market_instrument_id", "market_instrument_id", "BIGINT"),
+    ("market_factor_id", "market_factor_id", "BIGINT"),
+    ("certificate_share", "certificate_share", "DOUBLE PRECISION"),
+]
+
+
+def _case(per_site: dict[int, SiteHourFactors], attr: str, sql_type: str) -> tuple[str, list]:
+    # Every value is CAST: PostgreSQL must know a parameter's type inside CASE, and a NULL
+    # parameter would otherwise be taken for text. SQLite accepts the same casts.
+    parts, params = [], []
+    for site_key, value in per_site.items():
+        parts.append(f"WHEN %s THEN CAST(%s AS {sql_type})")
+        params += [site_key, getattr(value, attr)]
+    return f"CASE COALESCE(site_id, {NO_SITE}) {' '.join(parts)} END", params
+
+
+def emissions_apply(
+    *, organization_id: int, start: datetime, end: datetime, per_site: dict[int, SiteHourFactors]
+) -> int:
+    """Write facility energy, CO2e and provenance onto the rows of these sites in [start, end).
+
+    Set-based: one UPDATE for any number of rows, whatever the sites' factors. Only rows of the
+    sites in ``per_site`` are touched. Returns the number of rows written.
+    """
+    if not per_site:
+        return 0
+    ops = connection.ops
+    assignments, params = [], []
+    for column, attr, sql_type in _FACTOR_COLUMNS:
+        expr, expr_params = _case(per_site, attr, sql_type)
+        assignments.append(f"{column} = {expr}")
+        params += expr_params
+    pue_expr, pue_params = _case(per_site, "pue", "DOUBLE PRECISION")
+    loc_expr, loc_params = _case(per_site, "intensity_g_per_kwh", "DOUBLE PRECISION")
+    mkt_expr, mkt_params = _case(per_site, "market_intensity_g_per_kwh", "DOUBLE PRECISION")
+    # facility = IT x PUE (J); CO2e (g) = facility (J) / 3.6e6 (J/kWh) x intensity (g/kWh)
+    assignments.append(f"facility_energy_j = energy_j * {pue_expr}")
+    params += pue_params
+    assignments.append(f"co2e_g = energy_j * {pue_expr} * {loc_expr} / 3600000.0")
+    params += pue_params + loc_params
+    assignments.append(f"co2e_market_g = energy_j * {pue_expr} * {mkt_expr} / 3600000.0")
+    params += pue_params + mkt_params
+    assignments.append("emissions_computed_at = %s")
+    params.append(ops.adapt_datetimefield_value(timezone.now()))
+    keys = list(per_site)
+    sql = (
+        f"UPDATE accounting_hourlyusage SET {', '.join(assignments)} "  # noqa: S608 - no user text
+        "WHERE organization_id = %s AND hour >= %s AND hour < %s "
+        f"AND COALESCE(site_id, {NO_SITE}) IN ({', '.join(['%s'] * len(keys))})"
+    )
+    params += [
+        organization_id,
+        ops.adapt_datetimefield_value(start),
+        ops.adapt_datetimefield_value(end),
+        *keys,
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount
 
 
 def dirty_hours_rollup(*, limit: int = 200) -> int:

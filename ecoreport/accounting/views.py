@@ -12,7 +12,14 @@ from rest_framework.response import Response
 from rest_framework.throttling import UserRateThrottle
 from rest_framework.views import APIView
 
-from ecoreport.accounting.selectors import GRANULARITIES, GROUP_FIELDS, UsageQuery, usage_for_org
+from ecoreport.accounting.selectors import (
+    GRANULARITIES,
+    GROUP_FIELDS,
+    PROVENANCE_FILTERS,
+    UsageQuery,
+    usage_for_org,
+    usage_provenance,
+)
 from ecoreport.core.api import ApiError
 from ecoreport.organizations.permissions import request_membership
 
@@ -82,4 +89,59 @@ class UsageView(APIView):
         result["organization"] = membership.organization.slug
         result["start"], result["end"] = query.start, query.end
         result["granularity"], result["group_by"] = query.granularity, list(query.group_by)
+        return Response(result)
+
+
+class ProvenanceParams(serializers.Serializer):
+    start = serializers.DateTimeField()
+    end = serializers.DateTimeField()
+    team = serializers.CharField(required=False)
+    project = serializers.CharField(required=False)
+    host = serializers.CharField(required=False)
+    gpu = serializers.CharField(required=False)
+
+    def validate(self, attrs: dict) -> dict:
+        if attrs["start"] >= attrs["end"]:
+            raise serializers.ValidationError({"end": "must be after start"})
+        if attrs["end"] - attrs["start"] > MAX_HOURLY_RANGE:
+            raise serializers.ValidationError(
+                {"end": "provenance covers at most 93 days at a time"}
+            )
+        return attrs
+
+
+class UsageProvenanceView(APIView):
+    throttle_classes = [ApiThrottle]
+
+    @extend_schema(
+        summary="What an energy or emissions figure is made of: energy, PUE and factors",
+        parameters=[
+            OpenApiParameter("start", str, required=True),
+            OpenApiParameter("end", str, required=True, description="exclusive; at most 93 days"),
+            OpenApiParameter("team", str),
+            OpenApiParameter("project", str),
+            OpenApiParameter("host", str),
+            OpenApiParameter("gpu", str),
+        ],
+    )
+    def get(self, request: Request) -> Response:
+        params = ProvenanceParams(data=request.query_params)
+        if not params.is_valid():
+            raise ApiError("The query parameters are not valid.", details=params.errors)
+        data = params.validated_data
+        membership = request_membership(request)
+        assert membership is not None
+        filters = {k: data[k] for k in PROVENANCE_FILTERS if k in data}
+        result = usage_provenance(
+            organization=membership.organization,
+            start=data["start"],
+            end=data["end"],
+            filters=filters,
+        )
+        result.update(
+            organization=membership.organization.slug,
+            start=data["start"],
+            end=data["end"],
+            filters=filters,
+        )
         return Response(result)
