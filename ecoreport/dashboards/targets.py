@@ -1,0 +1,130 @@
+"""The targets page: every target with its status and forecast, a history chart, and for admins
+a form to create or edit one (validated by the same serializer as the API)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.db import transaction
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect
+
+from ecoreport.dashboards import figures
+from ecoreport.dashboards.views import _page, _period, current_membership
+from ecoreport.organizations.models import Role
+from ecoreport.policies import calc
+from ecoreport.policies.models import Target
+from ecoreport.policies.selectors import evaluations_for_target, targets_for_org
+from ecoreport.policies.serializers import TargetSerializer
+from ecoreport.policies.services import target_create, target_update
+
+FORM_FIELDS = ["name", "scope", "metric", "comparator", "threshold", "period", "reduction_pct",
+               "baseline", "forecast_method"]
+
+
+def _form_data(post: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    for field in FORM_FIELDS:
+        value = post.get(field, "").strip()
+        if value == "":
+            if field in ("threshold", "reduction_pct"):
+                data[field] = None
+            continue
+        data[field] = value
+    return data
+
+
+def _history_figure(target: Target) -> dict[str, Any]:
+    evaluations = list(evaluations_for_target(target, limit=24 * 120))[::-1]
+    x = [e.evaluated_at for e in evaluations]
+    unit = calc.METRICS[target.metric].unit
+    return figures.lines_over_time(
+        [
+            ("Value so far", x, [e.value for e in evaluations]),
+            ("Forecast for the period end", x, [e.forecast_value for e in evaluations]),
+            ("Threshold", x, [e.threshold_value for e in evaluations]),
+        ],
+        title=f"{target.name}: history",
+        unit=unit,
+    )
+
+
+@login_required
+def targets(request: HttpRequest) -> HttpResponse:
+    membership = current_membership(request)
+    org = membership.organization
+    is_admin = membership.has_role(Role.ADMIN)
+    editing: Target | None = None
+    if request.GET.get("edit"):
+        editing = targets_for_org(org).filter(pk=request.GET["edit"]).first()
+        if editing is None:
+            raise Http404("No such target.")
+    form_errors: dict[str, Any] = {}
+    form_values: dict[str, Any] = {}
+    if request.method == "POST":
+        if not is_admin:
+            return HttpResponse("Only organization admins can change targets.", status=403)
+        if request.POST.get("target_id"):
+            editing = targets_for_org(org).filter(pk=request.POST["target_id"]).first()
+            if editing is None:
+                raise Http404("No such target.")
+        form_values = _form_data(request.POST)
+        serializer = TargetSerializer(
+            instance=editing, data=form_values, partial=editing is not None,
+            context={"organization": org},
+        )
+        if serializer.is_valid():
+            with transaction.atomic():
+                if editing is None:
+                    saved = target_create(organization=org, **serializer.validated_data)
+                else:
+                    saved = target_update(target=editing, **serializer.validated_data)
+                from ecoreport.policies.tasks import evaluate_target
+
+                transaction.on_commit(lambda: evaluate_target.delay(saved.pk))
+            messages.success(request, f"Saved target “{saved.name}”.")
+            return redirect(f"/targets/?target={saved.pk}")
+        form_errors = serializer.errors
+    period, error = _period(request)
+    rows = list(targets_for_org(org))
+    selected = None
+    if request.GET.get("target"):
+        selected = next((t for t in rows if str(t.pk) == request.GET["target"]), None)
+    selected = selected or (rows[0] if rows else None)
+    latest = {}
+    for target in rows:
+        evaluation = evaluations_for_target(target, limit=1).first()
+        latest[target.pk] = evaluation
+    table = [
+        {"target": t, "evaluation": latest[t.pk], "unit": calc.METRICS[t.metric].unit} for t in rows
+    ]
+    initial = form_values or (
+        {f: getattr(editing, f, "") for f in FORM_FIELDS} if editing is not None else {}
+    )
+    if editing is not None and not form_values:
+        initial["scope"] = editing.scope
+    return _page(
+        request, "dashboards/targets.html", membership=membership, period=period, error=error,
+        tables={"targets": lambda: [
+            {"name": r["target"].name, "scope": r["target"].scope, "metric": r["target"].metric,
+             "comparator": r["target"].comparator, "threshold": r["target"].threshold,
+             "reduction_pct": r["target"].reduction_pct, "period": r["target"].period,
+             "status": r["target"].status or "not evaluated",
+             "value": r["evaluation"].value if r["evaluation"] else None,
+             "forecast": r["evaluation"].forecast_value if r["evaluation"] else None,
+             "unit": r["unit"]} for r in table]},
+        context={
+            "rows": table,
+            "selected": selected,
+            "editing": editing,
+            "form_errors": form_errors,
+            "initial": initial,
+            "metrics": calc.METRICS,
+            "periods": calc.PERIODS,
+            "teams": list(org.teams.order_by("slug")),
+            "projects": list(org.projects.order_by("slug")),
+            "figures": {"history": _history_figure(selected)} if selected else {},
+        },
+    )

@@ -1,0 +1,70 @@
+"""The targets page: everyone in the organization sees targets and their status; admins create
+and edit them through the same validation as the API; others cannot."""
+
+from __future__ import annotations
+
+import pytest
+
+from ecoreport.policies.models import Target
+from ecoreport.policies.services import target_create
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def target(cast):
+    return target_create(organization=cast.org, name="Energy cap", scope_kind="org", metric="energy_kwh",
+                         comparator="at_most", threshold=5000.0, period="quarter")
+
+
+def test_members_see_targets_with_status(client, cast, target):
+    client.force_login(cast.member.user)
+    response = client.get("/targets/")
+    assert response.status_code == 200
+    assert b"Energy cap" in response.content
+    assert b"Create target" not in response.content  # members do not get the form
+
+
+def test_outsider_sees_no_targets_of_acme(client, cast, target):
+    client.force_login(cast.outsider.user)
+    response = client.get("/targets/")
+    assert b"Energy cap" not in response.content
+    assert client.get(f"/targets/?edit={target.pk}").status_code == 404
+
+
+def test_admin_creates_a_target_from_the_page(client, cast):
+    client.force_login(cast.owner.user)
+    response = client.post("/targets/", {"name": "Utilization floor", "scope": "org",
+                                         "metric": "avg_gpu_util_pct", "comparator": "at_least",
+                                         "threshold": "60", "period": "month",
+                                         "forecast_method": "run_rate"})
+    assert response.status_code == 302
+    created = Target.objects.get(name="Utilization floor")
+    assert (created.metric, created.threshold, created.organization) == ("avg_gpu_util_pct", 60.0, cast.org)
+
+
+def test_invalid_target_is_explained_and_not_saved(client, cast):
+    client.force_login(cast.owner.user)
+    response = client.post("/targets/", {"name": "Bad", "scope": "org", "metric": "avg_gpu_util_pct",
+                                         "comparator": "at_least", "threshold": "140", "period": "month"})
+    assert response.status_code == 200
+    assert b"was not saved" in response.content
+    assert not Target.objects.filter(name="Bad").exists()
+
+
+def test_admin_edits_a_target(client, cast, target):
+    client.force_login(cast.owner.user)
+    response = client.post("/targets/", {"target_id": target.pk, "name": "Energy cap", "scope": "org",
+                                         "metric": "energy_kwh", "comparator": "at_most",
+                                         "threshold": "4000", "period": "quarter"})
+    assert response.status_code == 302
+    target.refresh_from_db()
+    assert target.threshold == 4000.0
+
+
+def test_member_cannot_post_targets(client, cast):
+    client.force_login(cast.member.user)
+    response = client.post("/targets/", {"name": "x", "scope": "org", "metric": "energy_kwh",
+                                         "comparator": "at_most", "threshold": "1", "period": "month"})
+    assert response.status_code == 403
+    assert not Target.objects.exists()
