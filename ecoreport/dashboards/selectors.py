@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Count, QuerySet, Sum
+from django.db.models import Count, OuterRef, QuerySet, Subquery, Sum
 from django.utils import timezone
 
 from ecoreport.accounting import selectors as usage
@@ -171,3 +171,35 @@ def projects_of(organization: Organization, team: Team | None = None) -> QuerySe
     if team is not None:
         qs = qs.filter(team=team)
     return qs.order_by("slug")
+
+
+def targets_glance(scope: Scope) -> list[dict[str, Any]]:
+    """Active targets of the scope (the whole organization's on the overview) with status."""
+    from ecoreport.policies.calc import METRICS
+    from ecoreport.policies.models import Target
+
+    qs = Target.objects.for_org(scope.organization).filter(is_active=True).select_related(
+        "team", "project"
+    )
+    if scope.team is not None:
+        qs = qs.filter(team=scope.team)
+    elif scope.project is not None:
+        qs = qs.filter(project=scope.project)
+    from ecoreport.policies.models import TargetEvaluation
+
+    latest = TargetEvaluation.objects.filter(target=OuterRef("pk")).order_by("-evaluated_at", "-id")
+    qs = qs.annotate(
+        latest_value=Subquery(latest.values("value")[:1]),
+        latest_forecast=Subquery(latest.values("forecast_value")[:1]),
+        latest_threshold=Subquery(latest.values("threshold_value")[:1]),
+    )
+    # One query whatever the number of targets: the latest evaluation comes as subqueries.
+    return [
+        {
+            "target": t,
+            "evaluation": {"value": t.latest_value, "forecast_value": t.latest_forecast,
+                           "threshold_value": t.latest_threshold},
+            "unit": METRICS[t.metric].unit,
+        }
+        for t in qs.order_by("name")
+    ]

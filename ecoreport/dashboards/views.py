@@ -100,6 +100,7 @@ def overview(request: HttpRequest) -> HttpResponse:
         context={
             "headline": sel.headline(scope, period),
             "teams": teams,
+            "targets_glance": sel.targets_glance(scope),
             "figures": {
                 "energy-by-team": figures.stacked_over_time(
                     over_time, by="team", metric="energy_kwh", title="Energy by team", unit="kWh"),
@@ -127,6 +128,7 @@ def _scope_page(request: HttpRequest, *, team: Team | None, project: Project | N
             "subject": team or project,
             "by": by,
             "headline": sel.headline(scope, period),
+            "targets_glance": sel.targets_glance(scope),
             "breakdown": breakdown,
             "hosts": hosts,
             "projects": sel.projects_of(membership.organization, team) if team else [],

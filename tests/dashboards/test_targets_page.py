@@ -68,3 +68,13 @@ def test_member_cannot_post_targets(client, cast):
                                          "comparator": "at_most", "threshold": "1", "period": "month"})
     assert response.status_code == 403
     assert not Target.objects.exists()
+
+
+def test_overview_lists_targets_in_a_fixed_number_of_queries(client, cast, django_assert_max_num_queries):
+    for i in range(6):
+        target_create(organization=cast.org, name=f"Cap {i}", scope_kind="org", metric="energy_kwh",
+                      comparator="at_most", threshold=1000.0 + i, period="month")
+    client.force_login(cast.member.user)
+    with django_assert_max_num_queries(14):
+        response = client.get("/")
+    assert response.content.count(b"Cap ") >= 6
