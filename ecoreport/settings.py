@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "ecoreport.carbon",
     "ecoreport.accounting",
     "ecoreport.policies",
+    "ecoreport.savings",
     "ecoreport.dashboards",
 ]
 

@@ -13,6 +13,7 @@ from ecoreport.policies.views import (
     WebhookListView,
 )
 from ecoreport.dashboards import views as pages
+from ecoreport.savings.views import BestWindowView, SavingsAssumptionsView, SavingsView
 from ecoreport.telemetry.views import AgentPingView, IngestView
 
 urlpatterns = [
@@ -22,6 +23,9 @@ urlpatterns = [
     path("api/v1/usage", UsageView.as_view(), name="usage"),
     path("api/v1/usage/provenance", UsageProvenanceView.as_view(), name="usage-provenance"),
     path("api/v1/", include("ecoreport.carbon.urls")),
+    path("api/v1/carbon/best-window", BestWindowView.as_view(), name="carbon-best-window"),
+    path("api/v1/savings", SavingsView.as_view(), name="savings"),
+    path("api/v1/savings/assumptions", SavingsAssumptionsView.as_view(), name="savings-assumptions"),
     path("api/v1/targets", TargetListView.as_view(), name="targets"),
     path("api/v1/targets/<int:pk>", TargetDetailView.as_view(), name="target"),
     path("api/v1/targets/<int:pk>/status", TargetStatusView.as_view(), name="target-status"),

@@ -1,0 +1,202 @@
+"""Savings arithmetic: pure functions over plain numbers, no database and no clock.
+
+Every lever yields an ``Amount`` saved: IT energy (what the GPUs would not draw), facility energy
+(IT x PUE), location- and market-based CO2e and cost. The emission arithmetic is the carbon
+app's (``facility_energy_j``, ``co2e_g``); nothing here resolves a factor.
+
+Units are in the names: joules and grams inside, kWh and kg only when shown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from ecoreport.carbon.emissions import J_PER_KWH, co2e_g, facility_energy_j
+
+
+@dataclass(frozen=True)
+class Amount:
+    energy_j: float = 0.0
+    facility_energy_j: float = 0.0
+    co2e_g: float = 0.0
+    co2e_market_g: float = 0.0
+    cost: float = 0.0
+
+    def scaled(self, fraction: float) -> Amount:
+        return Amount(
+            self.energy_j * fraction,
+            self.facility_energy_j * fraction,
+            self.co2e_g * fraction,
+            self.co2e_market_g * fraction,
+            self.cost * fraction,
+        )
+
+    def __add__(self, other: Amount) -> Amount:
+        return Amount(
+            self.energy_j + other.energy_j,
+            self.facility_energy_j + other.facility_energy_j,
+            self.co2e_g + other.co2e_g,
+            self.co2e_market_g + other.co2e_market_g,
+            self.cost + other.cost,
+        )
+
+    def __sub__(self, other: Amount) -> Amount:
+        return self + other.scaled(-1.0)
+
+    def shown(self) -> dict[str, float]:
+        """The figures an answer carries: kWh, kg and money."""
+        return {
+            "energy_kwh": self.energy_j / J_PER_KWH,
+            "facility_energy_kwh": self.facility_energy_j / J_PER_KWH,
+            "co2e_kg": self.co2e_g / 1000.0,
+            "co2e_market_kg": self.co2e_market_g / 1000.0,
+            "cost": self.cost,
+        }
+
+
+def total(amounts: Iterable[Amount]) -> Amount:
+    out = Amount()
+    for amount in amounts:
+        out = out + amount
+    return out
+
+
+def footprint(
+    *,
+    energy_j: float,
+    pue: float,
+    intensity_g_per_kwh: float,
+    market_intensity_g_per_kwh: float,
+    price_per_kwh: float,
+) -> Amount:
+    """IT energy at one site and hour: what it costs and emits there (facility = IT x PUE)."""
+    facility_j = facility_energy_j(it_energy_j=energy_j, pue=pue)
+    return Amount(
+        energy_j=energy_j,
+        facility_energy_j=facility_j,
+        co2e_g=co2e_g(energy_j=facility_j, intensity_g_per_kwh=intensity_g_per_kwh),
+        co2e_market_g=co2e_g(energy_j=facility_j, intensity_g_per_kwh=market_intensity_g_per_kwh),
+        cost=facility_j / J_PER_KWH * price_per_kwh,
+    )
+
+
+def pct(value: float) -> float:
+    return value / 100.0
+
+
+# --- what-if levers -------------------------------------------------------------------------
+
+
+def fraction_saved(
+    *, reduction_pct: float, applicable_pct: float = 100.0, already_pct: float = 0.0
+) -> float:
+    """Share of the energy a what-if lever saves: the reduction, applied to the part of the work
+    it applies to and that does not already use it.
+
+    saving = E x applicable x (1 - already) x reduction
+    """
+    return pct(applicable_pct) * (1.0 - pct(already_pct)) * pct(reduction_pct)
+
+
+# --- carbon-aware timing --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One hour of one site: the scope's IT energy in it and the factors that apply to it."""
+
+    hour: datetime
+    energy_j: float
+    pue: float
+    intensity_g_per_kwh: float
+    market_intensity_g_per_kwh: float
+    price_per_kwh: float = 0.0
+
+    def footprint(self, energy_j: float) -> Amount:
+        return footprint(
+            energy_j=energy_j,
+            pue=self.pue,
+            intensity_g_per_kwh=self.intensity_g_per_kwh,
+            market_intensity_g_per_kwh=self.market_intensity_g_per_kwh,
+            price_per_kwh=self.price_per_kwh,
+        )
+
+
+@dataclass
+class Shift:
+    baseline: Amount = field(default_factory=Amount)  # the flexible work where it ran
+    shifted: Amount = field(default_factory=Amount)  # the same work in the chosen hours
+    placements: list[tuple[datetime, float]] = field(default_factory=list)  # (hour, energy_j)
+
+    @property
+    def saving(self) -> Amount:
+        return self.baseline - self.shifted
+
+
+def shift_block(slots: Sequence[Slot], *, flexible_pct: float) -> Shift:
+    """Move the flexible share of a block's work to its lowest-intensity hours.
+
+    The block's busiest hour is taken as the site's capacity for this scope: an hour can take
+    flexible work up to ``peak - its own inflexible work``, so the shifted plan never runs more
+    at once than the scope already did. Hours are filled cheapest first (location-based
+    intensity, then market-based, then the earlier hour). Work stays at its site; IT energy does
+    not change, emissions do.
+    """
+    share = pct(flexible_pct)
+    out = Shift()
+    if not slots or share <= 0.0:
+        return out
+    peak_j = max(s.energy_j for s in slots)
+    remaining_j = 0.0
+    for slot in slots:
+        flexible_j = slot.energy_j * share
+        remaining_j += flexible_j
+        out.baseline = out.baseline + slot.footprint(flexible_j)
+    order = sorted(
+        slots, key=lambda s: (s.intensity_g_per_kwh, s.market_intensity_g_per_kwh, s.hour)
+    )
+    for slot in order:
+        if remaining_j <= 0.0:
+            break
+        room_j = peak_j - slot.energy_j * (1.0 - share)
+        placed_j = min(remaining_j, room_j)
+        if placed_j <= 0.0:
+            continue
+        out.placements.append((slot.hour, placed_j))
+        out.shifted = out.shifted + slot.footprint(placed_j)
+        remaining_j -= placed_j
+    out.placements.sort()
+    return out
+
+
+# --- best time to run -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Window:
+    start_index: int
+    avg_intensity_g_per_kwh: float
+
+
+def best_window(intensities: Sequence[float], *, duration_h: int) -> tuple[Window, Window]:
+    """(best, now) over consecutive hourly intensities, index 0 being the current hour.
+
+    Every start from 0 to len - duration is a candidate; the lowest average wins, the earliest
+    among equals (no reason to wait for the same intensity).
+    """
+    if duration_h < 1:
+        raise ValueError("duration_h must be at least 1")
+    if len(intensities) < duration_h:
+        raise ValueError("fewer hours than the duration")
+    running = sum(intensities[:duration_h])
+    now = best = Window(0, running / duration_h)
+    for i in range(1, len(intensities) - duration_h + 1):
+        running += intensities[i + duration_h - 1] - intensities[i - 1]
+        avg = running / duration_h
+        # A small tolerance: the running sum drifts by float error, and an equal window later
+        # must not win over an earlier one because of it.
+        if avg < best.avg_intensity_g_per_kwh - 1e-9:
+            best = Window(i, avg)
+    return best, now

@@ -1,0 +1,101 @@
+"""One sentence per lever that says what to do and where (hosts, projects, hours): pure, from the
+lever dicts ``savings_for_scope`` returns."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+
+def _num(value: float | None, unit: str) -> str:
+    if value is None:
+        return f"? {unit}"
+    if abs(value) >= 100:
+        return f"{value:,.0f} {unit}"
+    if abs(value) >= 1:
+        return f"{value:,.1f} {unit}"
+    return f"{value:.3g} {unit}"
+
+
+def _saved(lever: dict[str, Any]) -> str:
+    parts = [_num(lever["co2e_kg"], "kg CO2e"), _num(lever["energy_kwh"], "kWh")]
+    if lever["energy_kwh"] == 0 and lever.get("facility_energy_kwh"):
+        parts[1] = _num(lever["facility_energy_kwh"], "kWh of facility energy")
+    elif lever["energy_kwh"] == 0:
+        parts.pop()
+    if lever.get("cost") and lever.get("currency"):
+        parts.append(f"{lever['cost']:,.2f} {lever['currency']}")
+    return ", ".join(parts)
+
+
+def _hour(moment: datetime) -> str:
+    return f"{moment:%Y-%m-%d %H:00} UTC"
+
+
+def _names(items: list[str], limit: int = 3) -> str:
+    items = [i for i in items if i]
+    if not items:
+        return ""
+    shown = items[:limit]
+    more = len(items) - len(shown)
+    text = ", ".join(shown)
+    return f"{text} and {more} more" if more > 0 else text
+
+
+def sentence(lever: dict[str, Any]) -> str:
+    key, d, a = lever["key"], lever["details"], lever["assumptions"]
+    saved = _saved(lever)
+    if key == "idle":
+        hosts = _names([f"{h['host']} ({_num(h['idle_energy_kwh'], 'kWh')})" for h in d["hosts"]])
+        hours = _names([_hour(h["hour"]) for h in d["hours"]], limit=2)
+        return (
+            f"Idle GPUs drew {_num(d['measured_idle_energy_kwh'], 'kWh')}, most of it on {hosts}"
+            f"{f', worst around {hours}' if hours else ''}; scaling in or powering down idle GPUs "
+            f"would save {saved}."
+        )
+    if key == "low_utilization":
+        jobs = _names(
+            [
+                f"{c['job_id'] or 'untracked jobs'} in {c['project'] or 'no project'}"
+                for c in d["candidates"]
+            ]
+        )
+        return (
+            f"{d['candidate_count']} jobs ran under {a['low_util_threshold_pct']:g}% GPU "
+            f"utilization or {a['low_mem_threshold_pct']:g}% memory (largest: {jobs}); sharing "
+            f"GPUs, MIG slices or smaller GPUs would save {saved}."
+        )
+    if key == "carbon_aware_timing":
+        hours = _names([_hour(m["hour"]) for m in d["chosen_hours"]], limit=2)
+        return (
+            f"Starting {a['flexible_pct']:g}% of the work in the cleanest hours of each "
+            f"{a['timing_window_h']}-hour window (such as {hours}) would save {saved}."
+        )
+    if key == "region":
+        best = next((r for r in d["alternatives"] if r["site"] == d["best_site"]), None)
+        if best is None:
+            return "No other site of the organization would run this work with less CO2e."
+        return (
+            f"Running this work at {best['site']} (zone {best['zone']}) instead would save {saved}."
+        )
+    projects = _names([p["project"] for p in d.get("projects", [])])
+    where = f" (most energy: {projects})" if projects else ""
+    if key == "precision":
+        return (
+            f"Mixed precision (BF16/FP16 training, INT8 inference) on the "
+            f"{100 - a['precision_already_pct']:g}% of the work not using it yet{where} would "
+            f"save about {saved} at a {a['precision_reduction_pct']:g}% reduction."
+        )
+    if key == "architecture":
+        return (
+            f"A smaller model (pruning, distillation, early exit) for "
+            f"{a['architecture_applicable_pct']:g}% of the work{where} would save about {saved} "
+            f"at a {a['architecture_reduction_pct']:g}% reduction."
+        )
+    if key == "power_capping":
+        return (
+            f"Capping GPU power on the {100 - a['power_cap_already_pct']:g}% of the work not "
+            f"capped yet{where} would save about {saved} "
+            f"({a['power_cap_reduction_pct']:g}% of its energy, for a few % longer runs)."
+        )
+    raise ValueError(f"unknown lever {key!r}")

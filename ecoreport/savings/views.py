@@ -1,0 +1,182 @@
+"""The savings calculator and the best time to run: thin views over the selectors."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from ecoreport.accounting.views import ApiThrottle
+from ecoreport.core.api import ApiError
+from ecoreport.organizations.models import Organization
+from ecoreport.organizations.permissions import request_membership
+from ecoreport.savings.assumptions import SPECS, AssumptionError, Assumptions, describe
+from ecoreport.savings.selectors import (
+    SavingsError,
+    recommendations,
+    savings_for_scope,
+    scope_label,
+    scope_parse,
+)
+from ecoreport.savings.windows import best_window
+
+DEFAULT_PERIOD = timedelta(days=30)
+
+
+def _organization(request: Request) -> Organization:
+    membership = request_membership(request)
+    assert membership is not None  # the permission class has checked
+    return membership.organization
+
+
+def _invalid(params: serializers.Serializer) -> ApiError:
+    errors = params.errors
+    first = next(iter(errors.items()), None)
+    message = "The query parameters are not valid."
+    if first is not None:
+        field, problems = first
+        problem = problems[0] if isinstance(problems, list) and problems else problems
+        message = f"{field}: {problem}" if field != "non_field_errors" else str(problem)
+    return ApiError(message, details=errors)
+
+
+class SavingsParams(serializers.Serializer):
+    scope = serializers.CharField(required=False, default="org")
+    start = serializers.DateTimeField(required=False)
+    end = serializers.DateTimeField(required=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        end = attrs.get("end") or timezone.now()
+        start = attrs.get("start") or end - DEFAULT_PERIOD
+        if start >= end:
+            raise serializers.ValidationError({"end": "must be after start"})
+        attrs["start"], attrs["end"] = start, end
+        return attrs
+
+
+class SavingsView(APIView):
+    throttle_classes = [ApiThrottle]
+
+    @extend_schema(
+        summary="Savings levers and recommendations for a scope and period",
+        parameters=[
+            OpenApiParameter("scope", str, description="org (default), team:SLUG or project:SLUG"),
+            OpenApiParameter("start", str, description="ISO 8601; default: end - 30 days"),
+            OpenApiParameter("end", str, description="ISO 8601, exclusive; default: now"),
+            *[
+                OpenApiParameter(
+                    name, float, description=f"{spec.help} ({spec.minimum:g} to {spec.maximum:g})"
+                )
+                for name, spec in SPECS.items()
+            ],
+        ],
+    )
+    def get(self, request: Request) -> Response:
+        params = SavingsParams(data=request.query_params)
+        if not params.is_valid():
+            raise _invalid(params)
+        data = params.validated_data
+        organization = _organization(request)
+        try:
+            assumptions = Assumptions.from_params(request.query_params)
+        except AssumptionError as exc:
+            raise ApiError(str(exc), details={exc.field: exc.message}) from None
+        try:
+            scope = scope_parse(organization, data["scope"])
+            levers = savings_for_scope(organization, scope, data["start"], data["end"], assumptions)
+        except SavingsError as exc:
+            raise ApiError(str(exc), details={exc.field: str(exc)} if exc.field else None) from None
+        ranked = recommendations(organization, scope, data["start"], data["end"], levers=levers)
+        return Response(
+            {
+                "organization": organization.slug,
+                "scope": scope_label(scope),
+                "start": data["start"],
+                "end": data["end"],
+                "assumptions": assumptions.as_dict(),
+                "levers": levers,
+                "recommendations": [
+                    {
+                        "rank": r["rank"],
+                        "key": r["key"],
+                        "co2e_kg": r["co2e_kg"],
+                        "sentence": r["sentence"],
+                    }
+                    for r in ranked
+                ],
+            }
+        )
+
+
+class SavingsAssumptionsView(APIView):
+    """The inputs of the calculator: defaults, allowed and typical ranges."""
+
+    throttle_classes = [ApiThrottle]
+
+    @extend_schema(summary="Savings assumptions: defaults and ranges")
+    def get(self, request: Request) -> Response:
+        return Response({"assumptions": describe()})
+
+
+class BestWindowParams(serializers.Serializer):
+    zone = serializers.CharField(max_length=64)
+    duration_h = serializers.IntegerField(
+        error_messages={"invalid": "must be a whole number of hours"}
+    )
+    within_h = serializers.IntegerField(
+        required=False, default=24, error_messages={"invalid": "must be a whole number of hours"}
+    )
+    energy_kwh = serializers.FloatField(required=False, min_value=0)
+
+    def validate_duration_h(self, value: int) -> int:
+        if value < 1:
+            raise serializers.ValidationError(
+                "must be at least 1 hour (durations cannot be negative)"
+            )
+        return value
+
+    def validate_within_h(self, value: int) -> int:
+        if value < 1:
+            raise serializers.ValidationError(
+                "must be at least 1 hour (windows cannot be negative)"
+            )
+        return value
+
+
+class BestWindowView(APIView):
+    throttle_classes = [ApiThrottle]
+
+    @extend_schema(
+        summary="Best time to start a job of duration_h hours within the next within_h hours",
+        parameters=[
+            OpenApiParameter("zone", str, required=True, description="grid zone, e.g. FR, DE, GB"),
+            OpenApiParameter("duration_h", int, required=True),
+            OpenApiParameter("within_h", int, description="default 24, at most 168"),
+            OpenApiParameter(
+                "energy_kwh", float, description="optional: the job's energy, for a CO2e saving"
+            ),
+        ],
+    )
+    def get(self, request: Request) -> Response:
+        params = BestWindowParams(data=request.query_params)
+        if not params.is_valid():
+            raise _invalid(params)
+        data = params.validated_data
+        try:
+            answer = best_window(
+                _organization(request),
+                zone=data["zone"].strip(),
+                duration_h=data["duration_h"],
+                within_h=data["within_h"],
+                now=timezone.now(),
+                energy_kwh=data.get("energy_kwh"),
+            )
+        except SavingsError as exc:
+            raise ApiError(str(exc), details={exc.field: str(exc)} if exc.field else None) from None
+        return Response(answer)

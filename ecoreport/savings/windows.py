@@ -1,0 +1,114 @@
+"""The best time to run: the start hour with the lowest average grid intensity in a window,
+from a zone's hourly factors or forecasts (the Carbon Aware SDK's "best window" question)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from ecoreport.carbon.models import Basis, CarbonIntensity, Resolution
+from ecoreport.carbon.resolver import hours_between
+from ecoreport.organizations.models import Organization
+from ecoreport.savings import calc
+from ecoreport.savings.selectors import SavingsError
+
+MAX_WINDOW_H = 168
+
+
+def best_window(
+    organization: Organization,
+    *,
+    zone: str,
+    duration_h: int,
+    within_h: int,
+    now: datetime,
+    energy_kwh: float | None = None,
+) -> dict[str, Any]:
+    """The start hour within the next ``within_h`` hours whose ``duration_h`` hours have the
+    lowest average location-based intensity of ``zone``, from its hourly factors or forecasts.
+
+    Only hourly factors count: a month or year average says nothing about which hour is cleaner,
+    so a zone without hourly data for the coming hours is an error, never a guess.
+    """
+    if duration_h < 1:
+        raise SavingsError(
+            "duration_h must be a whole number of hours, at least 1.", field="duration_h"
+        )
+    if within_h < 1:
+        raise SavingsError(
+            "within_h must be a whole number of hours, at least 1.", field="within_h"
+        )
+    if within_h > MAX_WINDOW_H:
+        raise SavingsError(f"within_h may be at most {MAX_WINDOW_H} hours.", field="within_h")
+    if within_h < duration_h:
+        raise SavingsError(
+            f"The window ({within_h} h) is shorter than the duration ({duration_h} h).",
+            field="within_h",
+        )
+    first = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    last = first + timedelta(hours=within_h)
+    rows = (
+        CarbonIntensity.objects.visible_to(organization)
+        .filter(
+            zone=zone,
+            basis=Basis.LOCATION,
+            resolution=Resolution.HOUR,
+            start__gte=first,
+            start__lt=last,
+        )
+        .order_by("start")
+    )
+    by_hour: dict[datetime, CarbonIntensity] = {}
+    # The organization's own factor for an hour wins over a shared one.
+    for row in sorted(rows, key=lambda r: (r.organization_id is not None, r.start)):
+        by_hour[row.start.astimezone(UTC)] = row
+    series: list[CarbonIntensity] = []
+    for hour in hours_between(first, last):
+        if hour not in by_hour:
+            break
+        series.append(by_hour[hour])
+    if not series:
+        raise SavingsError(
+            f"Zone '{zone}' has no hourly carbon-intensity data (actual or forecast) from "
+            f"{first:%Y-%m-%dT%H:00Z}; the best time to run needs hourly factors.",
+            field="zone",
+        )
+    if len(series) < duration_h:
+        raise SavingsError(
+            f"Zone '{zone}' has hourly data for only {len(series)} consecutive hours from "
+            f"{first:%Y-%m-%dT%H:00Z}, fewer than the duration ({duration_h} h).",
+            field="duration_h",
+        )
+    values = [r.intensity_g_per_kwh for r in series]
+    best, _now = calc.best_window(values, duration_h=duration_h)
+    chosen = series[best.start_index : best.start_index + duration_h]
+    # Averages from the slices themselves (the running sum is only for the search).
+    best_avg = sum(r.intensity_g_per_kwh for r in chosen) / duration_h
+    now_avg = sum(values[:duration_h]) / duration_h
+    start = chosen[0].start.astimezone(UTC)
+    answer: dict[str, Any] = {
+        "zone": zone,
+        "duration_h": duration_h,
+        "within_h": within_h,
+        "covered_h": len(series),
+        "start": start,
+        "end": start + timedelta(hours=duration_h),
+        "avg_intensity_g_per_kwh": best_avg,
+        "now": {"start": first, "avg_intensity_g_per_kwh": now_avg},
+        "saving_g_per_kwh": now_avg - best_avg,
+        "saving_pct": (now_avg - best_avg) / now_avg * 100.0 if now_avg else 0.0,
+        "forecast": any(r.is_forecast for r in chosen),
+        "sources": sorted({f"{r.source} ({r.year})" for r in chosen}),
+        "hours": [
+            {
+                "start": r.start.astimezone(UTC),
+                "intensity_g_per_kwh": r.intensity_g_per_kwh,
+                "forecast": r.is_forecast,
+            }
+            for r in series
+        ],
+    }
+    if energy_kwh is not None:
+        answer["energy_kwh"] = energy_kwh
+        answer["saving_co2e_kg"] = energy_kwh * (now_avg - best_avg) / 1000.0
+    return answer

@@ -1,0 +1,148 @@
+"""GET /api/v1/savings and /api/v1/carbon/best-window: shapes, bad input, tenancy."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import time_machine
+
+from tests.conftest import iso
+from tests.savings.conftest import DAY, PROFILE_ZA
+
+pytestmark = pytest.mark.django_db
+
+PERIOD = {"start": iso(DAY), "end": iso(DAY + timedelta(days=1))}
+KEYS = [
+    "idle",
+    "low_utilization",
+    "carbon_aware_timing",
+    "region",
+    "precision",
+    "architecture",
+    "power_capping",
+]
+
+
+def get(client, path, token, **params):
+    return client.get(path, params, HTTP_AUTHORIZATION=f"Bearer {token}")
+
+
+def test_savings_answers_every_lever_for_a_team(client, cast, fleet):
+    response = get(client, "/api/v1/savings", cast.member_token, scope="team:nlp", **PERIOD)
+    assert response.status_code == 200, response.json()
+    body = response.json()
+    assert body["scope"] == "team:nlp"
+    assert [lever["key"] for lever in body["levers"]] == KEYS
+    for lever in body["levers"]:
+        assert {"key", "energy_kwh", "co2e_kg", "co2e_market_kg", "cost", "assumptions"} <= set(
+            lever
+        )
+    idle = body["levers"][0]
+    assert idle["energy_kwh"] == pytest.approx(1.0)
+    assert body["recommendations"][0]["rank"] == 1 and body["recommendations"][0]["sentence"]
+
+
+def test_overridden_assumptions_in_the_query_change_the_answer(client, cast, fleet):
+    base = get(client, "/api/v1/savings", cast.member_token, **PERIOD).json()
+    half = get(
+        client, "/api/v1/savings", cast.member_token, idle_recoverable_pct="50", **PERIOD
+    ).json()
+    assert half["assumptions"]["idle_recoverable_pct"] == 50.0
+    assert half["levers"][0]["energy_kwh"] == pytest.approx(base["levers"][0]["energy_kwh"] / 2)
+
+
+@pytest.mark.parametrize(
+    ("params", "field", "message"),
+    [
+        ({"scope": "team:ghost"}, "scope", "no team 'ghost'"),
+        ({"scope": "department:x"}, "scope", "Unknown scope"),
+        ({"flexible_pct": "150"}, "flexible_pct", "above 100%"),
+        ({"precision_already_pct": "-1"}, "precision_already_pct", "cannot be negative"),
+        ({"timing_window_h": "-3"}, "timing_window_h", "outside the allowed range"),
+        ({"start": "yesterday"}, "start", "start"),
+        ({"start": iso(DAY), "end": iso(DAY - timedelta(hours=1))}, "end", "after start"),
+    ],
+)
+def test_savings_bad_input_is_a_400_that_says_why(client, cast, fleet, params, field, message):
+    response = get(client, "/api/v1/savings", cast.member_token, **{**PERIOD, **params})
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert message in error["message"] and field in error["details"]
+
+
+def test_outsider_cannot_read_another_organizations_team(client, cast, fleet):
+    response = get(client, "/api/v1/savings", cast.outsider_token, scope="team:nlp", **PERIOD)
+    assert response.status_code == 400 and "no team 'nlp'" in response.json()["error"]["message"]
+    own = get(client, "/api/v1/savings", cast.outsider_token, **PERIOD).json()
+    assert all(lever["energy_kwh"] == 0 and lever["co2e_kg"] == 0 for lever in own["levers"])
+
+
+def test_savings_needs_a_member(client, fleet):
+    assert client.get("/api/v1/savings", PERIOD).status_code in (401, 403)
+
+
+def test_best_window_on_a_known_hourly_profile(client, cast, zone_factors):
+    with time_machine.travel(DAY + timedelta(minutes=20), tick=False):
+        response = get(
+            client,
+            "/api/v1/carbon/best-window",
+            cast.member_token,
+            zone="ZA",
+            duration_h=3,
+            within_h=24,
+            energy_kwh=10,
+        )
+    assert response.status_code == 200, response.json()
+    body = response.json()
+    averages = [sum(PROFILE_ZA[i : i + 3]) / 3 for i in range(0, 24 - 3 + 1)]
+    best = min(range(len(averages)), key=averages.__getitem__)
+    assert best == 2  # 02:00-05:00: 200, 120, 150
+    assert body["start"].startswith("2026-11-27T02:00:00")
+    assert body["avg_intensity_g_per_kwh"] == pytest.approx(averages[best])
+    assert body["now"]["avg_intensity_g_per_kwh"] == pytest.approx(averages[0])
+    assert body["saving_g_per_kwh"] == pytest.approx(averages[0] - averages[best])
+    assert body["saving_co2e_kg"] == pytest.approx(10 * (averages[0] - averages[best]) / 1000)
+    assert body["saving_pct"] == pytest.approx((averages[0] - averages[best]) / averages[0] * 100)
+
+
+def test_best_window_only_looks_ahead_from_now(client, cast, zone_factors):
+    with time_machine.travel(DAY + timedelta(hours=5), tick=False):
+        body = get(
+            client,
+            "/api/v1/carbon/best-window",
+            cast.member_token,
+            zone="ZA",
+            duration_h=1,
+            within_h=24,
+        ).json()
+    # From 05:00 the cleanest hour within 24 h is 03:00 the next day (110 g/kWh).
+    assert body["start"].startswith("2026-11-28T03:00:00")
+    assert body["avg_intensity_g_per_kwh"] == pytest.approx(110.0)
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"zone": "ZB", "duration_h": 2, "within_h": 12}, "no hourly carbon-intensity data"),
+        ({"zone": "NOWHERE", "duration_h": 2, "within_h": 12}, "no hourly carbon-intensity data"),
+        ({"zone": "ZA", "duration_h": 6, "within_h": 4}, "shorter than the duration"),
+        ({"zone": "ZA", "duration_h": -2, "within_h": 4}, "cannot be negative"),
+        ({"zone": "ZA", "duration_h": 2, "within_h": -4}, "cannot be negative"),
+        ({"zone": "ZA", "duration_h": "two", "within_h": 4}, "whole number"),
+        ({"zone": "ZA", "duration_h": 2, "within_h": 500}, "at most 168"),
+        ({"zone": "ZA", "duration_h": 30, "within_h": 72}, "only 24 consecutive hours"),
+        ({"duration_h": 2}, "zone"),
+    ],
+)
+def test_best_window_bad_input_is_a_400_that_says_why(client, cast, zone_factors, params, message):
+    with time_machine.travel(DAY + timedelta(hours=24), tick=False):
+        response = get(client, "/api/v1/carbon/best-window", cast.member_token, **params)
+    assert response.status_code == 400
+    assert message in response.json()["error"]["message"]
+
+
+def test_assumptions_endpoint_lists_defaults_and_ranges(client, cast):
+    body = get(client, "/api/v1/savings/assumptions", cast.member_token).json()
+    flexible = next(a for a in body["assumptions"] if a["name"] == "flexible_pct")
+    assert flexible["default"] == 30.0 and flexible["maximum"] == 100
