@@ -1,0 +1,335 @@
+"""The tables of a report, shaped once from the content for every format: formatted cells for
+the PDF and HTML, raw numbers for the CSV and XLSX (full precision, so auditors can re-add)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from typing import Any
+
+UNATTRIBUTED = "(unattributed)"
+
+
+def fmt(value: Any, digits: int = 2) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int | float):
+        return f"{value:,.{digits}f}"
+    return str(value)
+
+
+def fmt_change(value: float | None) -> str:
+    return "—" if value is None else f"{value:+,.1f}%"
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str
+    label: str
+    unit: str = ""
+    digits: int | None = 2  # None: text
+
+    @property
+    def heading(self) -> str:
+        return f"{self.label} ({self.unit})" if self.unit else self.label
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    title: str
+    columns: list[Column]
+    rows: list[dict[str, Any]]
+
+    def formatted(self) -> list[list[str]]:
+        return [
+            [
+                fmt(row.get(c.key), c.digits) if c.digits is not None else fmt(row.get(c.key))
+                for c in self.columns
+            ]
+            for row in self.rows
+        ]
+
+
+def _usage_columns(first: Column, emissions: bool) -> list[Column]:
+    cols = [first, Column("energy_kwh", "IT energy", "kWh")]
+    if emissions:
+        cols += [
+            Column("facility_energy_kwh", "Facility energy", "kWh"),
+            Column("co2e_kg", "CO2e location", "kg"),
+            Column("co2e_market_kg", "CO2e market", "kg"),
+        ]
+    cols += [
+        Column("gpu_hours", "GPU-hours", "h"),
+        Column("avg_gpu_util_pct", "Utilization", "%", 1),
+        Column("idle_energy_share_pct", "Idle share", "%", 1),
+    ]
+    return cols
+
+
+def report_tables(content: dict[str, Any]) -> list[Table]:
+    emissions = bool(content["meta"].get("emissions_available"))
+    headline_rows = [
+        {
+            "metric": h["label"],
+            "key": h["key"],
+            "unit": h["unit"],
+            "value": h["value"],
+            "previous": h["previous"],
+            "last_year": h["last_year"],
+            "change_previous_pct": h["change_previous_pct"],
+            "change_last_year_pct": h["change_last_year_pct"],
+        }
+        for h in content["headline"]
+    ]
+    meta = content["meta"]
+    tables = [
+        Table(
+            "headline",
+            "Headline figures",
+            [
+                Column("metric", "Metric", digits=None),
+                Column("unit", "Unit", digits=None),
+                Column("value", meta["period"]),
+                Column("previous", meta["previous_period"]),
+                Column("change_previous_pct", "Change", "%", 1),
+                Column("last_year", meta["year_before_period"]),
+                Column("change_last_year_pct", "Change", "%", 1),
+            ],
+            headline_rows,
+        ),
+        Table(
+            "by_team",
+            "Energy and emissions by team",
+            _usage_columns(Column("team", "Team", digits=None), emissions),
+            [{**r, "team": r["team"] or UNATTRIBUTED} for r in content.get("by_team", [])],
+        ),
+        Table(
+            "by_project",
+            "Energy and emissions by project",
+            _usage_columns(Column("project", "Project", digits=None), emissions),
+            [{**r, "project": r["project"] or UNATTRIBUTED} for r in content.get("by_project", [])],
+        ),
+        Table(
+            "over_time",
+            "Over time",
+            _usage_columns(Column("period_start", "Start (UTC)", digits=None), emissions),
+            [{**r, "period_start": r["period_start"][:10]} for r in content.get("daily", [])],
+        ),
+    ]
+    if content.get("intensity"):
+        tables.append(
+            Table(
+                "intensity",
+                "Carbon intensity experienced against the zone average",
+                [
+                    Column("site", "Site", digits=None),
+                    Column("zone", "Zone", digits=None),
+                    Column("facility_energy_kwh", "Facility energy", "kWh"),
+                    Column("co2e_kg", "CO2e location", "kg"),
+                    Column("experienced_g_per_kwh", "Experienced", "g/kWh", 1),
+                    Column("zone_average_g_per_kwh", "Zone average", "g/kWh", 1),
+                ],
+                content["intensity"],
+            )
+        )
+    targets = content.get("targets") or {}
+    if targets.get("rows"):
+        tables.append(
+            Table(
+                "targets",
+                "Target compliance",
+                [
+                    Column("name", "Target", digits=None),
+                    Column("scope", "Scope", digits=None),
+                    Column("metric", "Metric", digits=None),
+                    Column("comparator", "Rule", digits=None),
+                    Column("threshold", "Threshold"),
+                    Column("value", "Value"),
+                    Column("status", "Status", digits=None),
+                    Column("history_text", "Status history", digits=None),
+                ],
+                [
+                    {**r, "history_text": " → ".join(h["status"] for h in r["history"]) or "—"}
+                    for r in targets["rows"]
+                ],
+            )
+        )
+    recs = content.get("recommendations") or {}
+    if recs.get("rows"):
+        tables.append(
+            Table(
+                "recommendations",
+                "Top recommendations",
+                [
+                    Column("title", "Recommendation", digits=None),
+                    Column("energy_kwh", "Energy saved", "kWh"),
+                    Column("co2e_kg", "CO2e saved", "kg"),
+                    Column("detail", "Detail", digits=None),
+                ],
+                recs["rows"],
+            )
+        )
+    method = content.get("methodology") or {}
+    if method.get("pue"):
+        tables.append(
+            Table(
+                "pue",
+                "PUE used",
+                [
+                    Column("site", "Site", digits=None),
+                    Column("pue", "PUE", digits=3),
+                    Column("it_energy_kwh", "IT energy", "kWh"),
+                    Column("first_hour", "From (UTC)", digits=None),
+                    Column("last_hour", "To (UTC)", digits=None),
+                    Column("source", "Source", digits=None),
+                ],
+                [
+                    {**r, "first_hour": r["first_hour"][:16], "last_hour": r["last_hour"][:16]}
+                    for r in method["pue"]
+                ],
+            )
+        )
+    if method.get("factors"):
+        tables.append(
+            Table(
+                "factors",
+                "Location-based grid factors used",
+                [
+                    Column("zone", "Zone", digits=None),
+                    Column("resolution", "Resolution", digits=None),
+                    Column("source", "Source", digits=None),
+                    Column("year", "Year", digits=0),
+                    Column("weighted_g_per_kwh", "Weighted", "g/kWh", 1),
+                    Column("facility_energy_share_pct", "Energy share", "%", 1),
+                    Column("fallback", "Fallback", digits=None),
+                ],
+                method["factors"],
+            )
+        )
+    if method.get("market"):
+        tables.append(
+            Table(
+                "market_factors",
+                "Market-based factors used",
+                [
+                    Column("basis", "Basis", digits=None),
+                    Column("source", "Source", digits=None),
+                    Column("weighted_g_per_kwh", "Weighted", "g/kWh", 1),
+                    Column("facility_energy_share_pct", "Energy share", "%", 1),
+                ],
+                method["market"],
+            )
+        )
+    dq = content.get("data_quality") or {}
+    if dq:
+        tables.append(
+            Table(
+                "data_quality",
+                "Data quality",
+                [
+                    Column("item", "Item", digits=None),
+                    Column("value", "Value"),
+                    Column("unit", "Unit", digits=None),
+                ],
+                [
+                    {"item": "GPUs known", "value": float(dq["gpus_known"]), "unit": "GPUs"},
+                    {
+                        "item": "GPUs reporting",
+                        "value": float(dq["gpus_reporting"]),
+                        "unit": "GPUs",
+                    },
+                    {
+                        "item": "Expected GPU-hours (GPUs known x hours in period)",
+                        "value": dq["expected_gpu_hours"],
+                        "unit": "h",
+                    },
+                    {"item": "Measured GPU-hours", "value": dq["measured_gpu_hours"], "unit": "h"},
+                    {"item": "Coverage", "value": dq["coverage_pct"], "unit": "%"},
+                    {
+                        "item": "Hours with data",
+                        "value": float(dq["hours_with_data"]),
+                        "unit": f"of {dq['hours_in_period']}",
+                    },
+                    {
+                        "item": "Hours with no data from any GPU",
+                        "value": float(dq["hours_in_period"] - dq["hours_with_data"]),
+                        "unit": "h",
+                    },
+                    {
+                        "item": "Hosts that stopped reporting",
+                        "value": float(dq["hosts_stopped_count"]),
+                        "unit": "hosts",
+                    },
+                ],
+            )
+        )
+        tables.append(
+            Table(
+                "energy_by_method",
+                "Measured (counter) against estimated (power integration) energy",
+                [
+                    Column("method", "Method", digits=None),
+                    Column("energy_kwh", "IT energy", "kWh"),
+                    Column("share_pct", "Share", "%", 1),
+                ],
+                dq["energy_by_method"],
+            )
+        )
+    return tables
+
+
+def render_csv(content: dict[str, Any]) -> bytes:
+    """Tidy rows: one value per line, named by table, row key and column, with its unit."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    meta = content["meta"]
+    writer.writerow(["organization", "scope", "period", "table", "row", "column", "unit", "value"])
+    scope = meta["team"] or "organization"
+    for table in report_tables(content):
+        key_col = table.columns[0]
+        for row in table.rows:
+            for col in table.columns[1:]:
+                value = row.get(col.key)
+                if value is None:
+                    value = ""
+                elif isinstance(value, float):
+                    value = repr(value)
+                writer.writerow(
+                    [
+                        meta["organization"],
+                        scope,
+                        meta["period"],
+                        table.name,
+                        row.get(key_col.key),
+                        col.key,
+                        col.unit,
+                        value,
+                    ]
+                )
+    return out.getvalue().encode("utf-8")
+
+
+def render_xlsx(content: dict[str, Any]) -> bytes:
+    from openpyxl import Workbook
+    from openpyxl.styles import Font
+
+    wb = Workbook()
+    info = wb.active
+    info.title = "about"
+    meta = content["meta"]
+    for key in ("organization_name", "scope", "period", "start", "end", "generated_at"):
+        info.append([key, meta[key]])
+    for table in report_tables(content):
+        ws = wb.create_sheet(table.name[:31])
+        ws.append([c.heading for c in table.columns])
+        for cell in ws[1]:
+            cell.font = Font(bold=True)
+        for row in table.rows:
+            ws.append([row.get(c.key) for c in table.columns])
+    buffer = io.BytesIO()
+    wb.save(buffer)
+    return buffer.getvalue()

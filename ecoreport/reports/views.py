@@ -1,0 +1,252 @@
+"""API and pages for reports. Thin: validate, call a service or a selector, shape the answer.
+Every lookup starts from the caller's organization, so another organization's report is a 404."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.decorators import login_required
+from django.db import transaction
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, render
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from ecoreport.core.api import ApiError
+from ecoreport.dashboards.views import current_membership
+from ecoreport.organizations.models import Membership, Organization, Role, Team
+from ecoreport.organizations.permissions import request_membership
+from ecoreport.reports.models import CONTENT_TYPES, FORMATS, Report, ReportFile
+from ecoreport.reports.periods import PeriodError, last_complete_quarter, parse_complete_period
+from ecoreport.reports.services import report_request
+
+
+def reports_for_org(organization: Organization) -> Any:
+    return (
+        Report.objects.for_org(organization)
+        .select_related("team")
+        .prefetch_related("files")
+        .defer("headline", "factor_snapshot", "data_totals")
+        .order_by("-period_start", "team__slug", "-version", "-id")
+    )
+
+
+def _files(report: Report) -> list[dict[str, Any]]:
+    # Only the metadata: ``content`` stays in the database until someone downloads it.
+    return [
+        {
+            "format": f.format,
+            "sha256": f.sha256,
+            "size_bytes": f.size_bytes,
+            "url": f"/api/v1/reports/{report.pk}/download/{f.format}",
+        }
+        for f in ReportFile.objects.filter(report=report)
+        .only("format", "sha256", "size_bytes")
+        .order_by("format")
+    ]
+
+
+def report_json(report: Report) -> dict[str, Any]:
+    return {
+        "id": report.pk,
+        "period": report.period,
+        "period_start": report.period_start,
+        "period_end": report.period_end,
+        "team": report.team.slug if report.team else None,
+        "version": report.version,
+        "status": report.status,
+        "trigger": report.trigger,
+        "change_note": report.change_note,
+        "content_sha256": report.content_sha256 or None,
+        "error": report.error or None,
+        "created_at": report.created_at,
+        "issued_at": report.issued_at,
+        "files": _files(report) if report.status == Report.Status.ISSUED else [],
+    }
+
+
+def _membership(request: Request) -> Membership:
+    membership = request_membership(request)
+    assert membership is not None  # the permission class has checked
+    return membership
+
+
+def _team(organization: Organization, slug: str | None) -> Team | None:
+    if not slug:
+        return None
+    team = Team.objects.for_org(organization).filter(slug=slug).first()
+    if team is None:
+        raise ApiError(
+            f"No team {slug!r} in this organization.",
+            code="unknown_team",
+            details={"team": [f"unknown team {slug!r}"]},
+        )
+    return team
+
+
+class ReportCreate(serializers.Serializer):
+    period = serializers.CharField(help_text="2026-Q3, 2026-07 or 2026; a period that has ended")
+    team = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class ReportListView(APIView):
+    @extend_schema(
+        summary="Reports of the caller's organization, newest period first",
+        parameters=[OpenApiParameter("period", str), OpenApiParameter("team", str)],
+    )
+    def get(self, request: Request) -> Response:
+        membership = _membership(request)
+        qs = reports_for_org(membership.organization)
+        if request.query_params.get("period"):
+            qs = qs.filter(period=request.query_params["period"].upper())
+        if "team" in request.query_params:
+            team = _team(membership.organization, request.query_params["team"])
+            qs = qs.filter(team=team) if team else qs.filter(team__isnull=True)
+        return Response({"results": [report_json(r) for r in qs[:200]]})
+
+    @extend_schema(
+        summary="Ask for a report; answers with the issued one if the data is unchanged",
+        request=ReportCreate,
+    )
+    def post(self, request: Request) -> Response:
+        membership = _membership(request)
+        params = ReportCreate(data=request.data)
+        if not params.is_valid():
+            raise ApiError("The request is not valid.", details=params.errors)
+        try:
+            period = parse_complete_period(params.validated_data["period"], now=timezone.now())
+        except PeriodError as error:
+            raise ApiError(
+                str(error), code="invalid_period", details={"period": [str(error)]}
+            ) from None
+        team = _team(membership.organization, params.validated_data["team"])
+        with transaction.atomic():
+            report, needs_build = report_request(
+                organization=membership.organization,
+                team=team,
+                period=period,
+                trigger=Report.Trigger.ON_DEMAND,
+                requested_by=request.user if request.user.is_authenticated else None,
+            )
+            if needs_build:
+                from ecoreport.reports.tasks import enqueue_build
+
+                transaction.on_commit(lambda: enqueue_build(report_id=report.pk))
+        code = (
+            status.HTTP_202_ACCEPTED
+            if report.status != Report.Status.ISSUED
+            else status.HTTP_200_OK
+        )
+        if needs_build:
+            code = status.HTTP_202_ACCEPTED
+        report.refresh_from_db()
+        return Response(report_json(report), status=code)
+
+
+class ReportDetailView(APIView):
+    @extend_schema(summary="One report: status, version, change note and files")
+    def get(self, request: Request, pk: int) -> Response:
+        report = get_object_or_404(reports_for_org(_membership(request).organization), pk=pk)
+        return Response(report_json(report))
+
+
+def _file_response(report: Report, fmt: str, *, inline: bool = False) -> HttpResponse:
+    file = (
+        ReportFile.objects.for_org(report.organization_id).filter(report=report, format=fmt).first()
+    )
+    if file is None:
+        raise Http404("No such file.")
+    response = HttpResponse(bytes(file.content), content_type=CONTENT_TYPES[fmt])
+    disposition = "inline" if inline else "attachment"
+    response["Content-Disposition"] = f'{disposition}; filename="{report.filename_stem}.{fmt}"'
+    response["ETag"] = f'"{file.sha256}"'
+    response["X-Content-SHA256"] = file.sha256
+    # Issued files never change; a private cache may keep them.
+    response["Cache-Control"] = "private, max-age=31536000, immutable"
+    return response
+
+
+class ReportDownloadView(APIView):
+    @extend_schema(summary="Download an issued report in one format (pdf, html, csv, xlsx)")
+    def get(self, request: Request, pk: int, fmt: str) -> HttpResponse:
+        report = get_object_or_404(reports_for_org(_membership(request).organization), pk=pk)
+        if fmt not in FORMATS:
+            raise ApiError(
+                f"Unknown format {fmt!r}; use one of {', '.join(FORMATS)}.", code="unknown_format"
+            )
+        if report.status != Report.Status.ISSUED:
+            raise ApiError(
+                f"The report is {report.status}, not issued yet.",
+                code="not_ready",
+                status_code=status.HTTP_409_CONFLICT,
+            )
+        return _file_response(report, fmt)
+
+
+# --- Pages ------------------------------------------------------------------------------------
+
+
+def _page_context(request: HttpRequest, membership: Membership) -> dict[str, Any]:
+    from ecoreport.dashboards import selectors as sel
+
+    return {
+        "membership": membership,
+        "organization": membership.organization,
+        "is_admin": membership.has_role(Role.ADMIN),
+        "teams_nav": sel.teams_of(membership.organization),
+        "query": "",
+    }
+
+
+@login_required
+def reports_page(request: HttpRequest) -> HttpResponse:
+    membership = current_membership(request)
+    reports = list(reports_for_org(membership.organization)[:200])
+    return render(
+        request,
+        "reports/list.html",
+        {
+            **_page_context(request, membership),
+            "reports": reports,
+            "suggested_period": last_complete_quarter(timezone.now()).label,
+            "formats": FORMATS,
+        },
+    )
+
+
+@login_required
+def report_page(request: HttpRequest, pk: int) -> HttpResponse:
+    membership = current_membership(request)
+    report = get_object_or_404(reports_for_org(membership.organization), pk=pk)
+    versions = (
+        Report.objects.for_org(membership.organization)
+        .filter(period=report.period, team=report.team)
+        .order_by("-version")
+    )
+    return render(
+        request,
+        "reports/detail.html",
+        {
+            **_page_context(request, membership),
+            "report": report,
+            "files": _files(report) if report.status == Report.Status.ISSUED else [],
+            "versions": versions,
+        },
+    )
+
+
+@login_required
+def report_file_page(request: HttpRequest, pk: int, fmt: str) -> HttpResponse:
+    membership = current_membership(request)
+    report = get_object_or_404(
+        reports_for_org(membership.organization), pk=pk, status=Report.Status.ISSUED
+    )
+    if fmt not in FORMATS:
+        raise Http404("Unknown format.")
+    return _file_response(
+        report, fmt, inline=fmt in ("html", "pdf") and request.GET.get("view") == "1"
+    )
