@@ -32,4 +32,18 @@ BEAT_SCHEDULE = {
         "schedule": crontab(minute=45, hour=6),
         "options": {"expires": 23 * 3600},
     },
+    # Quarterly reports: a daily check issues each organization's report of the last complete
+    # quarter once REPORT_ISSUE_DELAY_DAYS have passed (once per quarter: an existing report
+    # is never issued again). Daily rather than on one date so a beat that was down catches up.
+    "reports-issue-due": {
+        "task": "reports.issue_due",
+        "schedule": crontab(minute=30, hour=6),
+        "options": {"expires": 23 * 3600},
+    },
+    # Late data: a new version of any recently issued report whose measurements changed.
+    "reports-reissue-late": {
+        "task": "reports.reissue_late",
+        "schedule": crontab(minute=45, hour=6),
+        "options": {"expires": 23 * 3600},
+    },
 }
