@@ -32,18 +32,12 @@ BEAT_SCHEDULE = {
         "schedule": crontab(minute=45, hour=6),
         "options": {"expires": 23 * 3600},
     },
-    # Quarterly reports: a daily check issues each organization's report of the last complete
-    # quarter once REPORT_ISSUE_DELAY_DAYS have passed (once per quarter: an existing report
-    # is never issued again). Daily rather than on one date so a beat that was down catches up.
-    "reports-issue-due": {
-        "task": "reports.issue_due",
-        "schedule": crontab(minute=30, hour=6),
-        "options": {"expires": 23 * 3600},
-    },
-    # Late data: a new version of any recently issued report whose measurements changed.
-    "reports-reissue-late": {
-        "task": "reports.reissue_late",
-        "schedule": crontab(minute=45, hour=6),
-        "options": {"expires": 23 * 3600},
+    # Live grid intensity (only zones listed in CARBON_PROVIDER_ZONES; a no-op otherwise).
+    # At :10, after providers publish the past hour; the lookback window overlaps earlier
+    # runs, so a missed run is repaired by the next and a stale copy is useless.
+    "carbon-fetch-provider-factors": {
+        "task": "carbon.fetch_provider_factors",
+        "schedule": crontab(minute=10),
+        "options": {"expires": 3300},
     },
 }

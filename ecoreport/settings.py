@@ -50,7 +50,6 @@ INSTALLED_APPS = [
     "ecoreport.savings",
     "ecoreport.dashboards",
     "ecoreport.reports",
-    "ecoreport.reports",
 ]
 
 MIDDLEWARE = [
@@ -228,15 +227,6 @@ CARBON_PROVIDER_TIMEOUT_S = env_float("CARBON_PROVIDER_TIMEOUT_S", 10.0)
 CARBON_PROVIDER_RETRIES = env_int("CARBON_PROVIDER_RETRIES", 3)
 # Hours of history each scheduled fetch asks for; overlapping windows repair gaps.
 CARBON_PROVIDER_LOOKBACK_H = env_int("CARBON_PROVIDER_LOOKBACK_H", 24)
-
-# --- Reports --------------------------------------------------------------------------------
-# Days after a quarter ends before its report is issued: agents that were offline upload their
-# spool when they return, so the first days after the quarter still bring data for it.
-REPORT_ISSUE_DELAY_DAYS = env_int("REPORT_ISSUE_DELAY_DAYS", 7)
-# Issued reports whose period ended within this many days are re-checked daily for late data.
-REPORT_LATE_DATA_WINDOW_DAYS = env_int("REPORT_LATE_DATA_WINDOW_DAYS", 120)
-# The address people open: links in report e-mails are absolute.
-REPORT_LINK_BASE_URL = env_str("REPORT_LINK_BASE_URL", "http://localhost:8000")
 
 # --- Reports --------------------------------------------------------------------------------
 # Days after a quarter ends before its report is issued: agents that were offline upload their

@@ -14,7 +14,6 @@ from ecoreport.policies.views import (
 )
 from ecoreport.dashboards import views as pages
 from ecoreport.reports import views as reports
-from ecoreport.reports import views as reports
 from ecoreport.savings.views import BestWindowView, SavingsAssumptionsView, SavingsView
 from ecoreport.telemetry.views import AgentPingView, IngestView
 
@@ -37,9 +36,6 @@ urlpatterns = [
     path("api/v1/reports", reports.ReportListView.as_view(), name="reports"),
     path("api/v1/reports/<int:pk>", reports.ReportDetailView.as_view(), name="report"),
     path("api/v1/reports/<int:pk>/download/<str:fmt>", reports.ReportDownloadView.as_view(), name="report-download"),
-    path("api/v1/reports", reports.ReportListView.as_view(), name="reports"),
-    path("api/v1/reports/<int:pk>", reports.ReportDetailView.as_view(), name="report"),
-    path("api/v1/reports/<int:pk>/download/<str:fmt>", reports.ReportDownloadView.as_view(), name="report-download"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("admin/", admin.site.urls),
@@ -48,9 +44,6 @@ urlpatterns = [
     path("teams/<str:slug>/", pages.team, name="team"),
     path("projects/<str:slug>/", pages.project, name="project"),
     path("fleet/", pages.fleet, name="fleet"),
-    path("reports/", reports.reports_page, name="reports-page"),
-    path("reports/<int:pk>/", reports.report_page, name="report-page"),
-    path("reports/<int:pk>/<str:fmt>", reports.report_file_page, name="report-file"),
     path("reports/", reports.reports_page, name="reports-page"),
     path("reports/<int:pk>/", reports.report_page, name="report-page"),
     path("reports/<int:pk>/<str:fmt>", reports.report_file_page, name="report-file"),
