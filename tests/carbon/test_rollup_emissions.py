@@ -438,3 +438,16 @@ def test_bad_provenance_parameters_are_400(cast, client, params):
         "/api/v1/usage/provenance", params, HTTP_AUTHORIZATION=f"Bearer {cast.member_token}"
     )
     assert r.status_code == 400 and r.json()["error"]["code"] == "invalid"
+
+
+def test_demo_gets_hourly_factors_and_a_green_contract(db):
+    from ecoreport.carbon.services import demo_carbon_seed
+    from ecoreport.core.demo import demo_seed
+
+    now = datetime(2026, 11, 27, 12, tzinfo=UTC)
+    summary = demo_seed(days=2, gpus=4, now=now)
+    assert demo_carbon_seed(organization=summary.organization, days=1, now=now) > 0
+    rows = HourlyUsage.objects.filter(organization=summary.organization)
+    assert rows.filter(intensity_resolution="hour", hour__gte=now - timedelta(days=1)).exists()
+    assert not rows.filter(intensity_resolution="hour", hour__lt=now - timedelta(days=1)).exists()
+    assert rows.filter(market_basis="supplier", certificate_share=0.5).exists()

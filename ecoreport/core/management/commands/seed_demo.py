@@ -21,6 +21,11 @@ class Command(BaseCommand):
             raise CommandError("--gpus must be between 1 and 512.")
         began = time.monotonic()
         summary = demo_seed(days=days, gpus=gpus, seed=seed, progress=self.stdout.write)
+        # Hourly grid factors for the last week and a green contract for one site (carbon app).
+        from ecoreport.carbon.services import demo_carbon_seed
+
+        rewritten = demo_carbon_seed(organization=summary.organization, days=min(days, 7))
+        self.stdout.write(f"Loaded hourly grid factors and market instruments ({rewritten:,} rows recomputed).")
         self.stdout.write(
             f"Seeded {summary.samples:,} samples and {summary.hours:,} hourly rollups in "
             f"{time.monotonic() - began:.1f} s."
