@@ -47,12 +47,13 @@ class Amount:
 
     def shown(self) -> dict[str, float]:
         """The figures an answer carries: kWh, kg and money."""
+        # "+ 0.0" turns the -0.0 of a saving that cancels out (x - x) into 0.0.
         return {
-            "energy_kwh": self.energy_j / J_PER_KWH,
-            "facility_energy_kwh": self.facility_energy_j / J_PER_KWH,
-            "co2e_kg": self.co2e_g / 1000.0,
-            "co2e_market_kg": self.co2e_market_g / 1000.0,
-            "cost": self.cost,
+            "energy_kwh": self.energy_j / J_PER_KWH + 0.0,
+            "facility_energy_kwh": self.facility_energy_j / J_PER_KWH + 0.0,
+            "co2e_kg": self.co2e_g / 1000.0 + 0.0,
+            "co2e_market_kg": self.co2e_market_g / 1000.0 + 0.0,
+            "cost": self.cost + 0.0,
         }
 
 

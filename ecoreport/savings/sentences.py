@@ -18,14 +18,24 @@ def _num(value: float | None, unit: str) -> str:
 
 
 def _saved(lever: dict[str, Any]) -> str:
-    parts = [_num(lever["co2e_kg"], "kg CO2e"), _num(lever["energy_kwh"], "kWh")]
-    if lever["energy_kwh"] == 0 and lever.get("facility_energy_kwh"):
-        parts[1] = _num(lever["facility_energy_kwh"], "kWh of facility energy")
-    elif lever["energy_kwh"] == 0:
-        parts.pop()
-    if lever.get("cost") and lever.get("currency"):
-        parts.append(f"{lever['cost']:,.2f} {lever['currency']}")
-    return ", ".join(parts)
+    """What the lever saves; a figure it makes worse (moving work to a site with a higher PUE or
+    price) is said as such rather than as a negative saving."""
+    saved = [_num(lever["co2e_kg"], "kg CO2e")]
+    worse = []
+    energy, energy_unit = lever["energy_kwh"], "kWh"
+    if energy == 0 and lever.get("facility_energy_kwh"):
+        energy, energy_unit = lever["facility_energy_kwh"], "kWh of facility energy"
+    if energy > 0:
+        saved.append(_num(energy, energy_unit))
+    elif energy < 0:
+        worse.append(f"{_num(-energy, energy_unit)} more")
+    cost, currency = lever.get("cost"), lever.get("currency")
+    if cost and currency and cost > 0:
+        saved.append(f"{cost:,.2f} {currency}")
+    elif cost and currency:
+        worse.append(f"{-cost:,.2f} {currency} more in electricity")
+    text = ", ".join(saved)
+    return f"{text} (for {' and '.join(worse)})" if worse else text
 
 
 def _hour(moment: datetime) -> str:

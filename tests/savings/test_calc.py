@@ -117,3 +117,26 @@ def test_best_window_on_known_profiles(series, duration, best_index, best_avg, n
 def test_best_window_refuses_a_series_shorter_than_the_duration():
     with pytest.raises(ValueError, match="fewer hours"):
         calc.best_window([1.0, 2.0], duration_h=3)
+
+
+def test_a_figure_a_lever_makes_worse_is_said_as_such():
+    from ecoreport.savings.sentences import sentence
+
+    lever = {
+        "key": "region",
+        "energy_kwh": 0.0,
+        "facility_energy_kwh": -53.6,
+        "co2e_kg": 383.5,
+        "cost": -58.84,
+        "currency": "EUR",
+        "assumptions": {},
+        "details": {"best_site": "paris-dc", "alternatives": [{"site": "paris-dc", "zone": "FR"}]},
+    }
+    assert sentence(lever) == (
+        "Running this work at paris-dc (zone FR) instead would save 384 kg CO2e "
+        "(for 53.6 kWh of facility energy more and 58.84 EUR more in electricity)."
+    )
+
+
+def test_a_saving_that_cancels_out_is_zero_not_minus_zero():
+    assert str(calc.Amount(co2e_g=-0.0).shown()["co2e_kg"]) == "0.0"

@@ -223,3 +223,31 @@ def test_recommendations_rank_by_saving_and_say_where(cast, fleet):
     assert "2026-11-27 03:00 UTC" in by_key["carbon_aware_timing"]
     assert "dc-b" in by_key["region"]
     assert "llm" in by_key["precision"]
+
+
+def test_site_price_set_replaces_the_price_and_refuses_nonsense(cast, fleet):
+    from django.core.exceptions import ValidationError
+
+    from ecoreport.savings.services import PriceError, site_price_set
+
+    site_price_set(site=fleet.site_a, price_per_kwh="0.20", currency="eur")
+    record = site_price_set(site=fleet.site_a, price_per_kwh="0.25", currency="EUR")
+    assert (str(record.price_per_kwh), record.currency, record.organization_id) == (
+        "0.25",
+        "EUR",
+        cast.org.pk,
+    )
+    assert levers(cast.org)["idle"]["cost"] == pytest.approx(1.0 * PUE_A * 0.25)
+    with pytest.raises(PriceError):
+        site_price_set(site=fleet.site_a, price_per_kwh="-1", currency="EUR")
+    with pytest.raises(ValidationError):
+        site_price_set(site=fleet.site_a, price_per_kwh="0.1", currency="euro")
+
+
+def test_prices_in_different_currencies_are_not_added_up(cast, fleet):
+    from ecoreport.savings.services import site_price_set
+
+    site_price_set(site=fleet.site_b, price_per_kwh="0.10", currency="USD")
+    result = levers(cast.org)
+    assert result["precision"]["cost"] is None and result["precision"]["currency"] is None
+    assert levers(cast.org, "team:nlp")["precision"]["currency"] == "EUR"  # site A only
