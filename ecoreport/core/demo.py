@@ -143,6 +143,9 @@ def demo_seed(
                                 provider=provider)
             for slug, name, zone, pue, provider in SITES
         ]
+        from ecoreport.savings.services import site_prices_demo_set
+
+        site_prices_demo_set(sites=sites)  # electricity prices for the savings calculator
         hosts: list[tuple[Host, list[tuple[str, str, float, float]]]] = []
         rng = random.Random(seed)
         for h in range(math.ceil(gpus / 4)):
