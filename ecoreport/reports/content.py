@@ -10,12 +10,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.db.models import Count, F, Max, Min, OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models import Max, Min, OuterRef, Q, QuerySet, Subquery, Sum
 from django.db.models.functions import TruncDay, TruncMonth
 
 from ecoreport.accounting import selectors as usage
 from ecoreport.accounting.models import HourlyUsage
-from ecoreport.fleet.models import Gpu
+from ecoreport.fleet.models import Gpu, Host
 from ecoreport.organizations.models import Organization, Team
 from ecoreport.reports.periods import ReportPeriod
 
@@ -70,7 +70,9 @@ def metrics(sums: dict[str, Any]) -> dict[str, Any]:
     """usage_metrics plus facility energy, emissions and idle share, all from summed columns."""
     out = usage.usage_metrics(sums)
     energy = out["energy_kwh"] or 0.0
-    out["idle_energy_share_pct"] = ((out["idle_energy_kwh"] or 0.0) / energy * 100.0) if energy else None
+    out["idle_energy_share_pct"] = (
+        ((out["idle_energy_kwh"] or 0.0) / energy * 100.0) if energy else None
+    )
     if HAS_EMISSIONS:
         out["facility_energy_kwh"] = (sums.get("facility_energy_j") or 0.0) / J_PER_KWH
         out["co2e_kg"] = (sums.get("co2e_g") or 0.0) / 1000.0
@@ -105,25 +107,38 @@ def data_totals(
     return {k: float(v or 0.0) for k, v in sums.items()}
 
 
-def _grouped(qs: QuerySet[HourlyUsage], field: str, name: str) -> list[dict[str, Any]]:
-    rows = [{name: r[field], **metrics(r)} for r in qs.values(field).annotate(**SUMS).order_by()]
+def _cube(qs: QuerySet[HourlyUsage], trunc: Any) -> list[dict[str, Any]]:
+    """Sums per (time bucket, team, project) in one scan: by team, by project, over time and
+    by team over months are all re-additions of these few thousand rows (sums add; ratios are
+    derived afterwards), so the big table is read once instead of four times."""
+    rows = (
+        qs.annotate(bucket=trunc)
+        .values("bucket", "team__slug", "project__slug")
+        .annotate(**SUMS)
+        .order_by()
+    )
+    return list(rows)
+
+
+def _rollup(
+    cube: list[dict[str, Any]], key: Callable[[dict[str, Any]], Any]
+) -> dict[Any, dict[str, float]]:
+    out: dict[Any, dict[str, float]] = {}
+    for row in cube:
+        acc = out.setdefault(key(row), dict.fromkeys(SUMS, 0.0))
+        for name in SUMS:
+            acc[name] += row[name] or 0.0
+    return out
+
+
+def _ranked(cube: list[dict[str, Any]], field: str, name: str) -> list[dict[str, Any]]:
+    rows = [{name: k, **metrics(v)} for k, v in _rollup(cube, lambda r: r[field]).items()]
     rows.sort(key=lambda r: (-(r["energy_kwh"] or 0.0), r[name] or ""))
     return rows
 
 
-def _series(
-    qs: QuerySet[HourlyUsage], trunc: Any, field: str | None = None
-) -> list[dict[str, Any]]:
-    values = ["bucket", field] if field else ["bucket"]
-    rows = qs.annotate(bucket=trunc).values(*values).annotate(**SUMS).order_by()
-    out = []
-    for r in rows:
-        row = {"period_start": r["bucket"].isoformat(), **metrics(r)}
-        if field:
-            row["group"] = r[field]
-        out.append(row)
-    out.sort(key=lambda r: (r["period_start"], r.get("group") or ""))
-    return out
+def _month_start(moment: datetime) -> datetime:
+    return moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
 
 def _intensity(
@@ -180,15 +195,22 @@ def _zone_averages(
     return out
 
 
-def _methodology(qs: QuerySet[HourlyUsage], organization: Organization) -> dict[str, Any]:
+def _methodology(
+    qs: QuerySet[HourlyUsage], organization: Organization, total_facility_j: float = 0.0
+) -> dict[str, Any]:
     out: dict[str, Any] = {"formulas": [{"name": n, "formula": f} for n, f in FORMULAS]}
     if not HAS_EMISSIONS:
         out.update(available=False, pue=[], factors=[], market=[], fallbacks={})
         return out
-    total_facility = qs.aggregate(e=Sum("facility_energy_j"))["e"] or 0.0
-    pue_rows = (
+    total_facility = total_facility_j
+    pue_rows = list(
         qs.values("site__slug", "pue")
-        .annotate(energy_j=Sum("energy_j"), first=Min("hour"), last=Max("hour"))
+        .annotate(
+            energy_j=Sum("energy_j"),
+            facility_j=Sum("facility_energy_j"),
+            first=Min("hour"),
+            last=Max("hour"),
+        )
         .order_by("site__slug", "first")
     )
     sources: dict[str, str] = {}
@@ -221,78 +243,116 @@ def _methodology(qs: QuerySet[HourlyUsage], organization: Organization) -> dict[
                 ),
             }
         )
-    factor_rows = (
+    # One scan grouped by the factor ids stored on each row (no joins over the big table); the
+    # factors' descriptions are then read by id from the small factor tables.
+    groups = list(
         qs.values(
-            zone=F("intensity_factor__zone"),
-            resolution=F("intensity_resolution"),
-            source=F("intensity_factor__source"),
-            year=F("intensity_factor__year"),
-            fallback=F("intensity_fallback"),
+            "intensity_factor_id",
+            "intensity_resolution",
+            "intensity_fallback",
+            "market_basis",
+            "market_instrument_id",
+            "market_factor_id",
         )
         .annotate(
             facility_j=Sum("facility_energy_j"),
             co2e_g=Sum("co2e_g"),
-            factors=Count("intensity_factor", distinct=True),
+            co2e_market_g=Sum("co2e_market_g"),
             min_g=Min("intensity_g_per_kwh"),
             max_g=Max("intensity_g_per_kwh"),
-        )
-        .order_by("zone", "resolution", "source")
-    )
-    factors = []
-    for r in factor_rows:
-        facility = r["facility_j"] or 0.0
-        factors.append(
-            {
-                "basis": "location",
-                "zone": r["zone"] or "(built-in default)",
-                "resolution": r["resolution"] or "-",
-                "source": r["source"] or "configured world default",
-                "year": r["year"],
-                "factors_used": r["factors"],
-                "min_g_per_kwh": r["min_g"],
-                "max_g_per_kwh": r["max_g"],
-                "weighted_g_per_kwh": (r["co2e_g"] or 0.0) / (facility / J_PER_KWH)
-                if facility
-                else None,
-                "facility_energy_share_pct": facility / total_facility * 100.0
-                if total_facility
-                else None,
-                "fallback": bool(r["fallback"]),
-            }
-        )
-    market_rows = (
-        qs.values(
-            market_basis_=F("market_basis"),
-            instrument=F("market_instrument__source"),
-            factor_source=F("market_factor__source"),
-        )
-        .annotate(
-            facility_j=Sum("facility_energy_j"),
-            co2e_g=Sum("co2e_market_g"),
             certificate_share=Max("certificate_share"),
         )
-        .order_by("market_basis_")
+        .order_by()
     )
-    market = []
-    for r in market_rows:
-        facility = r["facility_j"] or 0.0
-        market.append(
-            {
-                "basis": r["market_basis_"] or "-",
-                "source": r["instrument"] or r["factor_source"] or "location-based factor",
-                "weighted_g_per_kwh": (r["co2e_g"] or 0.0) / (facility / J_PER_KWH)
-                if facility
-                else None,
-                "max_certificate_share": r["certificate_share"],
-                "facility_energy_share_pct": facility / total_facility * 100.0
-                if total_facility
-                else None,
-            }
+    from ecoreport.carbon.models import CarbonIntensity, MarketInstrument
+
+    factor_ids = {g["intensity_factor_id"] for g in groups} | {
+        g["market_factor_id"] for g in groups
+    }
+    described = {
+        f.pk: f
+        for f in CarbonIntensity.objects.filter(pk__in=[i for i in factor_ids if i]).only(
+            "zone", "source", "year"
         )
-    fallback_j = (
-        qs.filter(intensity_fallback=True).aggregate(e=Sum("facility_energy_j"))["e"] or 0.0
-    )
-    no_site_j = qs.filter(site__isnull=True).aggregate(e=Sum("facility_energy_j"))["e"] or 0.0
+    }
+    instruments = {
+        m.pk: m.source
+        for m in MarketInstrument.objects.filter(
+            pk__in=[g["market_instrument_id"] for g in groups if g["market_instrument_id"]]
+        ).only("source")
+    }
+
+    def share(facility: float) -> float | None:
+        return facility / total_facility * 100.0 if total_facility else None
+
+    def weighted(co2e: float, facility: float) -> float | None:
+        return co2e / (facility / J_PER_KWH) if facility else None
+
+    location: dict[tuple[Any, ...], dict[str, Any]] = {}
+    market_acc: dict[tuple[str, str], dict[str, Any]] = {}
+    fallback_j = 0.0
+    for g in groups:
+        facility = g["facility_j"] or 0.0
+        factor = described.get(g["intensity_factor_id"])
+        key = (
+            factor.zone if factor else "(built-in default)",
+            g["intensity_resolution"] or "-",
+            factor.source if factor else "configured world default",
+            factor.year if factor else None,
+            bool(g["intensity_fallback"]),
+        )
+        acc = location.setdefault(
+            key, {"facility_j": 0.0, "co2e_g": 0.0, "ids": set(), "min_g": None, "max_g": None}
+        )
+        acc["facility_j"] += facility
+        acc["co2e_g"] += g["co2e_g"] or 0.0
+        acc["ids"].add(g["intensity_factor_id"])
+        for bound, pick in (("min_g", min), ("max_g", max)):
+            if g[bound] is not None:
+                acc[bound] = g[bound] if acc[bound] is None else pick(acc[bound], g[bound])
+        if g["intensity_fallback"]:
+            fallback_j += facility
+        market_factor = described.get(g["market_factor_id"])
+        source = (
+            instruments.get(g["market_instrument_id"])
+            or (market_factor.source if market_factor else None)
+            or "location-based factor"
+        )
+        macc = market_acc.setdefault(
+            (g["market_basis"] or "-", source), {"facility_j": 0.0, "co2e_g": 0.0, "cert": 0.0}
+        )
+        macc["facility_j"] += facility
+        macc["co2e_g"] += g["co2e_market_g"] or 0.0
+        macc["cert"] = max(macc["cert"], g["certificate_share"] or 0.0)
+    factors = [
+        {
+            "basis": "location",
+            "zone": zone,
+            "resolution": resolution,
+            "source": source,
+            "year": year,
+            "factors_used": len(acc["ids"] - {None}),
+            "min_g_per_kwh": acc["min_g"],
+            "max_g_per_kwh": acc["max_g"],
+            "weighted_g_per_kwh": weighted(acc["co2e_g"], acc["facility_j"]),
+            "facility_energy_share_pct": share(acc["facility_j"]),
+            "fallback": fallback,
+        }
+        for (zone, resolution, source, year, fallback), acc in sorted(
+            location.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2])
+        )
+    ]
+    market = [
+        {
+            "basis": basis,
+            "source": source,
+            "weighted_g_per_kwh": weighted(acc["co2e_g"], acc["facility_j"]),
+            "max_certificate_share": acc["cert"],
+            "facility_energy_share_pct": share(acc["facility_j"]),
+        }
+        for (basis, source), acc in sorted(market_acc.items())
+    ]
+    no_site_j = sum((r["facility_j"] or 0.0) for r in pue_rows if r["site__slug"] is None)
     out.update(
         available=True,
         pue=pue,
@@ -313,8 +373,8 @@ def _data_quality(organization: Organization, period: ReportPeriod) -> dict[str,
     window = _window(HourlyUsage.objects.for_org(organization), period.start, period.end)
     per_gpu = {
         r["gpu_id"]: r
-        for r in window.values("gpu_id")
-        .annotate(seconds=Sum("gpu_seconds"), energy_j=Sum("energy_j"))
+        for r in window.values("gpu_id", "host_id")
+        .annotate(seconds=Sum("gpu_seconds"), energy_j=Sum("energy_j"), last=Max("hour"))
         .order_by()
     }
     known = Gpu.objects.for_org(organization).filter(
@@ -352,11 +412,19 @@ def _data_quality(organization: Organization, period: ReportPeriod) -> dict[str,
     hours = sorted(window.values_list("hour", flat=True).distinct().order_by())
     gaps = _gaps(hours, period)
     stale_before = period.end - timedelta(hours=24)
-    stopped = [
-        {"host": r["host__hostname"], "last_hour": r["last"].isoformat()}
-        for r in window.values("host__hostname").annotate(last=Max("hour")).order_by("last")
-        if r["last"] < stale_before
-    ]
+    # A host's last hour is its latest GPU's (same scan as the per-GPU sums).
+    host_last: dict[int, datetime] = {}
+    for r in per_gpu.values():
+        host_last[r["host_id"]] = max(r["last"], host_last.get(r["host_id"], r["last"]))
+    names = dict(Host.objects.filter(pk__in=list(host_last)).values_list("pk", "hostname"))
+    stopped = sorted(
+        (
+            {"host": names.get(host_id, str(host_id)), "last_hour": last.isoformat()}
+            for host_id, last in host_last.items()
+            if last < stale_before
+        ),
+        key=lambda h: (h["last_hour"], h["host"]),
+    )
     return {
         "gpus_known": gpus_known,
         "gpus_reporting": len(per_gpu),
@@ -553,22 +621,31 @@ def build(
             data_quality=_data_quality(organization, period),
         )
         return content
-    progress("teams and projects")
-    content["by_team"] = _grouped(window, "team__slug", "team")
-    content["by_project"] = _grouped(window, "project__slug", "project")
-    progress("time series")
+    progress("teams, projects and time series")
     trunc = (
         TruncMonth("hour", tzinfo=UTC) if period.kind == "year" else TruncDay("hour", tzinfo=UTC)
     )
-    content["daily"] = _series(window, trunc)
-    content["monthly_by_team"] = _series(window, TruncMonth("hour", tzinfo=UTC), "team__slug")
+    cube = _cube(window, trunc)
+    content["by_team"] = _ranked(cube, "team__slug", "team")
+    content["by_project"] = _ranked(cube, "project__slug", "project")
+    content["daily"] = [
+        {"period_start": k.isoformat(), **metrics(v)}
+        for k, v in sorted(_rollup(cube, lambda r: r["bucket"]).items())
+    ]
+    by_month_team = _rollup(cube, lambda r: (_month_start(r["bucket"]), r["team__slug"] or ""))
+    content["monthly_by_team"] = [
+        {"period_start": month.isoformat(), "group": team or None, **metrics(v)}
+        for (month, team), v in sorted(by_month_team.items())
+    ]
     progress("carbon intensity")
     content["intensity"] = _intensity(window, organization, period)
     progress("targets and recommendations")
     content["targets"] = _targets(organization, team, period)
     content["recommendations"] = _recommendations(organization, team, period)
     progress("methodology")
-    content["methodology"] = _methodology(window, organization)
+    content["methodology"] = _methodology(
+        window, organization, (current.get("facility_energy_kwh") or 0.0) * J_PER_KWH
+    )
     progress("data quality")
     content["data_quality"] = _data_quality(organization, period)
     return content
