@@ -82,11 +82,11 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--hosts", type=int, default=12, help="agent hosts (one token each)")
     p.add_argument("--clients", type=int, default=6, help="client processes (one connection each)")
     p.add_argument("--batch", type=int, default=1000, help="samples per batch")
-    p.add_argument("--throughput-seconds", type=float, default=30.0)
+    p.add_argument("--throughput-seconds", type=float, default=20.0)
     p.add_argument(
         "--max-rate",
         type=float,
-        default=40_000.0,
+        default=36_000.0,
         help="samples/s the throughput phase pre-builds payloads for",
     )
     p.add_argument("--rate", type=float, default=10_000.0, help="offered samples/s, latency phase")
@@ -582,7 +582,7 @@ def main() -> None:
     log = ROOT / "var" / "bench-ingest-gunicorn.log"
     server = gunicorn_start(args, url, port, log)
     try:
-        figures = run_phases(args, url, port, fleet, copy_before)
+        figures = run_phases(args, url, port, fleet, copy_before, server.pid)
     finally:
         gunicorn_stop(server)
         try:
@@ -598,8 +598,40 @@ def main() -> None:
         database_drop(args.admin_url, args.db_name)
 
 
+def cpu_seconds(pids: set[int]) -> dict[int, float]:
+    """user + system CPU seconds of each live process in ``pids``."""
+    out = {}
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return out
+
+
+def server_pids(url: str, db_name: str, master: int) -> tuple[set[int], set[int]]:
+    """The gunicorn master and workers; the PostgreSQL backends serving the bench database."""
+    workers = {master}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == master:
+                workers.add(int(stat.parent.name))
+        except (OSError, ValueError):
+            continue
+    with psycopg.connect(url, autocommit=True) as conn:
+        backends = {
+            row[0]
+            for row in conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                [db_name],
+            )
+        }
+    return workers, backends
+
+
 def run_phases(
-    args: argparse.Namespace, url: str, port: int, fleet: dict, copy_before: dict
+    args: argparse.Namespace, url: str, port: int, fleet: dict, copy_before: dict, master: int
 ) -> dict:
     batch = args.batch
     # Hosts are dealt to clients; each host's samples start far enough in the past that a whole
@@ -656,8 +688,18 @@ def run_phases(
     )
 
     # Throughput phase.
+    # CPU the server side spends in the throughput phase: a figure that other work on the
+    # machine slows down less than the rate (PostgreSQL's background writers not included).
+    gunicorn_pids, backend_pids = server_pids(url, args.db_name, master)
+    cpu_start = cpu_seconds(gunicorn_pids | backend_pids)
     go.set()
     ready.wait()
+    gunicorn_end, backend_end = server_pids(url, args.db_name, master)
+    cpu_end = cpu_seconds(gunicorn_end | backend_end)
+    cpu_used = {
+        "gunicorn": sum(cpu_end[p] - cpu_start.get(p, 0.0) for p in gunicorn_end if p in cpu_end),
+        "postgres": sum(cpu_end[p] - cpu_start.get(p, 0.0) for p in backend_end if p in cpu_end),
+    }
     # Let the server settle before the fixed-rate phase.
     time.sleep(2.0)
     latency_origin.value = time.time() + 0.5
@@ -725,6 +767,9 @@ def run_phases(
         "copy_after_samples_per_s": round(copy_after["rate"]),
         "ratio": round(ratio, 3),
         "loadavg_end": os.getloadavg(),
+        "server_cpu_ms_per_batch": {
+            k: round(v * 1000 / max(through_samples / batch, 1), 1) for k, v in cpu_used.items()
+        },
     }
     print()
     print(
@@ -743,6 +788,13 @@ def run_phases(
         f"{figures['copy_before_samples_per_s']:,} and after {figures['copy_after_samples_per_s']:,})"
     )
     print(f"ratio end to end / raw COPY: {ratio:.3f}")
+    cpu = figures["server_cpu_ms_per_batch"]
+    print(
+        f"server CPU per batch of {batch} in the throughput phase: gunicorn {cpu['gunicorn']} ms, "
+        f"PostgreSQL backends {cpu['postgres']} ms (ceiling on {os.cpu_count()} idle cores: "
+        f"{os.cpu_count() * 1000 / max(cpu['gunicorn'] + cpu['postgres'], 1e-9) * batch:,.0f} "
+        "samples/s)"
+    )
     print(
         f"answers: accepted {accepted:,}, duplicates {duplicates}, rejected {rejected}, "
         f"errors {errors or 'none'}; stored {stored:,} samples, {share_rows:,} share rows; "
