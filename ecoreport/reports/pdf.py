@@ -150,6 +150,7 @@ def render_pdf(
         "small", parent=body, fontSize=7.5, leading=9.5, textColor=colors.HexColor("#444444")
     )
     cell = ParagraphStyle("cell", parent=body, fontSize=7, leading=8.5)
+    card = ParagraphStyle("card", parent=cell, leading=16)
     cell_r = ParagraphStyle("cellr", parent=cell, alignment=TA_RIGHT)
     head = ParagraphStyle("head", parent=cell, fontName="Helvetica-Bold")
     head_r = ParagraphStyle("headr", parent=head, alignment=TA_RIGHT)
@@ -236,7 +237,7 @@ def render_pdf(
             f"{esc(h['unit'])}<br/><font size=6.5 color='#555555'>vs {meta['previous_period']}: "
             f"{fmt_change(h['change_previous_pct'])} · vs {meta['year_before_period']}: "
             f"{fmt_change(h['change_last_year_pct'])}</font>",
-            cell,
+            card,
         )
         for h in content["headline"]
     ]
@@ -295,14 +296,14 @@ def render_pdf(
             table(
                 tables["targets"],
                 col_widths=[
-                    3.2 * cm,
-                    1.8 * cm,
-                    2.2 * cm,
-                    1.5 * cm,
+                    3.4 * cm,
+                    2.3 * cm,
+                    2.9 * cm,
+                    1.4 * cm,
                     1.6 * cm,
+                    1.4 * cm,
                     1.6 * cm,
-                    1.6 * cm,
-                    width - 13.5 * cm,
+                    width - 14.6 * cm,
                 ],
             )
         )
@@ -337,7 +338,7 @@ def render_pdf(
     story.append(ft)
     for name, title, first in (
         ("pue", "PUE used", 2.6),
-        ("factors", "Location-based grid factors", 2.0),
+        ("factors", "Location-based grid factors", 2.8),
         ("market_factors", "Market-based factors", 2.0),
     ):
         if name in tables:

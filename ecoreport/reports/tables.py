@@ -16,7 +16,9 @@ def fmt(value: Any, digits: int = 2) -> str:
         return "—"
     if isinstance(value, bool):
         return "yes" if value else "no"
-    if isinstance(value, int | float):
+    if isinstance(value, int):
+        return f"{value:,}"  # counts
+    if isinstance(value, float):
         return f"{value:,.{digits}f}"
     return str(value)
 
@@ -147,7 +149,7 @@ def report_tables(content: dict[str, Any]) -> list[Table]:
                     Column("scope", "Scope", digits=None),
                     Column("metric", "Metric", digits=None),
                     Column("comparator", "Rule", digits=None),
-                    Column("threshold", "Threshold"),
+                    Column("threshold", "Limit"),
                     Column("value", "Value"),
                     Column("status", "Status", digits=None),
                     Column("history_text", "Status history", digits=None),
@@ -202,7 +204,7 @@ def report_tables(content: dict[str, Any]) -> list[Table]:
                     Column("zone", "Zone", digits=None),
                     Column("resolution", "Resolution", digits=None),
                     Column("source", "Source", digits=None),
-                    Column("year", "Year", digits=0),
+                    Column("year", "Year", digits=None),
                     Column("weighted_g_per_kwh", "Weighted", "g/kWh", 1),
                     Column("facility_energy_share_pct", "Energy share", "%", 1),
                     Column("fallback", "Fallback", digits=None),
@@ -236,10 +238,10 @@ def report_tables(content: dict[str, Any]) -> list[Table]:
                     Column("unit", "Unit", digits=None),
                 ],
                 [
-                    {"item": "GPUs known", "value": float(dq["gpus_known"]), "unit": "GPUs"},
+                    {"item": "GPUs known", "value": dq["gpus_known"], "unit": "GPUs"},
                     {
                         "item": "GPUs reporting",
-                        "value": float(dq["gpus_reporting"]),
+                        "value": dq["gpus_reporting"],
                         "unit": "GPUs",
                     },
                     {
@@ -251,17 +253,17 @@ def report_tables(content: dict[str, Any]) -> list[Table]:
                     {"item": "Coverage", "value": dq["coverage_pct"], "unit": "%"},
                     {
                         "item": "Hours with data",
-                        "value": float(dq["hours_with_data"]),
+                        "value": dq["hours_with_data"],
                         "unit": f"of {dq['hours_in_period']}",
                     },
                     {
                         "item": "Hours with no data from any GPU",
-                        "value": float(dq["hours_in_period"] - dq["hours_with_data"]),
+                        "value": dq["hours_in_period"] - dq["hours_with_data"],
                         "unit": "h",
                     },
                     {
                         "item": "Hosts that stopped reporting",
-                        "value": float(dq["hosts_stopped_count"]),
+                        "value": dq["hosts_stopped_count"],
                         "unit": "hosts",
                     },
                 ],
