@@ -76,6 +76,19 @@ def _shares_per_sample(n: int) -> int:
     return 3 if n % 3 else 1
 
 
+@pytest.fixture(autouse=True)
+def _configured_throttle_rates() -> None:
+    """The configured ingest rate, whatever an earlier test left in DRF's class attribute.
+
+    (Six posts of one agent within a second must not meet a test's '2/min'.)
+    """
+    from rest_framework.settings import api_settings
+    from rest_framework.throttling import SimpleRateThrottle
+
+    api_settings.reload()
+    SimpleRateThrottle.THROTTLE_RATES = api_settings.DEFAULT_THROTTLE_RATES
+
+
 @pytest.fixture
 def warmed(agent: Any, post_batch: Callable[..., Any]) -> Any:
     """Registers the GPUs and labels first, so the race is about samples, not inventory."""
