@@ -20,6 +20,16 @@ from ecoreport.telemetry.models import DirtyHour
 
 log = logging.getLogger(__name__)
 
+# One statement rolls up a run of consecutive hours: the share table has no time column, so
+# each statement may scan it (PostgreSQL picks a hash join when the range is a large part of
+# the table); one scan per run instead of one per hour keeps a backlog linear. The hour is
+# truncated in SQL, as each backend stores it (SQLite: Django's "YYYY-MM-DD HH:MM:SS" text).
+MAX_RUN_HOURS = 24
+_HOUR_EXPR = {
+    "postgresql": "date_trunc('hour', s.start, 'UTC')",
+    "sqlite": "strftime('%%Y-%%m-%%d %%H:00:00', s.start)",
+}
+
 _ROLLUP_INSERT = """
 INSERT INTO accounting_hourlyusage
     (organization_id, hour, gpu_id, host_id, site_id, team_id, project_id,
@@ -27,7 +37,7 @@ INSERT INTO accounting_hourlyusage
      util_seconds, util_x_seconds, util_x_energy_j, util_energy_j, sample_count,
      facility_energy_j, co2e_g, co2e_market_g, intensity_resolution, intensity_fallback,
      market_basis, certificate_share)
-SELECT s.organization_id, %s, s.gpu_id, s.host_id, h.site_id, sh.team_id, sh.project_id,
+SELECT s.organization_id, {hour_expr}, s.gpu_id, s.host_id, h.site_id, sh.team_id, sh.project_id,
        SUM(sh.energy_j),
        SUM(CASE WHEN sh.idle THEN sh.energy_j ELSE 0.0 END),
        SUM(CASE WHEN sh.attributed THEN 0.0 ELSE sh.energy_j END),
@@ -42,7 +52,7 @@ FROM telemetry_sampleshare sh
 JOIN telemetry_energysample s ON s.id = sh.sample_id
 JOIN fleet_host h ON h.id = s.host_id
 WHERE s.organization_id = %s AND s.start >= %s AND s.start < %s
-GROUP BY s.organization_id, s.gpu_id, s.host_id, h.site_id, sh.team_id, sh.project_id
+GROUP BY s.organization_id, {hour_expr}, s.gpu_id, s.host_id, h.site_id, sh.team_id, sh.project_id
 """
 
 
@@ -63,27 +73,37 @@ def hours_rollup(*, organization_id: int, hours: Iterable[datetime]) -> int:
     by_hour: dict[datetime, dict[int, SiteHourFactors]] = {}
     for (site_key, hour), value in factors.items():
         by_hour.setdefault(hour, {})[site_key] = value
+    runs: list[list[datetime]] = []
     for hour in hour_list:
-        start = ops.adapt_datetimefield_value(hour)
-        end = ops.adapt_datetimefield_value(hour + timedelta(hours=1))
+        if runs and runs[-1][-1] + timedelta(hours=1) == hour and len(runs[-1]) < MAX_RUN_HOURS:
+            runs[-1].append(hour)
+        else:
+            runs.append([hour])
+    insert = _ROLLUP_INSERT.format(hour_expr=_HOUR_EXPR[connection.vendor])
+    for run in runs:
+        start = ops.adapt_datetimefield_value(run[0])
+        end = ops.adapt_datetimefield_value(run[-1] + timedelta(hours=1))
         with connection.cursor() as cursor:
             if connection.vendor == "postgresql":
-                cursor.execute(
-                    "SELECT pg_advisory_xact_lock(%s, %s)",
-                    [organization_id, int(hour.timestamp() // 3600)],
-                )
+                for hour in run:
+                    cursor.execute(
+                        "SELECT pg_advisory_xact_lock(%s, %s)",
+                        [organization_id, int(hour.timestamp() // 3600)],
+                    )
             cursor.execute(
-                "DELETE FROM accounting_hourlyusage WHERE organization_id = %s AND hour = %s",
-                [organization_id, start],
+                "DELETE FROM accounting_hourlyusage "
+                "WHERE organization_id = %s AND hour >= %s AND hour < %s",
+                [organization_id, start, end],
             )
-            cursor.execute(_ROLLUP_INSERT, [start, organization_id, start, end])
-        emissions_apply(
-            organization_id=organization_id,
-            start=hour,
-            end=hour + timedelta(hours=1),
-            per_site=by_hour.get(hour, {}),
-        )
-        count += 1
+            cursor.execute(insert, [organization_id, start, end])
+        for hour in run:
+            emissions_apply(
+                organization_id=organization_id,
+                start=hour,
+                end=hour + timedelta(hours=1),
+                per_site=by_hour.get(hour, {}),
+            )
+            count += 1
     return count
 
 
