@@ -7,6 +7,7 @@ broker, a throwaway secret key). With ``DEBUG`` off the process refuses to start
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import dj_database_url
@@ -95,7 +96,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
     # A file, not :memory:, so that end-to-end tests can share the test database with the
     # worker and web processes they start.
-    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-ecoreport.sqlite3")}
+    # One per test process, so that concurrent test runs on one checkout do not share it.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-ecoreport-{os.getpid()}.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Celery ---------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from ecoreport.policies.views import (
     WebhookListView,
 )
 from ecoreport.dashboards import views as pages
+from ecoreport.dashboards.targets import targets as targets_page
 from ecoreport.reports import views as reports
 from ecoreport.savings.views import BestWindowView, SavingsAssumptionsView, SavingsView
 from ecoreport.telemetry.views import AgentPingView, IngestView
@@ -44,6 +45,7 @@ urlpatterns = [
     path("teams/<str:slug>/", pages.team, name="team"),
     path("projects/<str:slug>/", pages.project, name="project"),
     path("fleet/", pages.fleet, name="fleet"),
+    path("targets/", targets_page, name="targets"),
     path("reports/", reports.reports_page, name="reports-page"),
     path("reports/<int:pk>/", reports.report_page, name="report-page"),
     path("reports/<int:pk>/<str:fmt>", reports.report_file_page, name="report-file"),
