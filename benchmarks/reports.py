@@ -62,21 +62,41 @@ def setup(base_url: str, gpus: int) -> None:
 
     began = time.monotonic()
     org = Organization.objects.create(slug="bench", name="Benchmark AI")
-    teams = Team.objects.bulk_create([Team(organization=org, slug=f"team-{i}", name=f"Team {i}") for i in range(8)])
-    projects = Project.objects.bulk_create([
-        Project(organization=org, slug=f"project-{i}", name=f"Project {i}", team=teams[i % 8]) for i in range(24)
-    ])
+    teams = Team.objects.bulk_create(
+        [Team(organization=org, slug=f"team-{i}", name=f"Team {i}") for i in range(8)]
+    )
+    Project.objects.bulk_create(
+        [
+            Project(organization=org, slug=f"project-{i}", name=f"Project {i}", team=teams[i % 8])
+            for i in range(24)
+        ]
+    )
     sites = [
         Site.objects.create(organization=org, slug=slug, name=slug, grid_zone=zone, pue=pue)
-        for slug, zone, pue in (("paris", "FR", 1.2), ("virginia", "US-MIDA-PJM", 1.4), ("dublin", "IE", 1.3))
+        for slug, zone, pue in (
+            ("paris", "FR", 1.2),
+            ("virginia", "US-MIDA-PJM", 1.4),
+            ("dublin", "IE", 1.3),
+        )
     ]
-    hosts = Host.objects.bulk_create([
-        Host(organization=org, hostname=f"gpu-node-{h:04d}", site=sites[h % 3]) for h in range((gpus + 7) // 8)
-    ])
-    Gpu.objects.bulk_create([
-        Gpu(organization=org, host=hosts[g // 8], uuid=f"GPU-{g:06d}", index=g % 8, name="NVIDIA H100 80GB HBM3")
-        for g in range(gpus)
-    ])
+    hosts = Host.objects.bulk_create(
+        [
+            Host(organization=org, hostname=f"gpu-node-{h:04d}", site=sites[h % 3])
+            for h in range((gpus + 7) // 8)
+        ]
+    )
+    Gpu.objects.bulk_create(
+        [
+            Gpu(
+                organization=org,
+                host=hosts[g // 8],
+                uuid=f"GPU-{g:06d}",
+                index=g % 8,
+                name="NVIDIA H100 80GB HBM3",
+            )
+            for g in range(gpus)
+        ]
+    )
     # Every concrete, non-null column gets a value: Django's field defaults are not database
     # defaults, so the INSERT names them all.
     values = {
@@ -86,9 +106,9 @@ def setup(base_url: str, gpus: int) -> None:
         "host_id": "g.host_id",
         "site_id": "s.id",
         "team_id": f"(SELECT id FROM organizations_team WHERE organization_id = {org.pk} ORDER BY id "
-                   "OFFSET ((g.id + h.n / 24) % 9) LIMIT 1)",
+        "OFFSET ((g.id + h.n / 24) % 9) LIMIT 1)",
         "project_id": f"(SELECT id FROM organizations_project WHERE organization_id = {org.pk} ORDER BY id "
-                      "OFFSET ((g.id * 7 + h.n / 48) % 25) LIMIT 1)",
+        "OFFSET ((g.id * 7 + h.n / 48) % 25) LIMIT 1)",
         "energy_j": "e.energy_j",
         "idle_energy_j": "e.energy_j * e.idle",
         "unattributed_energy_j": "e.energy_j * e.idle",
@@ -171,25 +191,42 @@ def measure(base_url: str) -> None:
     progress("done")
     total = time.monotonic() - began
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    api = usage_for_org(organization=org, query=UsageQuery(start=period.start, end=period.end))["totals"]
+    api = usage_for_org(organization=org, query=UsageQuery(start=period.start, end=period.end))[
+        "totals"
+    ]
     files = {f.format: f.size_bytes for f in ReportFile.objects.filter(report=report)}
-    print(json.dumps({
-        "status": report.status,
-        "seconds": round(total, 2),
-        "peak_rss_mb": round(peak_mb, 1),
-        "energy_kwh_report": report.headline["energy_kwh"],
-        "energy_kwh_api": api["energy_kwh"],
-        "agree": abs(report.headline["energy_kwh"] - api["energy_kwh"]) <= 1e-9 * api["energy_kwh"],
-        "file_bytes": files,
-        "steps_s": {name: round(marks[i + 1][1] - t, 2) for i, (name, t) in enumerate(marks[:-1])},
-    }, indent=1))
+    print(
+        json.dumps(
+            {
+                "status": report.status,
+                "seconds": round(total, 2),
+                "peak_rss_mb": round(peak_mb, 1),
+                "energy_kwh_report": report.headline["energy_kwh"],
+                "energy_kwh_api": api["energy_kwh"],
+                "agree": abs(report.headline["energy_kwh"] - api["energy_kwh"])
+                <= 1e-9 * api["energy_kwh"],
+                "file_bytes": files,
+                "steps_s": {
+                    name: round(marks[i + 1][1] - t, 2) for i, (name, t) in enumerate(marks[:-1])
+                },
+            },
+            indent=1,
+        )
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--gpus", type=int, default=1000)
-    parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/ecoreport"))
-    parser.add_argument("--skip-setup", action="store_true", help="reuse the data of the previous run")
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/ecoreport"),
+    )
+    parser.add_argument(
+        "--skip-setup", action="store_true", help="reuse the data of the previous run"
+    )
     parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
@@ -198,7 +235,9 @@ def main() -> None:
     if not args.skip_setup:
         setup(args.database_url, args.gpus)
     # A fresh process: the peak RSS is the report's, not the set-up's.
-    subprocess.run([sys.executable, __file__, "--measure", "--database-url", args.database_url], check=True)
+    subprocess.run(
+        [sys.executable, __file__, "--measure", "--database-url", args.database_url], check=True
+    )
     print("goals: < 20 s including the PDF, peak RSS < 1,024 MB (1,000 GPUs)")
 
 

@@ -29,7 +29,7 @@ if not DEBUG:
     if env_str("ALLOWED_HOSTS") == "":
         raise ImproperlyConfigured("ALLOWED_HOSTS must be set when DEBUG is off.")
 if not SECRET_KEY:
-    SECRET_KEY = "dev-insecure-only-for-local-development"  # noqa: S105 - DEBUG only, checked above
+    SECRET_KEY = "dev-insecure-only-for-local-development"
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -84,7 +84,9 @@ TEMPLATES = [
 
 # --- Database -----------------------------------------------------------------------------
 DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'ecoreport.sqlite3'}")
-DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60))}
+DATABASES = {
+    "default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60))
+}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"] = {
         # IMMEDIATE takes the write lock when a transaction starts, so the ingest's
@@ -134,7 +136,9 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
 # --- Cache (throttling, rollup debounce) ----------------------------------------------------
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+    }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 

@@ -4,6 +4,8 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from ecoreport.accounting.views import UsageProvenanceView, UsageView
 from ecoreport.core.views import healthz
+from ecoreport.dashboards import views as pages
+from ecoreport.dashboards.targets import targets as targets_page
 from ecoreport.policies.views import (
     AlertSubscriptionView,
     TargetDetailView,
@@ -12,8 +14,6 @@ from ecoreport.policies.views import (
     WebhookDetailView,
     WebhookListView,
 )
-from ecoreport.dashboards import views as pages
-from ecoreport.dashboards.targets import targets as targets_page
 from ecoreport.reports import views as reports
 from ecoreport.savings.views import BestWindowView, SavingsAssumptionsView, SavingsView
 from ecoreport.telemetry.views import AgentPingView, IngestView
@@ -27,7 +27,9 @@ urlpatterns = [
     path("api/v1/", include("ecoreport.carbon.urls")),
     path("api/v1/carbon/best-window", BestWindowView.as_view(), name="carbon-best-window"),
     path("api/v1/savings", SavingsView.as_view(), name="savings"),
-    path("api/v1/savings/assumptions", SavingsAssumptionsView.as_view(), name="savings-assumptions"),
+    path(
+        "api/v1/savings/assumptions", SavingsAssumptionsView.as_view(), name="savings-assumptions"
+    ),
     path("api/v1/targets", TargetListView.as_view(), name="targets"),
     path("api/v1/targets/<int:pk>", TargetDetailView.as_view(), name="target"),
     path("api/v1/targets/<int:pk>/status", TargetStatusView.as_view(), name="target-status"),
@@ -36,7 +38,11 @@ urlpatterns = [
     path("api/v1/alerts/subscription", AlertSubscriptionView.as_view(), name="alert-subscription"),
     path("api/v1/reports", reports.ReportListView.as_view(), name="reports"),
     path("api/v1/reports/<int:pk>", reports.ReportDetailView.as_view(), name="report"),
-    path("api/v1/reports/<int:pk>/download/<str:fmt>", reports.ReportDownloadView.as_view(), name="report-download"),
+    path(
+        "api/v1/reports/<int:pk>/download/<str:fmt>",
+        reports.ReportDownloadView.as_view(),
+        name="report-download",
+    ),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("admin/", admin.site.urls),

@@ -12,13 +12,13 @@ import socket
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-UTC = timezone.utc  # datetime.UTC is 3.11+; the agent's tests also run on Python 3.9
+UTC = UTC  # datetime.UTC is 3.11+; the agent's tests also run on Python 3.9
 AGENT_TESTS = Path(__file__).parent / "agent"
 
 _real_connect = socket.socket.connect

@@ -57,8 +57,12 @@ class DemoSummary:
 
 
 def _jobs_for(rng: random.Random) -> list[tuple[str, str, str]]:
-    return [(team, project, user) for team, (_, projects) in TEAMS.items() for project in projects
-            for user in (f"{team}-{rng.choice(['alice', 'bob', 'chen', 'dana'])}",)]
+    return [
+        (team, project, user)
+        for team, (_, projects) in TEAMS.items()
+        for project in projects
+        for user in (f"{team}-{rng.choice(['alice', 'bob', 'chen', 'dana'])}",)
+    ]
 
 
 def _history(
@@ -98,21 +102,29 @@ def _history(
                 power_w = idle_w + (limit_w * 0.92 - idle_w) * util / 100
                 team, project, user = s["job"]
                 attribution = [
-                    AttributionIn(share=1.0, team=team, project=project, user=user,
-                                  job_id=f"slurm-{abs(hash((gpu_uuid, moment.date(), project))) % 900000}")
+                    AttributionIn(
+                        share=1.0,
+                        team=team,
+                        project=project,
+                        user=user,
+                        job_id=f"slurm-{abs(hash((gpu_uuid, moment.date(), project))) % 900000}",
+                    )
                 ]
-            yield gpu_uuid, SampleIn(
-                gpu_uuid=gpu_uuid,
-                start=moment,
-                end=moment + step,
-                energy_j=round(power_w * HISTORY_STEP_S, 3),
-                method="counter",
-                gpu_util_pct=round(util, 1),
-                mem_util_pct=round(util * 0.45, 1),
-                mem_used_mib=0.0 if s["job"] is None else 30000.0,
-                power_max_w=round(min(limit_w, power_w * 1.15), 1),
-                temperature_c=round(35 + 0.4 * util, 1),
-                attribution=attribution,
+            yield (
+                gpu_uuid,
+                SampleIn(
+                    gpu_uuid=gpu_uuid,
+                    start=moment,
+                    end=moment + step,
+                    energy_j=round(power_w * HISTORY_STEP_S, 3),
+                    method="counter",
+                    gpu_util_pct=round(util, 1),
+                    mem_util_pct=round(util * 0.45, 1),
+                    mem_used_mib=0.0 if s["job"] is None else 30000.0,
+                    power_max_w=round(min(limit_w, power_w * 1.15), 1),
+                    temperature_c=round(35 + 0.4 * util, 1),
+                    attribution=attribution,
+                ),
             )
         moment += step
 
@@ -137,10 +149,13 @@ def demo_seed(
         for slug, (name, projects) in TEAMS.items():
             teams[slug] = Team.objects.create(organization=org, slug=slug, name=name)
             for project in projects:
-                Project.objects.create(organization=org, slug=project, name=project, team=teams[slug])
+                Project.objects.create(
+                    organization=org, slug=project, name=project, team=teams[slug]
+                )
         sites = [
-            Site.objects.create(organization=org, slug=slug, name=name, grid_zone=zone, pue=pue,
-                                provider=provider)
+            Site.objects.create(
+                organization=org, slug=slug, name=name, grid_zone=zone, pue=pue, provider=provider
+            )
             for slug, name, zone, pue, provider in SITES
         ]
         from ecoreport.savings.services import site_prices_demo_set
@@ -163,16 +178,23 @@ def demo_seed(
             ]
             hosts.append((host, host_gpus))
         login_created = _demo_login(org)
-    progress(f"Created organization '{DEMO_SLUG}' with {len(teams)} teams, {len(sites)} sites, "
-             f"{len(hosts)} hosts and {gpus} GPUs.")
+    progress(
+        f"Created organization '{DEMO_SLUG}' with {len(teams)} teams, {len(sites)} sites, "
+        f"{len(hosts)} hosts and {gpus} GPUs."
+    )
 
     total = 0
     intervals = days * 86400 // HISTORY_STEP_S
     for n, (host, host_gpus) in enumerate(hosts, start=1):
         credential = AgentCredential(organization=org, host=host)
         inventory = [
-            GpuIn(uuid=u, index=i, name=name, memory_total_mib=GPU_MODELS[[m[0] for m in GPU_MODELS].index(name)][3],
-                  power_limit_w=limit)
+            GpuIn(
+                uuid=u,
+                index=i,
+                name=name,
+                memory_total_mib=GPU_MODELS[[m[0] for m in GPU_MODELS].index(name)][3],
+                power_limit_w=limit,
+            )
             for i, (u, name, limit, _) in enumerate(host_gpus)
         ]
         batch: list[SampleIn] = []
@@ -183,8 +205,10 @@ def demo_seed(
                 batch = []
         if batch:
             total += _ingest(credential, host, inventory, batch, now)
-        progress(f"  history {n}/{len(hosts)} hosts: {total:,} samples "
-                 f"({intervals:,} intervals of {HISTORY_STEP_S // 60} min per GPU)")
+        progress(
+            f"  history {n}/{len(hosts)} hosts: {total:,} samples "
+            f"({intervals:,} intervals of {HISTORY_STEP_S // 60} min per GPU)"
+        )
     hours = 0
     while rebuilt := dirty_hours_rollup(limit=500):
         hours += rebuilt
@@ -215,10 +239,19 @@ def organization_purge(*, organization: Organization) -> None:
     organization.delete()
 
 
-def _ingest(credential: AgentCredential, host: Host, inventory: list[GpuIn],
-            samples: list[SampleIn], now: datetime) -> int:
-    batch = BatchIn(batch_id=uuid.uuid4(), agent=AgentIn(hostname=host.hostname, version="demo"),
-                    samples=samples, gpus=inventory)
+def _ingest(
+    credential: AgentCredential,
+    host: Host,
+    inventory: list[GpuIn],
+    samples: list[SampleIn],
+    now: datetime,
+) -> int:
+    batch = BatchIn(
+        batch_id=uuid.uuid4(),
+        agent=AgentIn(hostname=host.hostname, version="demo"),
+        samples=samples,
+        gpus=inventory,
+    )
     result = samples_ingest(credential=credential, batch=batch, now=now + timedelta(minutes=1))
     if result.rejected:
         raise RuntimeError(f"demo history rejected: {result.rejected[:3]}")
@@ -230,7 +263,9 @@ def _demo_login(org: Organization) -> bool:
     if not settings.DEBUG:
         return False
     user_model = get_user_model()
-    user, _ = user_model.objects.get_or_create(username="demo", defaults={"email": "demo@example.com"})
+    user, _ = user_model.objects.get_or_create(
+        username="demo", defaults={"email": "demo@example.com"}
+    )
     user.set_password("demo")
     user.is_staff = True
     user.save()

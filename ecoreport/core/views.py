@@ -23,7 +23,9 @@ def _broker_ok() -> tuple[bool, str]:
     try:
         import redis
 
-        client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+        client = redis.Redis.from_url(
+            settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2
+        )
         client.ping()
         return True, "redis"
     except Exception as error:

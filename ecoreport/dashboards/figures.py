@@ -62,13 +62,23 @@ def stacked_over_time(
 
 
 def lines_over_time(
-    series: Sequence[tuple[str, Sequence[datetime], Sequence[float | None]]], *, title: str, unit: str
+    series: Sequence[tuple[str, Sequence[datetime], Sequence[float | None]]],
+    *,
+    title: str,
+    unit: str,
 ) -> dict[str, Any]:
     fig = go.Figure()
     for i, (name, x, y) in enumerate(series):
         fig.add_scatter(
-            name=name, x=[p.isoformat() for p in x], y=list(y), mode="lines",
-            line={"color": PALETTE[i % len(PALETTE)], "width": 2, "dash": "solid" if i == 0 else "dash"},
+            name=name,
+            x=[p.isoformat() for p in x],
+            y=list(y),
+            mode="lines",
+            line={
+                "color": PALETTE[i % len(PALETTE)],
+                "width": 2,
+                "dash": "solid" if i == 0 else "dash",
+            },
         )
     return _fig(fig, title, unit)
 
@@ -78,8 +88,15 @@ def ranked_bars(
 ) -> dict[str, Any]:
     names = [r[by] or UNATTRIBUTED for r in rows][::-1]
     values = [r.get(metric) or 0.0 for r in rows][::-1]
-    fig = go.Figure(go.Bar(x=values, y=names, orientation="h", marker_color=PALETTE[0],
-                           hovertemplate=f"%{{y}}: %{{x:.2f}} {unit}<extra></extra>"))
+    fig = go.Figure(
+        go.Bar(
+            x=values,
+            y=names,
+            orientation="h",
+            marker_color=PALETTE[0],
+            hovertemplate=f"%{{y}}: %{{x:.2f}} {unit}<extra></extra>",
+        )
+    )
     out = _fig(fig, title, "")
     out["layout"]["xaxis"] = {"title": {"text": unit}, "gridcolor": "#e5e5e5"}
     out["layout"]["height"] = max(220, 40 + 28 * len(rows))
@@ -93,12 +110,18 @@ def utilization_heatmap(
     days = sorted({d for d, _, _ in cells})
     grid: dict[tuple[str, datetime], float | None] = {(h, d): v for d, h, v in cells}
     z = [[grid.get((h, d)) for d in days] for h in hosts]
-    fig = go.Figure(go.Heatmap(
-        z=z, x=[d.date().isoformat() for d in days], y=list(hosts), zmin=0, zmax=100,
-        colorscale="Viridis",  # perceptually uniform and colour-blind safe
-        colorbar={"title": {"text": "%"}},
-        hovertemplate="%{y} on %{x}: %{z:.0f}% utilization<extra></extra>",
-    ))
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            x=[d.date().isoformat() for d in days],
+            y=list(hosts),
+            zmin=0,
+            zmax=100,
+            colorscale="Viridis",  # perceptually uniform and colour-blind safe
+            colorbar={"title": {"text": "%"}},
+            hovertemplate="%{y} on %{x}: %{z:.0f}% utilization<extra></extra>",
+        )
+    )
     out = _fig(fig, title, "")
     out["layout"]["height"] = max(260, 80 + 22 * len(hosts))
     return out

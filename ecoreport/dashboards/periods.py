@@ -34,7 +34,7 @@ class Period:
     def label(self) -> str:
         if self.key != "custom":
             return PRESETS[self.key]
-        return f"{self.start:%Y-%m-%d} – {(self.end - timedelta(seconds=1)):%Y-%m-%d}"
+        return f"{self.start:%Y-%m-%d} to {(self.end - timedelta(seconds=1)):%Y-%m-%d}"
 
     @property
     def previous(self) -> Period:
@@ -67,8 +67,9 @@ def _day_start(day: date) -> datetime:
 
 
 def quarter_start(moment: datetime) -> datetime:
-    return moment.replace(month=(moment.month - 1) // 3 * 3 + 1, day=1, hour=0, minute=0,
-                          second=0, microsecond=0)
+    return moment.replace(
+        month=(moment.month - 1) // 3 * 3 + 1, day=1, hour=0, minute=0, second=0, microsecond=0
+    )
 
 
 def parse_period(params: dict[str, str], *, now: datetime) -> Period:

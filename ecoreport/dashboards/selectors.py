@@ -48,9 +48,7 @@ def headline(scope: Scope, period: Period) -> dict[str, Any]:
     change: dict[str, float | None] = {}
     for key, value in now.items():
         prev = before.get(key)
-        change[key] = (
-            (value - prev) / prev * 100.0 if value is not None and prev else None
-        )
+        change[key] = (value - prev) / prev * 100.0 if value is not None and prev else None
     idle = now.get("idle_energy_kwh") or 0.0
     energy = now.get("energy_kwh") or 0.0
     now.setdefault("idle_energy_share_pct", idle / energy * 100.0 if energy else None)
@@ -100,7 +98,9 @@ def heatmap(scope: Scope, period: Period, *, limit_hosts: int = 40) -> dict[str,
     """Average GPU utilization per host and day (hosts with the most energy first)."""
     window = _window(scope, period)
     hosts = list(
-        window.values("host__hostname").annotate(e=Sum("energy_j")).order_by("-e")
+        window.values("host__hostname")
+        .annotate(e=Sum("energy_j"))
+        .order_by("-e")
         .values_list("host__hostname", flat=True)[:limit_hosts]
     )
     rows = (
@@ -119,8 +119,12 @@ def heatmap(scope: Scope, period: Period, *, limit_hosts: int = 40) -> dict[str,
     }
 
 
-def fleet_state(organization: Organization, *, now: datetime | None = None,
-                stale_after: timedelta = timedelta(minutes=10)) -> dict[str, Any]:
+def fleet_state(
+    organization: Organization,
+    *,
+    now: datetime | None = None,
+    stale_after: timedelta = timedelta(minutes=10),
+) -> dict[str, Any]:
     """Sites, hosts and GPUs with their last hour: power, utilization, idle or not, silent."""
     now = now or timezone.now()
     last_hour = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
@@ -132,26 +136,33 @@ def fleet_state(organization: Organization, *, now: datetime | None = None,
         .annotate(**usage._SUMS)
     }
     gpus = []
-    for gpu in Gpu.objects.for_org(organization).select_related("host", "host__site").order_by(
-        "host__hostname", "index"
+    for gpu in (
+        Gpu.objects.for_org(organization)
+        .select_related("host", "host__site")
+        .order_by("host__hostname", "index")
     ):
         r = recent.get(gpu.pk)
         metrics = usage.usage_metrics(r) if r else {}
         seconds = (r or {}).get("gpu_seconds") or 0.0
         power_w = (r["energy_j"] / seconds) if r and seconds else None
-        gpus.append({
-            "gpu": gpu,
-            "power_w": power_w,
-            "util_pct": metrics.get("avg_gpu_util_pct"),
-            # Idle: nine tenths of its last-hour energy was drawn with no process on it.
-            "idle": bool(r) and (r["idle_energy_j"] or 0) >= 0.9 * (r["energy_j"] or 0) > 0,
-            "silent": gpu.last_seen_at is None or now - gpu.last_seen_at > stale_after,
-        })
+        gpus.append(
+            {
+                "gpu": gpu,
+                "power_w": power_w,
+                "util_pct": metrics.get("avg_gpu_util_pct"),
+                # Idle: nine tenths of its last-hour energy was drawn with no process on it.
+                "idle": r is not None
+                and (r["idle_energy_j"] or 0) >= 0.9 * (r["energy_j"] or 0) > 0,
+                "silent": gpu.last_seen_at is None or now - gpu.last_seen_at > stale_after,
+            }
+        )
     hosts = list(
         Host.objects.for_org(organization).select_related("site").annotate(gpu_count=Count("gpus"))
     )
     silent_hosts = [
-        h for h in hosts if h.gpu_count and (h.last_seen_at is None or now - h.last_seen_at > stale_after)
+        h
+        for h in hosts
+        if h.gpu_count and (h.last_seen_at is None or now - h.last_seen_at > stale_after)
     ]
     return {
         "sites": list(Site.objects.for_org(organization).annotate(host_count=Count("hosts"))),
@@ -178,8 +189,10 @@ def targets_glance(scope: Scope) -> list[dict[str, Any]]:
     from ecoreport.policies.calc import METRICS
     from ecoreport.policies.models import Target
 
-    qs = Target.objects.for_org(scope.organization).filter(is_active=True).select_related(
-        "team", "project"
+    qs = (
+        Target.objects.for_org(scope.organization)
+        .filter(is_active=True)
+        .select_related("team", "project")
     )
     if scope.team is not None:
         qs = qs.filter(team=scope.team)
@@ -197,8 +210,11 @@ def targets_glance(scope: Scope) -> list[dict[str, Any]]:
     return [
         {
             "target": t,
-            "evaluation": {"value": t.latest_value, "forecast_value": t.latest_forecast,
-                           "threshold_value": t.latest_threshold},
+            "evaluation": {
+                "value": t.latest_value,
+                "forecast_value": t.latest_forecast,
+                "threshold_value": t.latest_threshold,
+            },
             "unit": METRICS[t.metric].unit,
         }
         for t in qs.order_by("name")

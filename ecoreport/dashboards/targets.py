@@ -20,8 +20,17 @@ from ecoreport.policies.selectors import evaluations_for_target, targets_for_org
 from ecoreport.policies.serializers import TargetSerializer
 from ecoreport.policies.services import target_create, target_update
 
-FORM_FIELDS = ["name", "scope", "metric", "comparator", "threshold", "period", "reduction_pct",
-               "baseline", "forecast_method"]
+FORM_FIELDS = [
+    "name",
+    "scope",
+    "metric",
+    "comparator",
+    "threshold",
+    "period",
+    "reduction_pct",
+    "baseline",
+    "forecast_method",
+]
 
 
 def _form_data(post: Any) -> dict[str, Any]:
@@ -72,7 +81,9 @@ def targets(request: HttpRequest) -> HttpResponse:
                 raise Http404("No such target.")
         form_values = _form_data(request.POST)
         serializer = TargetSerializer(
-            instance=editing, data=form_values, partial=editing is not None,
+            instance=editing,
+            data=form_values,
+            partial=editing is not None,
             context={"organization": org},
         )
         if serializer.is_valid():
@@ -106,15 +117,29 @@ def targets(request: HttpRequest) -> HttpResponse:
     if editing is not None and not form_values:
         initial["scope"] = editing.scope
     return _page(
-        request, "dashboards/targets.html", membership=membership, period=period, error=error,
-        tables={"targets": lambda: [
-            {"name": r["target"].name, "scope": r["target"].scope, "metric": r["target"].metric,
-             "comparator": r["target"].comparator, "threshold": r["target"].threshold,
-             "reduction_pct": r["target"].reduction_pct, "period": r["target"].period,
-             "status": r["target"].status or "not evaluated",
-             "value": r["evaluation"].value if r["evaluation"] else None,
-             "forecast": r["evaluation"].forecast_value if r["evaluation"] else None,
-             "unit": r["unit"]} for r in table]},
+        request,
+        "dashboards/targets.html",
+        membership=membership,
+        period=period,
+        error=error,
+        tables={
+            "targets": lambda: [
+                {
+                    "name": r["target"].name,
+                    "scope": r["target"].scope,
+                    "metric": r["target"].metric,
+                    "comparator": r["target"].comparator,
+                    "threshold": r["target"].threshold,
+                    "reduction_pct": r["target"].reduction_pct,
+                    "period": r["target"].period,
+                    "status": r["target"].status or "not evaluated",
+                    "value": r["evaluation"].value if r["evaluation"] else None,
+                    "forecast": r["evaluation"].forecast_value if r["evaluation"] else None,
+                    "unit": r["unit"],
+                }
+                for r in table
+            ]
+        },
         context={
             "rows": table,
             "selected": selected,

@@ -95,7 +95,11 @@ def overview(request: HttpRequest) -> HttpResponse:
     teams = sel.ranked(scope, period, by="team")
     over_time = sel.series(scope, period, by="team")
     return _page(
-        request, "dashboards/overview.html", membership=membership, period=period, error=error,
+        request,
+        "dashboards/overview.html",
+        membership=membership,
+        period=period,
+        error=error,
         tables={"teams": lambda: _csv_rows(teams)},
         context={
             "headline": sel.headline(scope, period),
@@ -103,14 +107,16 @@ def overview(request: HttpRequest) -> HttpResponse:
             "targets_glance": sel.targets_glance(scope),
             "figures": {
                 "energy-by-team": figures.stacked_over_time(
-                    over_time, by="team", metric="energy_kwh", title="Energy by team", unit="kWh"),
+                    over_time, by="team", metric="energy_kwh", title="Energy by team", unit="kWh"
+                ),
             },
         },
     )
 
 
-def _scope_page(request: HttpRequest, *, team: Team | None, project: Project | None,
-                membership: Membership) -> HttpResponse:
+def _scope_page(
+    request: HttpRequest, *, team: Team | None, project: Project | None, membership: Membership
+) -> HttpResponse:
     period, error = _period(request)
     scope = sel.Scope(membership.organization, team=team, project=project)
     by = "project" if team is not None else "host"
@@ -120,7 +126,11 @@ def _scope_page(request: HttpRequest, *, team: Team | None, project: Project | N
     util_rows = sel.series_total(scope, period)
     util_x = [r["period_start"] for r in util_rows]
     return _page(
-        request, "dashboards/scope.html", membership=membership, period=period, error=error,
+        request,
+        "dashboards/scope.html",
+        membership=membership,
+        period=period,
+        error=error,
         tables={"breakdown": lambda: _csv_rows(breakdown), "hosts": lambda: _csv_rows(hosts)},
         context={
             "team": team,
@@ -134,14 +144,25 @@ def _scope_page(request: HttpRequest, *, team: Team | None, project: Project | N
             "projects": sel.projects_of(membership.organization, team) if team else [],
             "figures": {
                 "energy-over-time": figures.stacked_over_time(
-                    over_time, by=by, metric="energy_kwh",
-                    title=f"Energy by {by}", unit="kWh"),
+                    over_time, by=by, metric="energy_kwh", title=f"Energy by {by}", unit="kWh"
+                ),
                 "utilization": figures.lines_over_time(
-                    [("GPU utilization", util_x, [r["avg_gpu_util_pct"] for r in util_rows]),
-                     ("Idle energy share", util_x,
-                      [((r["idle_energy_kwh"] or 0) / r["energy_kwh"] * 100) if r["energy_kwh"] else None
-                       for r in util_rows])],
-                    title="Utilization and idle energy", unit="%"),
+                    [
+                        ("GPU utilization", util_x, [r["avg_gpu_util_pct"] for r in util_rows]),
+                        (
+                            "Idle energy share",
+                            util_x,
+                            [
+                                ((r["idle_energy_kwh"] or 0) / r["energy_kwh"] * 100)
+                                if r["energy_kwh"]
+                                else None
+                                for r in util_rows
+                            ],
+                        ),
+                    ],
+                    title="Utilization and idle energy",
+                    unit="%",
+                ),
             },
         },
     )
@@ -168,21 +189,33 @@ def fleet(request: HttpRequest) -> HttpResponse:
     state = sel.fleet_state(membership.organization)
     heat = sel.heatmap(sel.Scope(membership.organization), period)
     gpu_rows = [
-        {"host": g["gpu"].host.hostname, "index": g["gpu"].index, "uuid": g["gpu"].uuid,
-         "model": g["gpu"].name, "site": g["gpu"].host.site.slug if g["gpu"].host.site else None,
-         "power_w": g["power_w"], "util_pct": g["util_pct"], "idle": g["idle"],
-         "last_seen_at": g["gpu"].last_seen_at}
+        {
+            "host": g["gpu"].host.hostname,
+            "index": g["gpu"].index,
+            "uuid": g["gpu"].uuid,
+            "model": g["gpu"].name,
+            "site": g["gpu"].host.site.slug if g["gpu"].host.site else None,
+            "power_w": g["power_w"],
+            "util_pct": g["util_pct"],
+            "idle": g["idle"],
+            "last_seen_at": g["gpu"].last_seen_at,
+        }
         for g in state["gpus"]
     ]
     return _page(
-        request, "dashboards/fleet.html", membership=membership, period=period, error=error,
+        request,
+        "dashboards/fleet.html",
+        membership=membership,
+        period=period,
+        error=error,
         tables={"gpus": lambda: gpu_rows},
         context={
             "state": state,
             "gpu_rows": gpu_rows,
             "figures": {
                 "heatmap": figures.utilization_heatmap(
-                    heat["hosts"], heat["cells"], title="Daily GPU utilization by host"),
+                    heat["hosts"], heat["cells"], title="Daily GPU utilization by host"
+                ),
             },
         },
     )

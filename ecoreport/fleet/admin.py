@@ -11,7 +11,14 @@ class SiteAdmin(admin.ModelAdmin):
 
 @admin.register(Host)
 class HostAdmin(admin.ModelAdmin):
-    list_display = ["hostname", "organization", "site", "default_team", "default_project", "last_seen_at"]
+    list_display = [
+        "hostname",
+        "organization",
+        "site",
+        "default_team",
+        "default_project",
+        "last_seen_at",
+    ]
     list_filter = ["organization", "site"]
     search_fields = ["hostname"]
 
@@ -25,5 +32,12 @@ class GpuAdmin(admin.ModelAdmin):
 
 @admin.register(AgentCredential)
 class AgentCredentialAdmin(admin.ModelAdmin):
-    list_display = ["key_prefix", "host", "organization", "created_at", "last_used_at", "revoked_at"]
+    list_display = [
+        "key_prefix",
+        "host",
+        "organization",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+    ]
     readonly_fields = ["key_hash", "key_prefix", "created_at", "last_used_at"]

@@ -48,8 +48,12 @@ class Site(models.Model):
 class Host(models.Model):
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="hosts")
     hostname = models.CharField(max_length=255)
-    site = models.ForeignKey(Site, null=True, blank=True, on_delete=models.PROTECT, related_name="hosts")
-    default_team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    site = models.ForeignKey(
+        Site, null=True, blank=True, on_delete=models.PROTECT, related_name="hosts"
+    )
+    default_team = models.ForeignKey(
+        Team, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     default_project = models.ForeignKey(
         Project, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -84,7 +88,9 @@ class Gpu(models.Model):
 
     class Meta:
         ordering = ["host__hostname", "index"]
-        constraints = [models.UniqueConstraint(fields=["organization", "uuid"], name="gpu_unique_uuid")]
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "uuid"], name="gpu_unique_uuid")
+        ]
 
     def __str__(self) -> str:
         return f"{self.host}/{self.index} {self.name}"

@@ -21,7 +21,11 @@ def host_ensure(
 ) -> Host:
     host, _ = Host.objects.get_or_create(organization=organization, hostname=hostname)
     changed = []
-    for attr, value in (("site", site), ("default_team", default_team), ("default_project", default_project)):
+    for attr, value in (
+        ("site", site),
+        ("default_team", default_team),
+        ("default_project", default_project),
+    ):
         if value is not None and getattr(host, f"{attr}_id") != value.pk:
             setattr(host, attr, value)
             changed.append(attr)

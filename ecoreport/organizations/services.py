@@ -47,5 +47,7 @@ def api_token_issue(*, membership: Membership) -> str:
     """A new token for the membership; only its hash is stored, so this is the one chance to
     see it."""
     token = new_token(USER_TOKEN_PREFIX)
-    ApiToken.objects.create(membership=membership, key_hash=hash_token(token), key_prefix=token[:10])
+    ApiToken.objects.create(
+        membership=membership, key_hash=hash_token(token), key_prefix=token[:10]
+    )
     return token

@@ -13,7 +13,16 @@ class IngestBatchAdmin(admin.ModelAdmin):
 class SampleShareInline(admin.TabularInline):
     model = SampleShare
     extra = 0
-    readonly_fields = ["team", "project", "job_id", "user", "share", "energy_j", "attributed", "idle"]
+    readonly_fields = [
+        "team",
+        "project",
+        "job_id",
+        "user",
+        "share",
+        "energy_j",
+        "attributed",
+        "idle",
+    ]
     exclude = ["organization"]
 
 

@@ -478,7 +478,11 @@ def _write_postgres(
     # once it has run a few times. Wrapped like Django's own cursors so that query logging and
     # execute_wrappers (tests count queries) still see it.
     raw = psycopg.Cursor(connection.connection)
-    cursor = connection.make_debug_cursor(raw) if connection.queries_logged else connection.make_cursor(raw)
+    cursor = (
+        connection.make_debug_cursor(raw)
+        if connection.queries_logged
+        else connection.make_cursor(raw)
+    )
     with cursor:
         cursor.execute(_PG_WRITE, params)
         accepted, hours = cursor.fetchone()

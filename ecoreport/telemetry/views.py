@@ -92,9 +92,14 @@ class IngestView(APIView):
         examples=[
             OpenApiExample(
                 "answer",
-                value={"batch_id": "3f6c1c1e-8f0e-4c8e-9d7a-1f3c2b5a9e10", "accepted": 998,
-                       "duplicates": 1, "rejected": [{"index": 7, "field": "energy_j",
-                                                       "error": "must not be negative"}]},
+                value={
+                    "batch_id": "3f6c1c1e-8f0e-4c8e-9d7a-1f3c2b5a9e10",
+                    "accepted": 998,
+                    "duplicates": 1,
+                    "rejected": [
+                        {"index": 7, "field": "energy_j", "error": "must not be negative"}
+                    ],
+                },
                 response_only=True,
             )
         ],
@@ -106,7 +111,9 @@ class IngestView(APIView):
         except PayloadError as error:
             raise ApiError(f"The batch is malformed: {error}", code="malformed") from None
         if len(batch.samples) > settings.INGEST_MAX_SAMPLES:
-            raise _too_large(f"A batch of {len(batch.samples)} samples", settings.INGEST_MAX_SAMPLES)
+            raise _too_large(
+                f"A batch of {len(batch.samples)} samples", settings.INGEST_MAX_SAMPLES
+            )
         result = samples_ingest(credential=request.auth, batch=batch)
         return Response(result.as_response())
 
@@ -120,7 +127,8 @@ class AgentPingView(APIView):
     @extend_schema(
         summary="Check an agent token",
         responses=inline_serializer(
-            "AgentPing", fields={"organization": serializers.CharField(), "host": serializers.CharField()}
+            "AgentPing",
+            fields={"organization": serializers.CharField(), "host": serializers.CharField()},
         ),
     )
     def get(self, request: Request) -> Response:

@@ -111,10 +111,16 @@ MALFORMED = [
     ("not json", b"{not json"),
     ("empty body", b""),
     ("array instead of object", b"[]"),
-    ("missing samples", json.dumps({"batch_id": "3f6c1c1e-8f0e-4c8e-9d7a-1f3c2b5a9e10",
-                                    "agent": {"hostname": "h"}}).encode()),
-    ("bad batch id", json.dumps({"batch_id": "nope", "agent": {"hostname": "h"},
-                                 "samples": []}).encode()),
+    (
+        "missing samples",
+        json.dumps(
+            {"batch_id": "3f6c1c1e-8f0e-4c8e-9d7a-1f3c2b5a9e10", "agent": {"hostname": "h"}}
+        ).encode(),
+    ),
+    (
+        "bad batch id",
+        json.dumps({"batch_id": "nope", "agent": {"hostname": "h"}, "samples": []}).encode(),
+    ),
 ]
 
 
@@ -157,8 +163,13 @@ def test_truncated_gzip_is_400(agent, post_batch):
     assert response.status_code == 400
     # Labelled as gzip but cut short: still a 400, with nothing stored.
     client = post_batch.__closure__[0].cell_contents
-    response = client.post("/api/v1/ingest", data=data, content_type="application/json",
-                           HTTP_AUTHORIZATION=f"Bearer {agent.token}", HTTP_CONTENT_ENCODING="gzip")
+    response = client.post(
+        "/api/v1/ingest",
+        data=data,
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {agent.token}",
+        HTTP_CONTENT_ENCODING="gzip",
+    )
     assert response.status_code == 400
     assert EnergySample.objects.count() == 0
 
@@ -202,27 +213,32 @@ def test_user_api_token_cannot_ingest(cast, post_batch):
 
 
 def test_throttled_agent_gets_429_with_retry_after(agent, post_batch, settings):
+    from rest_framework.throttling import SimpleRateThrottle
+
+    original_rates = SimpleRateThrottle.THROTTLE_RATES
     settings.REST_FRAMEWORK = {
         **settings.REST_FRAMEWORK,
         "DEFAULT_THROTTLE_RATES": {"ingest": "2/min", "api": "1000/min"},
     }
     from rest_framework.settings import api_settings
-    from rest_framework.throttling import SimpleRateThrottle
 
     api_settings.reload()
     SimpleRateThrottle.THROTTLE_RATES = api_settings.DEFAULT_THROTTLE_RATES
     try:
         statuses = [
-            post_batch(agent.token, make_batch([make_sample(start=BASE_TIME + timedelta(seconds=10 * i))]))
+            post_batch(
+                agent.token, make_batch([make_sample(start=BASE_TIME + timedelta(seconds=10 * i))])
+            )
             for i in range(3)
         ]
         assert [r.status_code for r in statuses] == [200, 200, 429]
         assert int(statuses[2]["Retry-After"]) > 0
         assert EnergySample.objects.count() == 2
     finally:
-        settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK}
+        # The class attribute was bound at import: put the original back, or every later test
+        # in this process would be throttled at 2/min.
+        SimpleRateThrottle.THROTTLE_RATES = original_rates
         api_settings.reload()
-        SimpleRateThrottle.THROTTLE_RATES = api_settings.DEFAULT_THROTTLE_RATES
 
 
 def test_token_of_another_org_writes_to_its_own_org_only(cast, make_agent, post_batch):
@@ -240,7 +256,9 @@ def test_token_of_another_org_writes_to_its_own_org_only(cast, make_agent, post_
 
 
 def test_same_batch_twice_is_counted_once_and_replays_the_answer(agent, post_batch):
-    batch = make_batch([make_sample(), make_sample(energy_j=-5, start=BASE_TIME + timedelta(seconds=10))])
+    batch = make_batch(
+        [make_sample(), make_sample(energy_j=-5, start=BASE_TIME + timedelta(seconds=10))]
+    )
     first = post_batch(agent.token, batch).json()
     second = post_batch(agent.token, batch).json()
     assert second == first
@@ -251,7 +269,9 @@ def test_same_batch_twice_is_counted_once_and_replays_the_answer(agent, post_bat
 def test_same_samples_under_a_new_batch_id_are_duplicates(agent, post_batch):
     samples = [make_sample(start=BASE_TIME + timedelta(seconds=10 * i)) for i in range(3)]
     post_batch(agent.token, make_batch(samples))
-    again = post_batch(agent.token, make_batch(samples + [make_sample(start=BASE_TIME + timedelta(seconds=30))]))
+    again = post_batch(
+        agent.token, make_batch([*samples, make_sample(start=BASE_TIME + timedelta(seconds=30))])
+    )
     assert again.json()["accepted"] == 1
     assert again.json()["duplicates"] == 3
     assert EnergySample.objects.count() == 4
@@ -266,8 +286,15 @@ def test_duplicate_inside_one_batch_is_counted_once(agent, post_batch):
 
 
 def test_unknown_labels_are_registered_on_first_sight(agent, post_batch, cast):
-    attribution = [{"share": 0.7, "team": "NLP Research", "project": "llm-pretrain",
-                    "user": "alice", "job_id": "slurm-1"}]
+    attribution = [
+        {
+            "share": 0.7,
+            "team": "NLP Research",
+            "project": "llm-pretrain",
+            "user": "alice",
+            "job_id": "slurm-1",
+        }
+    ]
     post_batch(agent.token, make_batch([make_sample(attribution=attribution)]))
     team = Team.objects.get(organization=cast.org)
     assert (team.slug, team.auto_created) == ("nlp-research", True)
@@ -276,7 +303,11 @@ def test_unknown_labels_are_registered_on_first_sight(agent, post_batch, cast):
 
 
 def test_shares_sum_to_the_sample_energy(agent, post_batch):
-    attribution = [{"share": 0.1, "team": "a"}, {"share": 0.2, "team": "b"}, {"share": 0.3, "team": "c"}]
+    attribution = [
+        {"share": 0.1, "team": "a"},
+        {"share": 0.2, "team": "b"},
+        {"share": 0.3, "team": "c"},
+    ]
     post_batch(agent.token, make_batch([make_sample(energy_j=3333.3, attribution=attribution)]))
     shares = list(SampleShare.objects.order_by("id"))
     assert [s.attributed for s in shares] == [True, True, True, False]
@@ -291,22 +322,35 @@ def test_unattributed_energy_goes_to_the_hosts_default_team(cast, make_agent, po
     post_batch(agent.token, make_batch([make_sample(attribution=[])]))
     share = SampleShare.objects.get()
     assert (share.team_id, share.attributed, share.idle, share.energy_j) == (
-        default_team.pk, False, True, 3000.0)
+        default_team.pk,
+        False,
+        True,
+        3000.0,
+    )
 
 
 def test_inventory_moves_a_gpu_to_the_host_that_reports_it(cast, make_agent, post_batch):
     first, second = make_agent(cast.org, "node-1"), make_agent(cast.org, "node-2")
     post_batch(first.token, make_batch([make_sample(gpu="GPU-m")]))
-    post_batch(second.token, make_batch([make_sample(gpu="GPU-m", start=BASE_TIME + timedelta(hours=1))]))
+    post_batch(
+        second.token, make_batch([make_sample(gpu="GPU-m", start=BASE_TIME + timedelta(hours=1))])
+    )
     assert Gpu.objects.get(uuid="GPU-m").host.hostname == "node-2"
 
 
-def test_ingest_uses_a_fixed_number_of_queries(agent, post_batch, client, django_assert_max_num_queries):
+def test_ingest_uses_a_fixed_number_of_queries(
+    agent, post_batch, client, django_assert_max_num_queries
+):
     def batch(n: int, offset: int) -> dict:
         return make_batch(
-            [make_sample(gpu=f"GPU-{i % 4}", start=BASE_TIME + timedelta(seconds=10 * (i // 4) + offset),
-                         attribution=[{"share": 0.5, "team": f"t{i % 3}", "project": "p"}])
-             for i in range(n)]
+            [
+                make_sample(
+                    gpu=f"GPU-{i % 4}",
+                    start=BASE_TIME + timedelta(seconds=10 * (i // 4) + offset),
+                    attribution=[{"share": 0.5, "team": f"t{i % 3}", "project": "p"}],
+                )
+                for i in range(n)
+            ]
         )
 
     post_batch(agent.token, batch(8, 0))  # registers GPUs and labels
@@ -314,9 +358,12 @@ def test_ingest_uses_a_fixed_number_of_queries(agent, post_batch, client, django
     # its bound-variable limit. A query per sample would be 400 or more.
     with django_assert_max_num_queries(30):
         # The plain client: the rollup scheduled on commit is not part of the request.
-        response = client.post("/api/v1/ingest", data=json.dumps(batch(400, 40_000)),
-                               content_type="application/json",
-                               HTTP_AUTHORIZATION=f"Bearer {agent.token}")
+        response = client.post(
+            "/api/v1/ingest",
+            data=json.dumps(batch(400, 40_000)),
+            content_type="application/json",
+            HTTP_AUTHORIZATION=f"Bearer {agent.token}",
+        )
     assert response.json()["accepted"] == 400
 
 

@@ -31,8 +31,10 @@ pytestmark = [
 ]
 
 THREADS = 6
-TWO_TEAMS = [{"share": 0.5, "team": "nlp", "project": "llm"},
-             {"share": 0.25, "team": "vision", "project": "det", "user": "bob"}]
+TWO_TEAMS = [
+    {"share": 0.5, "team": "nlp", "project": "llm"},
+    {"share": 0.25, "team": "vision", "project": "det", "user": "bob"},
+]
 
 
 def _race(bodies: list[bytes], token: str) -> list[tuple[int, dict[str, Any]]]:
@@ -44,9 +46,12 @@ def _race(bodies: list[bytes], token: str) -> list[tuple[int, dict[str, Any]]]:
         try:
             client = Client()
             barrier.wait()
-            response = client.post("/api/v1/ingest", data=bodies[i],
-                                   content_type="application/json",
-                                   HTTP_AUTHORIZATION=f"Bearer {token}")
+            response = client.post(
+                "/api/v1/ingest",
+                data=bodies[i],
+                content_type="application/json",
+                HTTP_AUTHORIZATION=f"Bearer {token}",
+            )
             answers[i] = (response.status_code, response.json())
         except Exception as error:  # reported by the assertion below
             answers[i] = (0, {"exception": repr(error)})
@@ -65,8 +70,11 @@ def _race(bodies: list[bytes], token: str) -> list[tuple[int, dict[str, Any]]]:
 def _samples(first: int, count: int, gpus: int = 2) -> list[dict[str, Any]]:
     """Samples number first..first+count-1, spread over ``gpus`` GPUs, 10 s apart per GPU."""
     return [
-        make_sample(gpu=f"GPU-{n % gpus}", start=BASE_TIME + timedelta(seconds=10 * (n // gpus)),
-                    attribution=TWO_TEAMS if n % 3 else [])
+        make_sample(
+            gpu=f"GPU-{n % gpus}",
+            start=BASE_TIME + timedelta(seconds=10 * (n // gpus)),
+            attribution=TWO_TEAMS if n % 3 else [],
+        )
         for n in range(first, first + count)
     ]
 
@@ -92,9 +100,17 @@ def _configured_throttle_rates() -> None:
 @pytest.fixture
 def warmed(agent: Any, post_batch: Callable[..., Any]) -> Any:
     """Registers the GPUs and labels first, so the race is about samples, not inventory."""
-    post_batch(agent.token, make_batch(
-        [make_sample(gpu="GPU-0", start=BASE_TIME - timedelta(hours=1), attribution=TWO_TEAMS),
-         make_sample(gpu="GPU-1", start=BASE_TIME - timedelta(hours=1))]))
+    post_batch(
+        agent.token,
+        make_batch(
+            [
+                make_sample(
+                    gpu="GPU-0", start=BASE_TIME - timedelta(hours=1), attribution=TWO_TEAMS
+                ),
+                make_sample(gpu="GPU-1", start=BASE_TIME - timedelta(hours=1)),
+            ]
+        ),
+    )
     return agent
 
 

@@ -20,11 +20,16 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _django_setup(**env: str) -> subprocess.CompletedProcess:
-    clean = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "ALLOWED_HOSTS", "DEBUG")}
+    clean = {
+        k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "ALLOWED_HOSTS", "DEBUG")
+    }
     return subprocess.run(
         [sys.executable, "-c", "import django; django.setup()"],
-        cwd=ROOT, env={**clean, "DJANGO_SETTINGS_MODULE": "ecoreport.settings", **env},
-        capture_output=True, text=True, timeout=60,
+        cwd=ROOT,
+        env={**clean, "DJANGO_SETTINGS_MODULE": "ecoreport.settings", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
@@ -60,7 +65,9 @@ def test_create_org_and_tokens_print_the_token_alone():
         call_command("create_org", "acme", "--name", "Again", stdout=StringIO())
 
     out = StringIO()
-    call_command("issue_api_token", "--org", "acme", "--user", "alice", "--role", "admin", stdout=out)
+    call_command(
+        "issue_api_token", "--org", "acme", "--user", "alice", "--role", "admin", stdout=out
+    )
     token = out.getvalue().strip()
     assert "\n" not in token and token.startswith("eru_")
     api_token = ApiToken.objects.get(key_hash=hash_token(token))
@@ -69,15 +76,35 @@ def test_create_org_and_tokens_print_the_token_alone():
     # The token itself is not stored, only its hash.
     assert not ApiToken.objects.filter(key_hash=token).exists()
 
-    Site.objects.create(organization=Organization.objects.get(slug="acme"), slug="paris",
-                        name="Paris", grid_zone="FR")
+    Site.objects.create(
+        organization=Organization.objects.get(slug="acme"),
+        slug="paris",
+        name="Paris",
+        grid_zone="FR",
+    )
     out = StringIO()
-    call_command("issue_agent_token", "--org", "acme", "--host", "gpu-7", "--site", "paris",
-                 "--team", "platform", "--project", "infra", stdout=out)
+    call_command(
+        "issue_agent_token",
+        "--org",
+        "acme",
+        "--host",
+        "gpu-7",
+        "--site",
+        "paris",
+        "--team",
+        "platform",
+        "--project",
+        "infra",
+        stdout=out,
+    )
     agent_token = out.getvalue().strip()
     assert agent_token.startswith("era_")
     host = Host.objects.get(hostname="gpu-7")
-    assert (host.site.slug, host.default_team.slug, host.default_project.slug) == ("paris", "platform", "infra")
+    assert (host.site.slug, host.default_team.slug, host.default_project.slug) == (
+        "paris",
+        "platform",
+        "infra",
+    )
     assert AgentCredential.objects.get(key_hash=hash_token(agent_token)).host == host
 
 
@@ -100,7 +127,9 @@ def test_commands_explain_bad_arguments(args, message):
 @pytest.mark.django_db
 def test_unknown_site_is_named(cast):
     with pytest.raises(CommandError, match="No site 'mars'"):
-        call_command("issue_agent_token", "--org", "acme", "--host", "h", "--site", "mars", stdout=StringIO())
+        call_command(
+            "issue_agent_token", "--org", "acme", "--host", "h", "--site", "mars", stdout=StringIO()
+        )
 
 
 @pytest.mark.django_db

@@ -18,8 +18,12 @@ pytestmark = [pytest.mark.django_db(transaction=True)]
 def signed_in(page, live_server, cast, agent, post_batch):
     start = timezone.now().replace(minute=0, second=0, microsecond=0) - timedelta(days=2)
     samples = [
-        make_sample(start=start + timedelta(hours=i), seconds=3600, energy_j=3600 * 250.0,
-                    attribution=[{"share": 1.0, "team": "nlp", "project": "llm"}] if i % 4 else [])
+        make_sample(
+            start=start + timedelta(hours=i),
+            seconds=3600,
+            energy_j=3600 * 250.0,
+            attribution=[{"share": 1.0, "team": "nlp", "project": "llm"}] if i % 4 else [],
+        )
         for i in range(40)
     ]
     post_batch(agent.token, make_batch(samples))

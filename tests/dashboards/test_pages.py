@@ -18,8 +18,12 @@ PAGES = ["/", "/teams/nlp/", "/projects/llm/", "/fleet/"]
 def measured(cast, agent, post_batch):
     start = timezone.now().replace(minute=0, second=0, microsecond=0) - timedelta(hours=5)
     samples = [
-        make_sample(start=start + timedelta(minutes=10 * i), seconds=600, energy_j=600 * 300.0,
-                    attribution=[{"share": 1.0, "team": "nlp", "project": "llm"}] if i % 3 else [])
+        make_sample(
+            start=start + timedelta(minutes=10 * i),
+            seconds=600,
+            energy_j=600 * 300.0,
+            attribution=[{"share": 1.0, "team": "nlp", "project": "llm"}] if i % 3 else [],
+        )
         for i in range(24)
     ]
     assert post_batch(agent.token, make_batch(samples)).json()["accepted"] == 24
@@ -82,7 +86,9 @@ def test_unknown_table_is_404(client, measured):
 
 
 @pytest.mark.parametrize(("path", "max_queries"), [("/", 14), ("/teams/nlp/", 16), ("/fleet/", 14)])
-def test_dashboard_query_counts_are_pinned(client, measured, django_assert_max_num_queries, path, max_queries):
+def test_dashboard_query_counts_are_pinned(
+    client, measured, django_assert_max_num_queries, path, max_queries
+):
     _login(client, measured.member)
     with django_assert_max_num_queries(max_queries):
         client.get(path)

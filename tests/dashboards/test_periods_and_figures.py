@@ -15,20 +15,48 @@ NOW = datetime(2026, 11, 28, 12, 34, tzinfo=UTC)
 @pytest.mark.parametrize(
     ("params", "start", "end", "prev_start"),
     [
-        ({}, datetime(2026, 10, 29, 13, tzinfo=UTC), datetime(2026, 11, 28, 13, tzinfo=UTC),
-         datetime(2026, 9, 29, 13, tzinfo=UTC)),
-        ({"period": "7d"}, datetime(2026, 11, 21, 13, tzinfo=UTC), datetime(2026, 11, 28, 13, tzinfo=UTC),
-         datetime(2026, 11, 14, 13, tzinfo=UTC)),
-        ({"period": "month"}, datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 28, 13, tzinfo=UTC),
-         datetime(2026, 10, 1, tzinfo=UTC)),
-        ({"period": "last-month"}, datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 11, 1, tzinfo=UTC),
-         datetime(2026, 9, 1, tzinfo=UTC)),
-        ({"period": "quarter"}, datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 11, 28, 13, tzinfo=UTC),
-         datetime(2026, 7, 1, tzinfo=UTC)),
-        ({"period": "last-quarter"}, datetime(2026, 7, 1, tzinfo=UTC), datetime(2026, 10, 1, tzinfo=UTC),
-         datetime(2026, 4, 1, tzinfo=UTC)),
-        ({"period": "custom", "start": "2024-02-28", "end": "2024-02-29"},
-         datetime(2024, 2, 28, tzinfo=UTC), datetime(2024, 3, 1, tzinfo=UTC), datetime(2024, 2, 26, tzinfo=UTC)),
+        (
+            {},
+            datetime(2026, 10, 29, 13, tzinfo=UTC),
+            datetime(2026, 11, 28, 13, tzinfo=UTC),
+            datetime(2026, 9, 29, 13, tzinfo=UTC),
+        ),
+        (
+            {"period": "7d"},
+            datetime(2026, 11, 21, 13, tzinfo=UTC),
+            datetime(2026, 11, 28, 13, tzinfo=UTC),
+            datetime(2026, 11, 14, 13, tzinfo=UTC),
+        ),
+        (
+            {"period": "month"},
+            datetime(2026, 11, 1, tzinfo=UTC),
+            datetime(2026, 11, 28, 13, tzinfo=UTC),
+            datetime(2026, 10, 1, tzinfo=UTC),
+        ),
+        (
+            {"period": "last-month"},
+            datetime(2026, 10, 1, tzinfo=UTC),
+            datetime(2026, 11, 1, tzinfo=UTC),
+            datetime(2026, 9, 1, tzinfo=UTC),
+        ),
+        (
+            {"period": "quarter"},
+            datetime(2026, 10, 1, tzinfo=UTC),
+            datetime(2026, 11, 28, 13, tzinfo=UTC),
+            datetime(2026, 7, 1, tzinfo=UTC),
+        ),
+        (
+            {"period": "last-quarter"},
+            datetime(2026, 7, 1, tzinfo=UTC),
+            datetime(2026, 10, 1, tzinfo=UTC),
+            datetime(2026, 4, 1, tzinfo=UTC),
+        ),
+        (
+            {"period": "custom", "start": "2024-02-28", "end": "2024-02-29"},
+            datetime(2024, 2, 28, tzinfo=UTC),
+            datetime(2024, 3, 1, tzinfo=UTC),
+            datetime(2024, 2, 26, tzinfo=UTC),
+        ),
     ],
 )
 def test_periods(params, start, end, prev_start):
@@ -58,9 +86,19 @@ def test_bad_periods_are_explained(params, message):
 
 
 def test_granularity_follows_the_length():
-    assert parse_period({"period": "custom", "start": "2026-11-01", "end": "2026-11-02"}, now=NOW).granularity == "hour"
+    assert (
+        parse_period(
+            {"period": "custom", "start": "2026-11-01", "end": "2026-11-02"}, now=NOW
+        ).granularity
+        == "hour"
+    )
     assert parse_period({"period": "30d"}, now=NOW).granularity == "day"
-    assert parse_period({"period": "custom", "start": "2026-01-01", "end": "2026-11-01"}, now=NOW).granularity == "month"
+    assert (
+        parse_period(
+            {"period": "custom", "start": "2026-01-01", "end": "2026-11-01"}, now=NOW
+        ).granularity
+        == "month"
+    )
 
 
 def test_stacked_figure_has_one_trace_per_group_biggest_first():
@@ -82,6 +120,8 @@ def test_stacked_figure_has_one_trace_per_group_biggest_first():
 
 def test_heatmap_grid_leaves_missing_cells_empty():
     d1, d2 = datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 2, tzinfo=UTC)
-    fig = figures.utilization_heatmap(["a", "b"], iter([(d1, "a", 50.0), (d2, "b", 70.0)]), title="U")
+    fig = figures.utilization_heatmap(
+        ["a", "b"], iter([(d1, "a", 50.0), (d2, "b", 70.0)]), title="U"
+    )
     assert [list(r) for r in fig["data"][0]["z"]] == [[50.0, None], [None, 70.0]]
     assert list(fig["data"][0]["x"]) == ["2026-11-01", "2026-11-02"]

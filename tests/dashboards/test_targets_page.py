@@ -13,8 +13,15 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def target(cast):
-    return target_create(organization=cast.org, name="Energy cap", scope_kind="org", metric="energy_kwh",
-                         comparator="at_most", threshold=5000.0, period="quarter")
+    return target_create(
+        organization=cast.org,
+        name="Energy cap",
+        scope_kind="org",
+        metric="energy_kwh",
+        comparator="at_most",
+        threshold=5000.0,
+        period="quarter",
+    )
 
 
 def test_members_see_targets_with_status(client, cast, target):
@@ -34,19 +41,40 @@ def test_outsider_sees_no_targets_of_acme(client, cast, target):
 
 def test_admin_creates_a_target_from_the_page(client, cast):
     client.force_login(cast.owner.user)
-    response = client.post("/targets/", {"name": "Utilization floor", "scope": "org",
-                                         "metric": "avg_gpu_util_pct", "comparator": "at_least",
-                                         "threshold": "60", "period": "month",
-                                         "forecast_method": "run_rate"})
+    response = client.post(
+        "/targets/",
+        {
+            "name": "Utilization floor",
+            "scope": "org",
+            "metric": "avg_gpu_util_pct",
+            "comparator": "at_least",
+            "threshold": "60",
+            "period": "month",
+            "forecast_method": "run_rate",
+        },
+    )
     assert response.status_code == 302
     created = Target.objects.get(name="Utilization floor")
-    assert (created.metric, created.threshold, created.organization) == ("avg_gpu_util_pct", 60.0, cast.org)
+    assert (created.metric, created.threshold, created.organization) == (
+        "avg_gpu_util_pct",
+        60.0,
+        cast.org,
+    )
 
 
 def test_invalid_target_is_explained_and_not_saved(client, cast):
     client.force_login(cast.owner.user)
-    response = client.post("/targets/", {"name": "Bad", "scope": "org", "metric": "avg_gpu_util_pct",
-                                         "comparator": "at_least", "threshold": "140", "period": "month"})
+    response = client.post(
+        "/targets/",
+        {
+            "name": "Bad",
+            "scope": "org",
+            "metric": "avg_gpu_util_pct",
+            "comparator": "at_least",
+            "threshold": "140",
+            "period": "month",
+        },
+    )
     assert response.status_code == 200
     assert b"was not saved" in response.content
     assert not Target.objects.filter(name="Bad").exists()
@@ -54,9 +82,18 @@ def test_invalid_target_is_explained_and_not_saved(client, cast):
 
 def test_admin_edits_a_target(client, cast, target):
     client.force_login(cast.owner.user)
-    response = client.post("/targets/", {"target_id": target.pk, "name": "Energy cap", "scope": "org",
-                                         "metric": "energy_kwh", "comparator": "at_most",
-                                         "threshold": "4000", "period": "quarter"})
+    response = client.post(
+        "/targets/",
+        {
+            "target_id": target.pk,
+            "name": "Energy cap",
+            "scope": "org",
+            "metric": "energy_kwh",
+            "comparator": "at_most",
+            "threshold": "4000",
+            "period": "quarter",
+        },
+    )
     assert response.status_code == 302
     target.refresh_from_db()
     assert target.threshold == 4000.0
@@ -64,16 +101,34 @@ def test_admin_edits_a_target(client, cast, target):
 
 def test_member_cannot_post_targets(client, cast):
     client.force_login(cast.member.user)
-    response = client.post("/targets/", {"name": "x", "scope": "org", "metric": "energy_kwh",
-                                         "comparator": "at_most", "threshold": "1", "period": "month"})
+    response = client.post(
+        "/targets/",
+        {
+            "name": "x",
+            "scope": "org",
+            "metric": "energy_kwh",
+            "comparator": "at_most",
+            "threshold": "1",
+            "period": "month",
+        },
+    )
     assert response.status_code == 403
     assert not Target.objects.exists()
 
 
-def test_overview_lists_targets_in_a_fixed_number_of_queries(client, cast, django_assert_max_num_queries):
+def test_overview_lists_targets_in_a_fixed_number_of_queries(
+    client, cast, django_assert_max_num_queries
+):
     for i in range(6):
-        target_create(organization=cast.org, name=f"Cap {i}", scope_kind="org", metric="energy_kwh",
-                      comparator="at_most", threshold=1000.0 + i, period="month")
+        target_create(
+            organization=cast.org,
+            name=f"Cap {i}",
+            scope_kind="org",
+            metric="energy_kwh",
+            comparator="at_most",
+            threshold=1000.0 + i,
+            period="month",
+        )
     client.force_login(cast.member.user)
     with django_assert_max_num_queries(14):
         response = client.get("/")

@@ -35,7 +35,9 @@ def _database_url() -> str:
     conf = connection.settings_dict
     if connection.vendor == "postgresql":
         auth = conf["USER"] + (f":{conf['PASSWORD']}" if conf.get("PASSWORD") else "")
-        return f"postgres://{auth}@{conf['HOST'] or '127.0.0.1'}:{conf['PORT'] or 5432}/{conf['NAME']}"
+        return (
+            f"postgres://{auth}@{conf['HOST'] or '127.0.0.1'}:{conf['PORT'] or 5432}/{conf['NAME']}"
+        )
     return f"sqlite:///{conf['NAME']}"
 
 
@@ -46,14 +48,21 @@ class Stack:
     worker_log: Path
     web_log: Path
 
-    def request(self, method: str, path: str, *, token: str, body: bytes | None = None,
-                headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        token: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, Any]:
         req = urllib.request.Request(self.url + path, data=body, method=method)
         req.add_header("Authorization", f"Bearer {token}")
         for k, v in (headers or {}).items():
             req.add_header(k, v)
         try:
-            with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310 - loopback only
+            with urllib.request.urlopen(req, timeout=30) as resp:
                 return resp.status, json.loads(resp.read())
         except urllib.error.HTTPError as error:
             return error.code, json.loads(error.read() or b"null")
@@ -65,7 +74,7 @@ def _wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 60)
         if proc.poll() is not None:
             raise RuntimeError(f"web server exited: {log.read_text()[-3000:]}")
         try:
-            with urllib.request.urlopen(url + "/healthz", timeout=2):  # noqa: S310
+            with urllib.request.urlopen(url + "/healthz", timeout=2):
                 return
         except (urllib.error.URLError, ConnectionError, OSError):
             time.sleep(0.2)
@@ -99,16 +108,46 @@ def live_stack(transactional_db: Any, tmp_path: Path) -> Iterator[Stack]:
     procs: list[subprocess.Popen] = []
     try:
         with worker_log.open("wb") as wl:
-            procs.append(subprocess.Popen(
-                [str(BIN / "celery"), "-A", "ecoreport", "worker", "--pool=solo", "--concurrency=1",
-                 "--without-gossip", "--without-mingle", "--loglevel=INFO",
-                 "-Q", env["CELERY_QUEUE"]],
-                cwd=ROOT, env=env, stdout=wl, stderr=subprocess.STDOUT))
+            procs.append(
+                subprocess.Popen(
+                    [
+                        str(BIN / "celery"),
+                        "-A",
+                        "ecoreport",
+                        "worker",
+                        "--pool=solo",
+                        "--concurrency=1",
+                        "--without-gossip",
+                        "--without-mingle",
+                        "--loglevel=INFO",
+                        "-Q",
+                        env["CELERY_QUEUE"],
+                    ],
+                    cwd=ROOT,
+                    env=env,
+                    stdout=wl,
+                    stderr=subprocess.STDOUT,
+                )
+            )
         with web_log.open("wb") as weblog:
-            procs.append(subprocess.Popen(
-                [str(BIN / "gunicorn"), "ecoreport.wsgi", "--bind", f"127.0.0.1:{port}",
-                 "--workers", "1", "--threads", "4"],
-                cwd=ROOT, env=env, stdout=weblog, stderr=subprocess.STDOUT))
+            procs.append(
+                subprocess.Popen(
+                    [
+                        str(BIN / "gunicorn"),
+                        "ecoreport.wsgi",
+                        "--bind",
+                        f"127.0.0.1:{port}",
+                        "--workers",
+                        "1",
+                        "--threads",
+                        "4",
+                    ],
+                    cwd=ROOT,
+                    env=env,
+                    stdout=weblog,
+                    stderr=subprocess.STDOUT,
+                )
+            )
         _wait_log(worker_log, "ready", procs[0])
         _wait_http(f"http://127.0.0.1:{port}", procs[1], web_log)
         yield Stack(url=f"http://127.0.0.1:{port}", env=env, worker_log=worker_log, web_log=web_log)

@@ -37,12 +37,18 @@ def test_batch_over_http_is_rolled_up_by_the_worker(live_stack):
 
     org = organization_create(slug="e2e", name="End to end")
     agent_token = agent_token_issue(host=host_ensure(organization=org, hostname="node-e2e"))
-    api_token = api_token_issue(membership=membership_ensure(organization=org, username="lee", role="viewer"))
+    api_token = api_token_issue(
+        membership=membership_ensure(organization=org, username="lee", role="viewer")
+    )
 
     samples = [
-        make_sample(gpu=f"GPU-{g}", start=BASE_TIME + timedelta(minutes=5 * i), seconds=300,
-                    energy_j=100_000.0 + 1000 * i + g,
-                    attribution=[{"share": 0.75, "team": "nlp", "project": "llm"}] if i % 2 else [])
+        make_sample(
+            gpu=f"GPU-{g}",
+            start=BASE_TIME + timedelta(minutes=5 * i),
+            seconds=300,
+            energy_j=100_000.0 + 1000 * i + g,
+            attribution=[{"share": 0.75, "team": "nlp", "project": "llm"}] if i % 2 else [],
+        )
         for g in range(2)
         for i in range(30)
     ]
@@ -50,8 +56,9 @@ def test_batch_over_http_is_rolled_up_by_the_worker(live_stack):
     batch = make_batch(samples)
     body = gzip.compress(json.dumps(batch).encode())
     headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
-    status, answer = live_stack.request("POST", "/api/v1/ingest", token=agent_token, body=body,
-                                        headers=headers)
+    status, answer = live_stack.request(
+        "POST", "/api/v1/ingest", token=agent_token, body=body, headers=headers
+    )
     assert status == 200, answer
     assert (answer["accepted"], answer["duplicates"], answer["rejected"]) == (60, 0, [])
 
@@ -69,17 +76,20 @@ def test_batch_over_http_is_rolled_up_by_the_worker(live_stack):
     assert "rollup.done" not in live_stack.web_log.read_text()
 
     # The agent retries the same batch: the original answer, nothing counted twice.
-    status, again = live_stack.request("POST", "/api/v1/ingest", token=agent_token, body=body,
-                                       headers=headers)
+    status, again = live_stack.request(
+        "POST", "/api/v1/ingest", token=agent_token, body=body, headers=headers
+    )
     assert (status, again) == (200, answer)
     time.sleep(1.5)
-    assert _usage_total(live_stack, api_token)["totals"]["energy_kwh"] == pytest.approx(expected_kwh)
+    assert _usage_total(live_stack, api_token)["totals"]["energy_kwh"] == pytest.approx(
+        expected_kwh
+    )
 
 
 def test_health_reports_the_broker(live_stack):
     import urllib.request
 
-    with urllib.request.urlopen(live_stack.url + "/healthz", timeout=10) as resp:  # noqa: S310
+    with urllib.request.urlopen(live_stack.url + "/healthz", timeout=10) as resp:
         body = json.loads(resp.read())
     assert body["status"] == "ok"
     assert body["broker"]["ok"] is True

@@ -9,8 +9,12 @@ class Command(BaseCommand):
     help = "Create (or re-create) the 'demo' organization with realistic history."
 
     def add_arguments(self, parser):  # type: ignore[no-untyped-def]
-        parser.add_argument("--days", type=int, default=160,
-                            help="days of history (default 160: covers the last complete quarter)")
+        parser.add_argument(
+            "--days",
+            type=int,
+            default=160,
+            help="days of history (default 160: covers the last complete quarter)",
+        )
         parser.add_argument("--gpus", type=int, default=16, help="number of GPUs (default 16)")
         parser.add_argument("--seed", type=int, default=42)
 
@@ -25,7 +29,9 @@ class Command(BaseCommand):
         from ecoreport.carbon.services import demo_carbon_seed
 
         rewritten = demo_carbon_seed(organization=summary.organization, days=min(days, 7))
-        self.stdout.write(f"Loaded hourly grid factors and market instruments ({rewritten:,} rows recomputed).")
+        self.stdout.write(
+            f"Loaded hourly grid factors and market instruments ({rewritten:,} rows recomputed)."
+        )
         self.stdout.write(
             f"Seeded {summary.samples:,} samples and {summary.hours:,} hourly rollups in "
             f"{time.monotonic() - began:.1f} s."

@@ -12,8 +12,12 @@ class Command(BaseCommand):
         parser.add_argument("--org", required=True)
         parser.add_argument("--host", required=True, help="hostname of the GPU server")
         parser.add_argument("--site", help="slug of an existing site")
-        parser.add_argument("--team", help="default team for unattributed energy (created if needed)")
-        parser.add_argument("--project", help="default project for unattributed energy (created if needed)")
+        parser.add_argument(
+            "--team", help="default team for unattributed energy (created if needed)"
+        )
+        parser.add_argument(
+            "--project", help="default project for unattributed energy (created if needed)"
+        )
 
     def handle(self, *args, org, host, site, team, project, **options):  # type: ignore[no-untyped-def]
         organization = Organization.objects.filter(slug=org).first()
@@ -23,15 +27,32 @@ class Command(BaseCommand):
         if site:
             site_obj = Site.objects.for_org(organization).filter(slug=site).first()
             if site_obj is None:
-                known = ", ".join(Site.objects.for_org(organization).values_list("slug", flat=True)) or "none"
+                known = (
+                    ", ".join(Site.objects.for_org(organization).values_list("slug", flat=True))
+                    or "none"
+                )
                 raise CommandError(f"No site {site!r} in {org} (known: {known}).")
-        team_obj = Team.objects.get_or_create(organization=organization, slug=team, defaults={"name": team})[0] if team else None
+        team_obj = (
+            Team.objects.get_or_create(
+                organization=organization, slug=team, defaults={"name": team}
+            )[0]
+            if team
+            else None
+        )
         project_obj = (
-            Project.objects.get_or_create(organization=organization, slug=project, defaults={"name": project, "team": team_obj})[0]
+            Project.objects.get_or_create(
+                organization=organization,
+                slug=project,
+                defaults={"name": project, "team": team_obj},
+            )[0]
             if project
             else None
         )
         host_obj = host_ensure(
-            organization=organization, hostname=host, site=site_obj, default_team=team_obj, default_project=project_obj
+            organization=organization,
+            hostname=host,
+            site=site_obj,
+            default_team=team_obj,
+            default_project=project_obj,
         )
         self.stdout.write(agent_token_issue(host=host_obj))

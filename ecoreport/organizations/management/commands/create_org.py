@@ -18,5 +18,7 @@ class Command(BaseCommand):
         try:
             org = organization_create(slug=slug, name=name)
         except ValidationError as error:
-            raise CommandError("; ".join(f"{k}: {' '.join(v)}" for k, v in error.message_dict.items())) from None
+            raise CommandError(
+                "; ".join(f"{k}: {' '.join(v)}" for k, v in error.message_dict.items())
+            ) from None
         self.stdout.write(f"Created organization {org.slug} ({org.name}).")

@@ -15,6 +15,8 @@ class Command(BaseCommand):
     def handle(self, *args, org: str, user: str, role: str, **options):  # type: ignore[no-untyped-def]
         organization = Organization.objects.filter(slug=org).first()
         if organization is None:
-            raise CommandError(f"No organization {org!r}. Create it with: manage.py create_org {org} --name ...")
+            raise CommandError(
+                f"No organization {org!r}. Create it with: manage.py create_org {org} --name ..."
+            )
         membership = membership_ensure(organization=organization, username=user, role=role)
         self.stdout.write(api_token_issue(membership=membership))
