@@ -49,7 +49,7 @@ pids+=($!)
 cat <<MSG
 
   EcoReport is running at ${URL}/
-  Sign in at ${URL}/admin/ as  demo / demo
+  Sign in at ${URL}/ as  demo / demo   (Django admin: ${URL}/admin/)
   API docs: ${URL}/api/docs/      Health: ${URL}/healthz
   Press Ctrl-C to stop.
 
