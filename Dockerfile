@@ -11,6 +11,9 @@ COPY agents ./agents
 RUN pip install . ./agents
 COPY manage.py ./
 COPY templates ./templates
+COPY static ./static
+# WhiteNoise serves the collected files (the app's CSS/JS and plotly.js) when DEBUG is off.
+RUN DEBUG=1 ECOREPORT_VAR_DIR=/app/var python manage.py collectstatic --noinput -v0
 RUN useradd --system --uid 10001 ecoreport && mkdir -p /app/var && chown ecoreport /app/var
 USER ecoreport
 ENV ECOREPORT_VAR_DIR=/app/var
