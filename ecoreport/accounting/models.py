@@ -69,4 +69,96 @@ class HourlyUsage(models.Model):
         ordering = ["hour", "gpu", "team", "project"]
         indexes = [
             models.Index(fields=["organization", "hour"], name="usage_org_hour"),
+            # The host and GPU tables of one team's or project's page.
+            models.Index(fields=["organization", "team", "hour"], name="usage_org_team_hour"),
+            models.Index(fields=["organization", "project", "hour"], name="usage_org_project_hour"),
+        ]
+
+
+class HourlySummary(models.Model):
+    """HourlyUsage summed over GPUs and hosts: one row per (hour, site, team, project).
+
+    What the dashboards read: a year of a 1,000-GPU fleet is a few hundred thousand rows here
+    instead of millions. Derived, never written by hand: ``summary_rebuild`` replaces the rows of
+    a range from HourlyUsage after every rollup and every emissions rewrite, so the sums over
+    both tables agree (tested).
+    """
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    hour = models.DateTimeField()
+    site = models.ForeignKey(
+        Site, null=True, on_delete=models.SET_NULL, related_name="+", db_index=False
+    )
+    team = models.ForeignKey(
+        Team, null=True, on_delete=models.SET_NULL, related_name="+", db_index=False
+    )
+    project = models.ForeignKey(
+        Project, null=True, on_delete=models.SET_NULL, related_name="+", db_index=False
+    )
+    energy_j = models.FloatField(default=0.0)
+    idle_energy_j = models.FloatField(default=0.0)
+    unattributed_energy_j = models.FloatField(default=0.0)
+    gpu_seconds = models.FloatField(default=0.0)
+    util_seconds = models.FloatField(default=0.0)
+    util_x_seconds = models.FloatField(default=0.0)
+    util_x_energy_j = models.FloatField(default=0.0)
+    util_energy_j = models.FloatField(default=0.0)
+    sample_count = models.PositiveIntegerField(default=0)
+    facility_energy_j = models.FloatField(default=0.0)
+    co2e_g = models.FloatField(default=0.0)
+    co2e_market_g = models.FloatField(default=0.0)
+    # Energy of the rows whose location factor was the world average standing in for the zone.
+    fallback_energy_j = models.FloatField(default=0.0)
+    # Distinct GPUs in the hour (not additive across rows of different sites or projects).
+    gpu_count = models.PositiveIntegerField(default=0)
+
+    objects = OrgScopedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["hour", "site", "team", "project"]
+        indexes = [
+            models.Index(fields=["organization", "hour"], name="summary_org_hour"),
+        ]
+
+
+class HourlyJobUsage(models.Model):
+    """Energy of one job in one hour (at one site): what the "biggest jobs" tables read.
+
+    Built from the samples' shares with a job id by ``hours_rollup``, in the same transaction as
+    HourlyUsage; its emissions are written by ``emissions_apply`` with the same factors. Shares
+    without a job id (idle and unattributed energy) have no row here.
+    """
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    hour = models.DateTimeField()
+    site = models.ForeignKey(
+        Site, null=True, on_delete=models.SET_NULL, related_name="+", db_index=False
+    )
+    team = models.ForeignKey(
+        Team, null=True, on_delete=models.SET_NULL, related_name="+", db_index=False
+    )
+    project = models.ForeignKey(
+        Project, null=True, on_delete=models.SET_NULL, related_name="+", db_index=False
+    )
+    job_id = models.CharField(max_length=128)
+    user_name = models.CharField(max_length=128, blank=True)
+    energy_j = models.FloatField(default=0.0)
+    gpu_seconds = models.FloatField(default=0.0)
+    util_seconds = models.FloatField(default=0.0)
+    util_x_seconds = models.FloatField(default=0.0)
+    gpu_count = models.PositiveIntegerField(default=0)
+    facility_energy_j = models.FloatField(default=0.0)
+    co2e_g = models.FloatField(default=0.0)
+    co2e_market_g = models.FloatField(default=0.0)
+
+    objects = OrgScopedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["hour", "job_id"]
+        indexes = [
+            models.Index(fields=["organization", "hour"], name="jobusage_org_hour"),
+            models.Index(fields=["organization", "team", "hour"], name="jobusage_org_team_hour"),
+            models.Index(
+                fields=["organization", "project", "hour"], name="jobusage_org_project_hour"
+            ),
         ]

@@ -49,6 +49,10 @@ _SUMS = {
 }
 
 
+# The same sums over HourlySummary, whose fallback energy is a column of its own.
+SUMMARY_SUMS = {name: Sum(name) for name in _SUMS}
+
+
 @dataclass(frozen=True)
 class UsageQuery:
     start: datetime

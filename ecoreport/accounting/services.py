@@ -56,6 +56,78 @@ GROUP BY s.organization_id, {hour_expr}, s.gpu_id, s.host_id, h.site_id, sh.team
 """
 
 
+# Jobs: the same samples, grouped by the shares' job instead of the GPU. "user" is a reserved
+# word in PostgreSQL, hence the quotes.
+_JOBS_INSERT = """
+INSERT INTO accounting_hourlyjobusage
+    (organization_id, hour, site_id, team_id, project_id, job_id, user_name,
+     energy_j, gpu_seconds, util_seconds, util_x_seconds, gpu_count,
+     facility_energy_j, co2e_g, co2e_market_g)
+SELECT s.organization_id, {hour_expr}, h.site_id, sh.team_id, sh.project_id, sh.job_id, sh."user",
+       SUM(sh.energy_j),
+       SUM(s.duration_s * sh.share),
+       SUM(CASE WHEN s.gpu_util_pct IS NULL THEN 0.0 ELSE s.duration_s * sh.share END),
+       SUM(COALESCE(s.gpu_util_pct, 0.0) * s.duration_s * sh.share),
+       COUNT(DISTINCT s.gpu_id),
+       0.0, 0.0, 0.0
+FROM telemetry_sampleshare sh
+JOIN telemetry_energysample s ON s.id = sh.sample_id
+JOIN fleet_host h ON h.id = s.host_id
+WHERE s.organization_id = %s AND s.start >= %s AND s.start < %s AND sh.job_id <> ''
+GROUP BY s.organization_id, {hour_expr}, h.site_id, sh.team_id, sh.project_id, sh.job_id,
+         sh."user"
+"""
+
+_SUMMARY_COLUMNS = [
+    "energy_j",
+    "idle_energy_j",
+    "unattributed_energy_j",
+    "gpu_seconds",
+    "util_seconds",
+    "util_x_seconds",
+    "util_x_energy_j",
+    "util_energy_j",
+    "sample_count",
+    "facility_energy_j",
+    "co2e_g",
+    "co2e_market_g",
+]
+_SUMMARY_INSERT = f"""
+INSERT INTO accounting_hourlysummary
+    (organization_id, hour, site_id, team_id, project_id, {", ".join(_SUMMARY_COLUMNS)},
+     fallback_energy_j, gpu_count)
+SELECT organization_id, hour, site_id, team_id, project_id,
+       {", ".join(f"SUM({c})" for c in _SUMMARY_COLUMNS)},
+       SUM(CASE WHEN intensity_fallback THEN energy_j ELSE 0.0 END),
+       COUNT(DISTINCT gpu_id)
+FROM accounting_hourlyusage
+WHERE organization_id = %s AND hour >= %s AND hour < %s {{site_filter}}
+GROUP BY organization_id, hour, site_id, team_id, project_id
+"""  # noqa: S608 - column names are constants
+
+
+def summary_rebuild(
+    *, organization_id: int, start: datetime, end: datetime, site_keys: Iterable[int] | None = None
+) -> None:
+    """Replace HourlySummary in [start, end) (only these sites' rows, when given) from
+    HourlyUsage. Two set-based statements whatever the number of rows."""
+    ops = connection.ops
+    params: list = [organization_id, ops.adapt_datetimefield_value(start)]
+    params.append(ops.adapt_datetimefield_value(end))
+    site_filter = ""
+    if site_keys is not None:
+        keys = sorted(site_keys)
+        site_filter = f"AND COALESCE(site_id, {NO_SITE}) IN ({', '.join(['%s'] * len(keys))})"
+        params += keys
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "DELETE FROM accounting_hourlysummary "  # noqa: S608 - no user text
+            f"WHERE organization_id = %s AND hour >= %s AND hour < %s {site_filter}",
+            params,
+        )
+        cursor.execute(_SUMMARY_INSERT.format(site_filter=site_filter), params)
+
+
 def hour_floor(moment: datetime) -> datetime:
     return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
@@ -80,6 +152,7 @@ def hours_rollup(*, organization_id: int, hours: Iterable[datetime]) -> int:
         else:
             runs.append([hour])
     insert = _ROLLUP_INSERT.format(hour_expr=_HOUR_EXPR[connection.vendor])
+    jobs_insert = _JOBS_INSERT.format(hour_expr=_HOUR_EXPR[connection.vendor])
     for run in runs:
         start = ops.adapt_datetimefield_value(run[0])
         end = ops.adapt_datetimefield_value(run[-1] + timedelta(hours=1))
@@ -90,20 +163,26 @@ def hours_rollup(*, organization_id: int, hours: Iterable[datetime]) -> int:
                         "SELECT pg_advisory_xact_lock(%s, %s)",
                         [organization_id, int(hour.timestamp() // 3600)],
                     )
-            cursor.execute(
-                "DELETE FROM accounting_hourlyusage "
-                "WHERE organization_id = %s AND hour >= %s AND hour < %s",
-                [organization_id, start, end],
-            )
+            for table in ("accounting_hourlyusage", "accounting_hourlyjobusage"):
+                cursor.execute(
+                    f"DELETE FROM {table} "  # noqa: S608 - constant table names
+                    "WHERE organization_id = %s AND hour >= %s AND hour < %s",
+                    [organization_id, start, end],
+                )
             cursor.execute(insert, [organization_id, start, end])
+            cursor.execute(jobs_insert, [organization_id, start, end])
         for hour in run:
             emissions_apply(
                 organization_id=organization_id,
                 start=hour,
                 end=hour + timedelta(hours=1),
                 per_site=by_hour.get(hour, {}),
+                summary=False,
             )
             count += 1
+        summary_rebuild(
+            organization_id=organization_id, start=run[0], end=run[-1] + timedelta(hours=1)
+        )
     return count
 
 
@@ -133,48 +212,71 @@ def _case(per_site: dict[int, SiteHourFactors], attr: str, sql_type: str) -> tup
 
 
 def emissions_apply(
-    *, organization_id: int, start: datetime, end: datetime, per_site: dict[int, SiteHourFactors]
+    *,
+    organization_id: int,
+    start: datetime,
+    end: datetime,
+    per_site: dict[int, SiteHourFactors],
+    summary: bool = True,
 ) -> int:
     """Write facility energy, CO2e and provenance onto the rows of these sites in [start, end).
 
     Set-based: one UPDATE for any number of rows, whatever the sites' factors. Only rows of the
-    sites in ``per_site`` are touched. Returns the number of rows written.
+    sites in ``per_site`` are touched. The jobs' rows get the same PUE and factors, and (unless
+    the caller rebuilds it itself) HourlySummary is rebuilt for the same sites and range.
+    Returns the number of HourlyUsage rows written.
     """
     if not per_site:
         return 0
     ops = connection.ops
-    assignments, params = [], []
-    for column, attr, sql_type in _FACTOR_COLUMNS:
-        expr, expr_params = _case(per_site, attr, sql_type)
-        assignments.append(f"{column} = {expr}")
-        params += expr_params
-    pue_expr, pue_params = _case(per_site, "pue", "DOUBLE PRECISION")
-    loc_expr, loc_params = _case(per_site, "intensity_g_per_kwh", "DOUBLE PRECISION")
-    mkt_expr, mkt_params = _case(per_site, "market_intensity_g_per_kwh", "DOUBLE PRECISION")
-    # facility = IT x PUE (J); CO2e (g) = facility (J) / 3.6e6 (J/kWh) x intensity (g/kWh)
-    assignments.append(f"facility_energy_j = energy_j * {pue_expr}")
-    params += pue_params
-    assignments.append(f"co2e_g = energy_j * {pue_expr} * {loc_expr} / 3600000.0")
-    params += pue_params + loc_params
-    assignments.append(f"co2e_market_g = energy_j * {pue_expr} * {mkt_expr} / 3600000.0")
-    params += pue_params + mkt_params
-    assignments.append("emissions_computed_at = %s")
-    params.append(ops.adapt_datetimefield_value(timezone.now()))
     keys = list(per_site)
-    sql = (
-        f"UPDATE accounting_hourlyusage SET {', '.join(assignments)} "  # noqa: S608 - no user text
+    where = (
         "WHERE organization_id = %s AND hour >= %s AND hour < %s "
         f"AND COALESCE(site_id, {NO_SITE}) IN ({', '.join(['%s'] * len(keys))})"
     )
-    params += [
+    where_params = [
         organization_id,
         ops.adapt_datetimefield_value(start),
         ops.adapt_datetimefield_value(end),
         *keys,
     ]
+    energy_sets, energy_params = _energy_assignments(per_site)
+    assignments, params = [], []
+    for column, attr, sql_type in _FACTOR_COLUMNS:
+        expr, expr_params = _case(per_site, attr, sql_type)
+        assignments.append(f"{column} = {expr}")
+        params += expr_params
+    assignments += [*energy_sets, "emissions_computed_at = %s"]
+    params += [*energy_params, ops.adapt_datetimefield_value(timezone.now())]
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.rowcount
+        cursor.execute(
+            f"UPDATE accounting_hourlyusage SET {', '.join(assignments)} {where}",  # noqa: S608
+            params + where_params,
+        )
+        rewritten = cursor.rowcount
+        cursor.execute(
+            f"UPDATE accounting_hourlyjobusage SET {', '.join(energy_sets)} {where}",  # noqa: S608
+            energy_params + where_params,
+        )
+    if summary:
+        summary_rebuild(organization_id=organization_id, start=start, end=end, site_keys=keys)
+    return rewritten
+
+
+def _energy_assignments(per_site: dict[int, SiteHourFactors]) -> tuple[list[str], list]:
+    """SET clauses for facility energy and CO2e from each row's energy and its site's factors."""
+    pue_expr, pue_params = _case(per_site, "pue", "DOUBLE PRECISION")
+    loc_expr, loc_params = _case(per_site, "intensity_g_per_kwh", "DOUBLE PRECISION")
+    mkt_expr, mkt_params = _case(per_site, "market_intensity_g_per_kwh", "DOUBLE PRECISION")
+    # facility = IT x PUE (J); CO2e (g) = facility (J) / 3.6e6 (J/kWh) x intensity (g/kWh)
+    return (
+        [
+            f"facility_energy_j = energy_j * {pue_expr}",
+            f"co2e_g = energy_j * {pue_expr} * {loc_expr} / 3600000.0",
+            f"co2e_market_g = energy_j * {pue_expr} * {mkt_expr} / 3600000.0",
+        ],
+        pue_params + pue_params + loc_params + pue_params + mkt_params,
+    )
 
 
 def dirty_hours_rollup(*, limit: int = 200) -> int:
