@@ -109,6 +109,13 @@ def overview(request: HttpRequest) -> HttpResponse:
                 "energy-by-team": figures.stacked_over_time(
                     over_time, by="team", metric="energy_kwh", title="Energy by team", unit="kWh"
                 ),
+                "emissions-by-team": figures.stacked_over_time(
+                    over_time,
+                    by="team",
+                    metric="co2e_kg",
+                    title="Emissions by team (location-based)",
+                    unit="kg CO2e",
+                ),
             },
         },
     )
@@ -125,13 +132,20 @@ def _scope_page(
     hosts = sel.ranked(scope, period, by="host")
     util_rows = sel.series_total(scope, period)
     util_x = [r["period_start"] for r in util_rows]
+    intensity = sel.intensity_series(scope, period)
+    intensity_x = [r["period_start"] for r in intensity]
+    jobs = sel.biggest_jobs(scope, period)
     return _page(
         request,
         "dashboards/scope.html",
         membership=membership,
         period=period,
         error=error,
-        tables={"breakdown": lambda: _csv_rows(breakdown), "hosts": lambda: _csv_rows(hosts)},
+        tables={
+            "breakdown": lambda: _csv_rows(breakdown),
+            "hosts": lambda: _csv_rows(hosts),
+            "jobs": lambda: jobs,
+        },
         context={
             "team": team,
             "project": project,
@@ -141,10 +155,34 @@ def _scope_page(
             "targets_glance": sel.targets_glance(scope),
             "breakdown": breakdown,
             "hosts": hosts,
+            "jobs": jobs,
             "projects": sel.projects_of(membership.organization, team) if team else [],
             "figures": {
                 "energy-over-time": figures.stacked_over_time(
                     over_time, by=by, metric="energy_kwh", title=f"Energy by {by}", unit="kWh"
+                ),
+                "emissions-over-time": figures.stacked_over_time(
+                    over_time,
+                    by=by,
+                    metric="co2e_kg",
+                    title=f"Emissions by {by} (location-based)",
+                    unit="kg CO2e",
+                ),
+                "intensity": figures.lines_over_time(
+                    [
+                        (
+                            "Experienced by this work",
+                            intensity_x,
+                            [r["experienced_g_per_kwh"] for r in intensity],
+                        ),
+                        (
+                            "Grid average of the same zones",
+                            intensity_x,
+                            [r["zone_avg_g_per_kwh"] for r in intensity],
+                        ),
+                    ],
+                    title="Carbon intensity experienced against the zone average",
+                    unit="g CO2e/kWh",
                 ),
                 "utilization": figures.lines_over_time(
                     [

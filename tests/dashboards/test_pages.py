@@ -85,7 +85,10 @@ def test_unknown_table_is_404(client, measured):
     assert _login(client, measured.member).get("/?download=secrets").status_code == 404
 
 
-@pytest.mark.parametrize(("path", "max_queries"), [("/", 14), ("/teams/nlp/", 16), ("/fleet/", 14)])
+@pytest.mark.parametrize(
+    ("path", "max_queries"),
+    [("/", 14), ("/teams/nlp/", 20), ("/projects/llm/", 20), ("/fleet/", 14)],
+)
 def test_dashboard_query_counts_are_pinned(
     client, measured, django_assert_max_num_queries, path, max_queries
 ):
