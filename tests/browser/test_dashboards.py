@@ -49,8 +49,10 @@ def test_overview_and_team_dashboard_draw_their_charts(signed_in, live_server):
     page.click("text=Teams")
     page.click("a[href^='/teams/nlp/']")
     page.wait_for_selector("[data-figure='energy-over-time'][data-drawn='true']", timeout=15_000)
-    page.wait_for_selector("[data-figure='utilization'][data-drawn='true']", timeout=15_000)
+    for figure in ("emissions-over-time", "intensity", "utilization"):
+        page.wait_for_selector(f"[data-figure='{figure}'][data-drawn='true']", timeout=15_000)
     assert "Team:" in page.locator("h1").inner_text()
+    assert page.locator("#jobs-title").is_visible()
     assert page.js_errors == []
 
 
