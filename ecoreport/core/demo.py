@@ -76,6 +76,7 @@ def _history(
     rng = random.Random(seed)
     jobs = _jobs_for(rng)
     state: dict[str, dict] = {}
+    next_job = 481_000  # Slurm-like ids, in submission order
     moment = start
     step = timedelta(seconds=HISTORY_STEP_S)
     while moment < end:
@@ -87,6 +88,8 @@ def _history(
             if s["left"] <= 0:
                 if s["job"] is None and rng.random() < 0.55 * diurnal * weekday:
                     s["job"] = rng.choice(jobs)
+                    next_job += rng.randint(1, 30)
+                    s["job_id"] = f"slurm-{next_job}"
                     s["left"] = rng.randint(4, 2 * 48 * 3)
                     s["util"] = rng.uniform(35, 97)
                 else:
@@ -107,7 +110,7 @@ def _history(
                         team=team,
                         project=project,
                         user=user,
-                        job_id=f"slurm-{abs(hash((gpu_uuid, moment.date(), project))) % 900000}",
+                        job_id=s["job_id"],
                     )
                 ]
             yield (

@@ -142,11 +142,19 @@ def test_seed_demo_builds_history_and_rollups_and_reruns_cleanly(settings):
     assert samples.count() == 2 * 48 * 5
     assert "Sign in as demo / demo" in out.getvalue()
     assert "history 2/2 hosts" in out.getvalue()  # progress is shown
-    from django.db.models import Sum
+    from django.db.models import Count, Sum
 
     raw = samples.aggregate(e=Sum("energy_j"))["e"]
     rolled = HourlyUsage.objects.filter(organization=org).aggregate(e=Sum("energy_j"))["e"]
     assert rolled == pytest.approx(raw, rel=1e-12)
+    from ecoreport.accounting.models import HourlyJobUsage, HourlySummary
+
+    summary = HourlySummary.objects.filter(organization=org).aggregate(e=Sum("energy_j"))["e"]
+    assert summary == pytest.approx(raw, rel=1e-12)
+    # Jobs keep one id while they run: fewer jobs than GPU-days, some spanning several hours.
+    jobs = HourlyJobUsage.objects.filter(organization=org)
+    assert jobs.values("job_id").distinct().count() >= 3
+    assert jobs.values("job_id").annotate(h=Count("hour")).filter(h__gt=4).exists()
     assert Site.objects.filter(organization=org).values("grid_zone").distinct().count() == 3
     from django.contrib.auth import authenticate
 
