@@ -129,7 +129,6 @@ def _scope_page(
     by = "project" if team is not None else "host"
     over_time = sel.series(scope, period, by=by)
     breakdown = sel.ranked(scope, period, by=by)
-    hosts = sel.ranked(scope, period, by="host")
     util_rows = sel.series_total(scope, period)
     util_x = [r["period_start"] for r in util_rows]
     intensity = sel.intensity_series(scope, period)
@@ -143,7 +142,10 @@ def _scope_page(
         error=error,
         tables={
             "breakdown": lambda: _csv_rows(breakdown),
-            "hosts": lambda: _csv_rows(hosts),
+            # Only for the download: the page itself shows hosts only on a project's page.
+            "hosts": lambda: _csv_rows(
+                breakdown if by == "host" else sel.ranked(scope, period, by="host")
+            ),
             "jobs": lambda: jobs,
         },
         context={
@@ -154,7 +156,6 @@ def _scope_page(
             "headline": sel.headline(scope, period),
             "targets_glance": sel.targets_glance(scope),
             "breakdown": breakdown,
-            "hosts": hosts,
             "jobs": jobs,
             "projects": sel.projects_of(membership.organization, team) if team else [],
             "figures": {

@@ -116,3 +116,14 @@ def test_outsider_never_sees_acme_jobs(client, cast, pl_day, post_batch):
     client.force_login(cast.outsider.user)
     assert client.get("/teams/nlp/?download=jobs").status_code == 404
     assert b"train-big" not in client.get("/").content
+
+
+def test_team_hosts_download_is_computed_on_demand(client, cast, pl_day, post_batch):
+    _, agent = pl_day
+    _post_jobs(agent, post_batch)
+    client.force_login(cast.member.user)
+    query = "period=custom&start=2026-11-20&end=2026-11-20"
+    lines = client.get(f"/teams/nlp/?{query}&download=hosts").content.decode().splitlines()
+    assert lines[0].startswith("host,energy_kwh")
+    assert lines[1].startswith("node-pl,3.0")
+    assert "hosts" not in client.get(f"/teams/nlp/?{query}").context
