@@ -5,6 +5,8 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from ecoreport.accounting.views import UsageProvenanceView, UsageView
 from ecoreport.core.views import healthz
 from ecoreport.dashboards import views as pages
+from ecoreport.dashboards.savings_page import savings as savings_page
+from ecoreport.dashboards.savings_page import savings_results, top_recommendations
 from ecoreport.dashboards.targets import targets as targets_page
 from ecoreport.policies.views import (
     AlertSubscriptionView,
@@ -52,6 +54,9 @@ urlpatterns = [
     path("projects/<str:slug>/", pages.project, name="project"),
     path("fleet/", pages.fleet, name="fleet"),
     path("targets/", targets_page, name="targets"),
+    path("savings/", savings_page, name="savings-page"),
+    path("savings/results.json", savings_results, name="savings-results"),
+    path("savings/top/", top_recommendations, name="savings-top"),
     path("reports/", reports.reports_page, name="reports-page"),
     path("reports/<int:pk>/", reports.report_page, name="report-page"),
     path("reports/<int:pk>/<str:fmt>", reports.report_file_page, name="report-file"),

@@ -125,3 +125,32 @@ def utilization_heatmap(
     out = _fig(fig, title, "")
     out["layout"]["height"] = max(260, 80 + 22 * len(hosts))
     return out
+
+
+def savings_by_lever(
+    levers: Sequence[dict[str, Any]], *, metric: str, title: str, unit: str
+) -> dict[str, Any]:
+    """Horizontal bars, one per savings lever in the given order (first on top). Measured levers
+    and what-ifs are separate traces, told apart by colour *and* a hatch pattern so the
+    difference does not rest on colour alone."""
+    names = [lever["title"] for lever in levers][::-1]
+    fig = go.Figure()
+    for kind, colour, pattern in (("measured", PALETTE[0], ""), ("what-if", PALETTE[1], "/")):
+        values = [
+            (lever.get(metric) or 0.0) if lever["kind"] == kind else None for lever in levers
+        ][::-1]
+        fig.add_bar(
+            name=kind,
+            x=values,
+            y=names,
+            orientation="h",
+            marker={"color": colour, "pattern": {"shape": pattern}},
+            hovertemplate=f"%{{y}}: %{{x:.3g}} {unit}<extra>{kind}</extra>",
+        )
+    # Each lever has one bar; overlaying the two traces keeps the bars full height.
+    fig.update_layout(barmode="overlay")
+    out = _fig(fig, title, "")
+    out["layout"]["xaxis"] = {"title": {"text": unit}, "gridcolor": "#e5e5e5"}
+    out["layout"]["yaxis"] = {**out["layout"].get("yaxis", {}), "automargin": True}
+    out["layout"]["height"] = max(260, 80 + 36 * len(levers))
+    return out
