@@ -37,6 +37,11 @@ class Period:
         return f"{self.start:%Y-%m-%d} to {(self.end - timedelta(seconds=1)):%Y-%m-%d}"
 
     @property
+    def last_day(self) -> date:
+        """The last day the window touches, as the picker's inclusive "to" date shows it."""
+        return (self.end - timedelta(microseconds=1)).date()
+
+    @property
     def previous(self) -> Period:
         """The window of the same length just before (the same length in months for calendar
         presets, so "this quarter" compares with the whole previous quarter)."""

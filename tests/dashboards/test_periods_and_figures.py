@@ -85,6 +85,16 @@ def test_bad_periods_are_explained(params, message):
         parse_period(params, now=NOW)
 
 
+def test_custom_period_round_trips_through_the_picker():
+    # The picker shows the inclusive last day; submitting it again gives the same window.
+    period = parse_period({"period": "custom", "start": "2026-03-01", "end": "2026-03-31"}, now=NOW)
+    assert period.last_day.isoformat() == "2026-03-31"
+    again = parse_period(
+        {"period": "custom", "start": "2026-03-01", "end": period.last_day.isoformat()}, now=NOW
+    )
+    assert again == period
+
+
 def test_granularity_follows_the_length():
     assert (
         parse_period(

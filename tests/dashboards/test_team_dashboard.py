@@ -127,3 +127,10 @@ def test_team_hosts_download_is_computed_on_demand(client, cast, pl_day, post_ba
     assert lines[0].startswith("host,energy_kwh")
     assert lines[1].startswith("node-pl,3.0")
     assert "hosts" not in client.get(f"/teams/nlp/?{query}").context
+
+
+def test_picker_shows_the_inclusive_last_day_of_a_custom_period(client, cast):
+    client.force_login(cast.member.user)
+    content = client.get("/?period=custom&start=2026-11-01&end=2026-11-03").content.decode()
+    assert 'name="start" value="2026-11-01"' in content
+    assert 'name="end" value="2026-11-03"' in content
