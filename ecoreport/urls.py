@@ -57,6 +57,7 @@ urlpatterns = [
     path("savings/", savings_page, name="savings-page"),
     path("savings/results.json", savings_results, name="savings-results"),
     path("savings/top/", top_recommendations, name="savings-top"),
+    path("manage/", include("ecoreport.dashboards.manage.urls")),
     path("reports/", reports.reports_page, name="reports-page"),
     path("reports/<int:pk>/", reports.report_page, name="report-page"),
     path("reports/<int:pk>/<str:fmt>", reports.report_file_page, name="report-file"),

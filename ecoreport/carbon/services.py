@@ -627,3 +627,9 @@ def demo_carbon_seed(
         organization_id=organization.pk,
         site_ids=[s.pk for s in sites],
     )
+
+
+def pue_validate(value: object) -> Decimal:
+    """The PUE as it would be stored, or CarbonInputError: the settings pages check a form with
+    the same rule the API's writes apply, rather than a copy of it."""
+    return _parse_pue(value)

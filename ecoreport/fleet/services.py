@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from django.db import transaction
 from django.utils import timezone
 
@@ -46,3 +48,29 @@ def agent_credential_revoke(*, credential: AgentCredential) -> None:
     AgentCredential.objects.filter(pk=credential.pk, revoked_at__isnull=True).update(
         revoked_at=timezone.now()
     )
+
+
+class FleetInputError(ValueError):
+    """A write refused for a reason a person can fix; the message says which."""
+
+
+# What hostname(1) prints: RFC 1123 labels, dots between them. Stricter than the ingest schema
+# (1-255 characters) on purpose: a person typing it gets told about a stray space or slash.
+_HOSTNAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9_-]{0,62})(?:\.[A-Za-z0-9_-]{1,63})*$")
+
+
+@transaction.atomic
+def host_register(
+    *, organization: Organization, hostname: str, site: Site | None = None
+) -> tuple[Host, str]:
+    """The host (created if new, moved to ``site`` when one is given) and a new agent token for
+    it. Only the token's hash is stored, so the caller shows it once."""
+    hostname = hostname.strip()
+    if len(hostname) > 255 or not _HOSTNAME_RE.match(hostname):
+        raise FleetInputError(
+            f"{hostname!r} is not a host name (letters, digits, '-', '_', dot-separated labels)."
+        )
+    if site is not None and site.organization_id != organization.pk:
+        raise FleetInputError("That site belongs to another organization.")
+    host = host_ensure(organization=organization, hostname=hostname, site=site)
+    return host, agent_token_issue(host=host)

@@ -1,0 +1,1 @@
+"""In-app administration for organization admins: sites, factors, agent tokens, members."""
