@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
+from django.utils import timezone
 from rest_framework import authentication, exceptions
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
@@ -13,6 +15,9 @@ from ecoreport.organizations.authentication import bearer_token
 from ecoreport.organizations.models import hash_token
 
 AGENT_TOKEN_PREFIX = "era"
+# last_used_at is bookkeeping, refreshed at most this often: an agent posts every few seconds
+# and a write per post would cost ingest throughput for no information.
+_TOUCH_EVERY = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,10 @@ class AgentTokenAuthentication(authentication.BaseAuthentication):
         )
         if credential is None:
             raise exceptions.AuthenticationFailed("Invalid or revoked agent token.")
+        now = timezone.now()
+        if credential.last_used_at is None or now - credential.last_used_at > _TOUCH_EVERY:
+            AgentCredential.objects.filter(pk=credential.pk).update(last_used_at=now)
+            credential.last_used_at = now
         return (AgentPrincipal(credential), credential)
 
     def authenticate_header(self, request: Request) -> str:

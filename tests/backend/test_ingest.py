@@ -378,3 +378,16 @@ def test_timestamps_with_offsets_are_stored_as_utc(agent, post_batch):
     sample["end"] = "2026-11-27T12:00:10+02:00"
     post_batch(agent.token, make_batch([sample]))
     assert iso(EnergySample.objects.get().start) == iso(BASE_TIME)
+
+
+def test_agent_token_use_is_recorded_at_most_every_few_minutes(client, agent):
+    from ecoreport.fleet.models import AgentCredential
+
+    auth = {"HTTP_AUTHORIZATION": f"Bearer {agent.token}"}
+    assert client.get("/api/v1/agent/ping", **auth).status_code == 200
+    credential = AgentCredential.objects.get(host=agent.host)
+    first = credential.last_used_at
+    assert first is not None
+    assert client.get("/api/v1/agent/ping", **auth).status_code == 200
+    credential.refresh_from_db()
+    assert credential.last_used_at == first
