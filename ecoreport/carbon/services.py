@@ -335,16 +335,18 @@ def factor_create(*, organization: Organization, data: dict[str, object]) -> Car
     return CarbonIntensity.objects.filter(organization=organization, zone=zone).latest("id")
 
 
+@transaction.atomic
 def factor_delete(*, factor: CarbonIntensity) -> None:
+    """Delete the factor; the recompute runs once the deletion has committed, so it resolves
+    the rows without it."""
     span = (
         (SINCE_EVER, UNTIL_EVER)
         if factor.resolution == Resolution.YEAR
         else (factor.start, factor.end)
     )
-    recompute_enqueue(
-        start=span[0], end=span[1], zone=factor.zone, organization_id=factor.organization_id
-    )
+    zone, organization_id = factor.zone, factor.organization_id
     factor.delete()
+    recompute_enqueue(start=span[0], end=span[1], zone=zone, organization_id=organization_id)
 
 
 def builtin_factors_load(*, path: Path = BUILTIN_DEFAULTS, model: Any = CarbonIntensity) -> int:

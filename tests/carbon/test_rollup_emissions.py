@@ -451,3 +451,36 @@ def test_demo_gets_hourly_factors_and_a_green_contract(db):
     assert rows.filter(intensity_resolution="hour", hour__gte=now - timedelta(days=1)).exists()
     assert not rows.filter(intensity_resolution="hour", hour__lt=now - timedelta(days=1)).exists()
     assert rows.filter(market_basis="supplier", certificate_share=0.5).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_deleting_an_own_factor_through_the_api_recomputes_without_it(cast, client, site_agent):
+    # Autocommit, as in production: the recompute must not run before the factor is gone.
+    from ecoreport.carbon.services import factor_create
+
+    _, agent = site_agent("FR", pue="1.0")
+    client.post(
+        "/api/v1/ingest",
+        data=make_batch([make_sample(energy_j=KWH)]),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {agent.token}",
+    )
+    assert HourlyUsage.objects.get().co2e_g == pytest.approx(56.0)
+    own = factor_create(
+        organization=cast.org,
+        data={
+            "zone": "FR",
+            "start": "2026-01-01T00:00:00Z",
+            "end": "2027-01-01T00:00:00Z",
+            "g_co2e_per_kwh": 100.0,
+            "basis": "location",
+            "year": 2026,
+            "source": "our supplier",
+        },
+    )
+    assert HourlyUsage.objects.get().co2e_g == pytest.approx(100.0)
+    response = client.delete(
+        f"/api/v1/carbon-intensity/{own.pk}", HTTP_AUTHORIZATION=f"Bearer {cast.owner_token}"
+    )
+    assert response.status_code == 204
+    assert HourlyUsage.objects.get().co2e_g == pytest.approx(56.0)
