@@ -30,7 +30,9 @@ def current_membership(request: HttpRequest) -> Membership:
         membership = memberships.order_by("organization__slug").first()
     if membership is None:
         raise Http404("You are not a member of any organization.")
-    request.session["org"] = membership.organization.slug
+    if request.session.get("org") != membership.organization.slug:
+        # Written only on a change: an unchanged session is not saved again on every page.
+        request.session["org"] = membership.organization.slug
     return membership
 
 
