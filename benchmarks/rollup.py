@@ -137,7 +137,8 @@ def main() -> None:
             ],
         )
         # Shares: the main one (80 %, or 100 % on four samples in five), a second process on every
-        # fifth sample, and an idle unattributed remainder on every seventh.
+        # fifth sample, and an idle unattributed remainder on every seventh. One job per host
+        # (8 GPUs) and one for the second processes, so the per-job rollup has real groups.
         cur.execute(
             """
             INSERT INTO telemetry_sampleshare
@@ -145,7 +146,8 @@ def main() -> None:
             SELECT s.organization_id, s.id,
                    CASE WHEN sh.attributed THEN (%s::bigint[])[1 + (s.gpu_id + sh.n) %% 4] END,
                    CASE WHEN sh.attributed THEN (%s::bigint[])[1 + (s.gpu_id + sh.n) %% 12] END,
-                   'job', 'user', sh.share, s.energy_j * sh.share, sh.attributed, sh.idle
+                   CASE WHEN sh.attributed THEN 'job-' || (s.gpu_id / 8 + 1000 * sh.n) ELSE '' END,
+                   'user', sh.share, s.energy_j * sh.share, sh.attributed, sh.idle
             FROM telemetry_energysample s
             CROSS JOIN LATERAL (
                 SELECT CASE WHEN s.id %% 5 = 0 THEN 0.8 WHEN s.id %% 7 = 0 THEN 0.0 ELSE 1.0 END AS share,

@@ -30,52 +30,61 @@ _HOUR_EXPR = {
     "sqlite": "strftime('%%Y-%%m-%%d %%H:00:00', s.start)",
 }
 
-_ROLLUP_INSERT = """
+# One scan of the samples and their shares per run of hours, into a small temporary table of
+# (hour, GPU, team, project, job) parts; HourlyUsage and HourlyJobUsage are both sums over it, so
+# the per-job rollup costs an aggregation over thousands of rows, not a second scan of millions.
+_PARTS_TABLE = "rollup_parts"
+_PARTS_CREATE = """
+CREATE TEMPORARY TABLE rollup_parts AS
+SELECT s.organization_id AS organization_id, {hour_expr} AS hour, s.gpu_id AS gpu_id,
+       s.host_id AS host_id, h.site_id AS site_id, sh.team_id AS team_id,
+       sh.project_id AS project_id, sh.job_id AS job_id, sh."user" AS user_name,
+       SUM(sh.energy_j) AS energy_j,
+       SUM(CASE WHEN sh.idle THEN sh.energy_j ELSE 0.0 END) AS idle_energy_j,
+       SUM(CASE WHEN sh.attributed THEN 0.0 ELSE sh.energy_j END) AS unattributed_energy_j,
+       SUM(s.duration_s * sh.share) AS gpu_seconds,
+       SUM(CASE WHEN s.gpu_util_pct IS NULL THEN 0.0 ELSE s.duration_s * sh.share END)
+           AS util_seconds,
+       SUM(COALESCE(s.gpu_util_pct, 0.0) * s.duration_s * sh.share) AS util_x_seconds,
+       SUM(COALESCE(s.gpu_util_pct, 0.0) * sh.energy_j) AS util_x_energy_j,
+       SUM(CASE WHEN s.gpu_util_pct IS NULL THEN 0.0 ELSE sh.energy_j END) AS util_energy_j,
+       COUNT(*) AS sample_count
+FROM telemetry_sampleshare sh
+JOIN telemetry_energysample s ON s.id = sh.sample_id
+JOIN fleet_host h ON h.id = s.host_id
+WHERE s.organization_id = %s AND s.start >= %s AND s.start < %s
+GROUP BY s.organization_id, {hour_expr}, s.gpu_id, s.host_id, h.site_id, sh.team_id,
+         sh.project_id, sh.job_id, sh."user"
+"""
+_USAGE_FROM_PARTS = """
 INSERT INTO accounting_hourlyusage
     (organization_id, hour, gpu_id, host_id, site_id, team_id, project_id,
      energy_j, idle_energy_j, unattributed_energy_j, gpu_seconds,
      util_seconds, util_x_seconds, util_x_energy_j, util_energy_j, sample_count,
      facility_energy_j, co2e_g, co2e_market_g, intensity_resolution, intensity_fallback,
      market_basis, certificate_share)
-SELECT s.organization_id, {hour_expr}, s.gpu_id, s.host_id, h.site_id, sh.team_id, sh.project_id,
-       SUM(sh.energy_j),
-       SUM(CASE WHEN sh.idle THEN sh.energy_j ELSE 0.0 END),
-       SUM(CASE WHEN sh.attributed THEN 0.0 ELSE sh.energy_j END),
-       SUM(s.duration_s * sh.share),
-       SUM(CASE WHEN s.gpu_util_pct IS NULL THEN 0.0 ELSE s.duration_s * sh.share END),
-       SUM(COALESCE(s.gpu_util_pct, 0.0) * s.duration_s * sh.share),
-       SUM(COALESCE(s.gpu_util_pct, 0.0) * sh.energy_j),
-       SUM(CASE WHEN s.gpu_util_pct IS NULL THEN 0.0 ELSE sh.energy_j END),
-       COUNT(*),
+SELECT organization_id, hour, gpu_id, host_id, site_id, team_id, project_id,
+       SUM(energy_j), SUM(idle_energy_j), SUM(unattributed_energy_j), SUM(gpu_seconds),
+       SUM(util_seconds), SUM(util_x_seconds), SUM(util_x_energy_j), SUM(util_energy_j),
+       SUM(sample_count),
        0.0, 0.0, 0.0, '', FALSE, '', 0.0
-FROM telemetry_sampleshare sh
-JOIN telemetry_energysample s ON s.id = sh.sample_id
-JOIN fleet_host h ON h.id = s.host_id
-WHERE s.organization_id = %s AND s.start >= %s AND s.start < %s
-GROUP BY s.organization_id, {hour_expr}, s.gpu_id, s.host_id, h.site_id, sh.team_id, sh.project_id
+FROM rollup_parts
+GROUP BY organization_id, hour, gpu_id, host_id, site_id, team_id, project_id
 """
-
-
-# Jobs: the same samples, grouped by the shares' job instead of the GPU. "user" is a reserved
-# word in PostgreSQL, hence the quotes.
-_JOBS_INSERT = """
+# Jobs: the parts with a job id, GPUs summed away. Shares without one (idle, unattributed) have
+# no job row.
+_JOBS_FROM_PARTS = """
 INSERT INTO accounting_hourlyjobusage
     (organization_id, hour, site_id, team_id, project_id, job_id, user_name,
      energy_j, gpu_seconds, util_seconds, util_x_seconds, gpu_count,
      facility_energy_j, co2e_g, co2e_market_g)
-SELECT s.organization_id, {hour_expr}, h.site_id, sh.team_id, sh.project_id, sh.job_id, sh."user",
-       SUM(sh.energy_j),
-       SUM(s.duration_s * sh.share),
-       SUM(CASE WHEN s.gpu_util_pct IS NULL THEN 0.0 ELSE s.duration_s * sh.share END),
-       SUM(COALESCE(s.gpu_util_pct, 0.0) * s.duration_s * sh.share),
-       COUNT(DISTINCT s.gpu_id),
+SELECT organization_id, hour, site_id, team_id, project_id, job_id, user_name,
+       SUM(energy_j), SUM(gpu_seconds), SUM(util_seconds), SUM(util_x_seconds),
+       COUNT(DISTINCT gpu_id),
        0.0, 0.0, 0.0
-FROM telemetry_sampleshare sh
-JOIN telemetry_energysample s ON s.id = sh.sample_id
-JOIN fleet_host h ON h.id = s.host_id
-WHERE s.organization_id = %s AND s.start >= %s AND s.start < %s AND sh.job_id <> ''
-GROUP BY s.organization_id, {hour_expr}, h.site_id, sh.team_id, sh.project_id, sh.job_id,
-         sh."user"
+FROM rollup_parts
+WHERE job_id <> ''
+GROUP BY organization_id, hour, site_id, team_id, project_id, job_id, user_name
 """
 
 _SUMMARY_COLUMNS = [
@@ -151,8 +160,7 @@ def hours_rollup(*, organization_id: int, hours: Iterable[datetime]) -> int:
             runs[-1].append(hour)
         else:
             runs.append([hour])
-    insert = _ROLLUP_INSERT.format(hour_expr=_HOUR_EXPR[connection.vendor])
-    jobs_insert = _JOBS_INSERT.format(hour_expr=_HOUR_EXPR[connection.vendor])
+    parts_create = _PARTS_CREATE.format(hour_expr=_HOUR_EXPR[connection.vendor])
     for run in runs:
         start = ops.adapt_datetimefield_value(run[0])
         end = ops.adapt_datetimefield_value(run[-1] + timedelta(hours=1))
@@ -169,8 +177,12 @@ def hours_rollup(*, organization_id: int, hours: Iterable[datetime]) -> int:
                     "WHERE organization_id = %s AND hour >= %s AND hour < %s",
                     [organization_id, start, end],
                 )
-            cursor.execute(insert, [organization_id, start, end])
-            cursor.execute(jobs_insert, [organization_id, start, end])
+            # The temporary table lives for this run only; on an error the transaction's
+            # rollback removes it with everything else.
+            cursor.execute(parts_create, [organization_id, start, end])
+            cursor.execute(_USAGE_FROM_PARTS)
+            cursor.execute(_JOBS_FROM_PARTS)
+            cursor.execute(f"DROP TABLE {_PARTS_TABLE}")
         for hour in run:
             emissions_apply(
                 organization_id=organization_id,
