@@ -18,6 +18,9 @@ from ecoreport.fleet.models import Site
 from ecoreport.organizations.models import Organization, OrgScopedQuerySet
 
 WORLD_ZONE = "WORLD"
+# A counter in the cache that every factor change moves on: caches of figures derived from the
+# factors (the dashboards' zone averages) include it in their keys.
+FACTORS_VERSION_KEY = "carbon:factors-version"
 MAX_INTENSITY_G_PER_KWH = 2000.0
 
 

@@ -19,11 +19,13 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+from django.core.cache import cache
 from django.db import transaction
 from django.db.models import Q
 
 from ecoreport.carbon.importer import FactorError, FactorRow, parse_factor
 from ecoreport.carbon.models import (
+    FACTORS_VERSION_KEY,
     MAX_INTENSITY_G_PER_KWH,
     WORLD_ZONE,
     Basis,
@@ -70,7 +72,21 @@ def recompute_enqueue(
         "site_ids": sorted(site_ids) if site_ids is not None else None,
         "organization_id": organization_id,
     }
-    transaction.on_commit(lambda: recompute_emissions.delay(**kwargs))
+
+    def after_commit() -> None:
+        factors_changed()
+        recompute_emissions.delay(**kwargs)
+
+    transaction.on_commit(after_commit)
+
+
+def factors_changed() -> None:
+    """Move the factors' version on, so caches keyed by it are no longer read."""
+    if not cache.add(FACTORS_VERSION_KEY, 1, timeout=None):
+        try:
+            cache.incr(FACTORS_VERSION_KEY)
+        except ValueError:  # evicted between add and incr
+            cache.add(FACTORS_VERSION_KEY, 1, timeout=None)
 
 
 def emissions_recompute(

@@ -94,8 +94,8 @@ def overview(request: HttpRequest) -> HttpResponse:
     membership = current_membership(request)
     period, error = _period(request)
     scope = sel.Scope(membership.organization)
-    teams = sel.ranked(scope, period, by="team")
-    over_time = sel.series(scope, period, by="team")
+    by_team = sel.breakdown(scope, period, by="team", intensity=False)
+    teams, over_time = by_team.ranked, by_team.series
     return _page(
         request,
         "dashboards/overview.html",
@@ -128,12 +128,13 @@ def _scope_page(
 ) -> HttpResponse:
     period, error = _period(request)
     scope = sel.Scope(membership.organization, team=team, project=project)
-    by = "project" if team is not None else "host"
-    over_time = sel.series(scope, period, by=by)
-    breakdown = sel.ranked(scope, period, by=by)
-    util_rows = sel.series_total(scope, period)
+    # A team's work is split by project; a project's by site (its hosts are in the CSV).
+    by = "project" if team is not None else "site"
+    split = sel.breakdown(scope, period, by=by)
+    over_time, breakdown = split.series, split.ranked
+    util_rows = split.over_time
     util_x = [r["period_start"] for r in util_rows]
-    intensity = sel.intensity_series(scope, period)
+    intensity = split.intensity
     intensity_x = [r["period_start"] for r in intensity]
     jobs = sel.biggest_jobs(scope, period)
     return _page(
@@ -144,10 +145,8 @@ def _scope_page(
         error=error,
         tables={
             "breakdown": lambda: _csv_rows(breakdown),
-            # Only for the download: the page itself shows hosts only on a project's page.
-            "hosts": lambda: _csv_rows(
-                breakdown if by == "host" else sel.ranked(scope, period, by="host")
-            ),
+            # Only for the download: per-host sums read HourlyUsage, the page does not.
+            "hosts": lambda: _csv_rows(sel.ranked(scope, period, by="host")),
             "jobs": lambda: jobs,
         },
         context={

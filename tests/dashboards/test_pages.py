@@ -87,13 +87,17 @@ def test_unknown_table_is_404(client, measured):
 
 @pytest.mark.parametrize(
     ("path", "max_queries"),
-    [("/", 9), ("/teams/nlp/", 16), ("/projects/llm/", 15), ("/fleet/", 10)],
+    [("/", 8), ("/teams/nlp/", 12), ("/projects/llm/", 11), ("/fleet/", 10)],
 )
 def test_dashboard_query_counts_are_pinned(
     client, measured, django_assert_max_num_queries, path, max_queries
 ):
+    from django.db import connection
+
     _login(client, measured.member)
     client.get(path)  # the first page of a session stores the chosen organization in it
+    if connection.vendor == "postgresql" and path != "/" and path != "/fleet/":
+        max_queries += 3  # the jobs query's savepoint, SET LOCAL work_mem and release
     with django_assert_max_num_queries(max_queries):
         client.get(path)
 

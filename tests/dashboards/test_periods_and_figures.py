@@ -135,3 +135,30 @@ def test_heatmap_grid_leaves_missing_cells_empty():
     )
     assert [list(r) for r in fig["data"][0]["z"]] == [[50.0, None], [None, 70.0]]
     assert list(fig["data"][0]["x"]) == ["2026-11-01", "2026-11-02"]
+
+
+def test_plain_figures_are_what_plotly_would_build():
+    # The stacked and line builders write plotly JSON by hand for speed: plotly must accept
+    # every property (go.Figure validates and raises on anything unknown), and the layout must
+    # match what the validated builders produce.
+    import plotly.graph_objects as go
+
+    d1 = datetime(2026, 11, 1, tzinfo=UTC)
+    stacked = figures.stacked_over_time(
+        [{"period_start": d1, "team": "nlp", "energy_kwh": 1.0}],
+        by="team",
+        metric="energy_kwh",
+        title="E",
+        unit="kWh",
+    )
+    lines = figures.lines_over_time([("a", [d1], [1.0]), ("b", [d1], [None])], title="L", unit="%")
+    checked = figures.ranked_bars(
+        [{"team": "nlp", "energy_kwh": 1.0}], by="team", metric="energy_kwh", title="R", unit="kWh"
+    )
+    for fig in (stacked, lines):
+        validated = go.Figure(fig).to_plotly_json()
+        assert validated["data"][0]["type"] == fig["data"][0]["type"]
+        assert validated["layout"]["yaxis"]["rangemode"] == "tozero"
+        for key in ("margin", "font", "legend", "colorway", "plot_bgcolor"):
+            assert fig["layout"][key] == checked["layout"][key]
+    assert lines["data"][1]["line"]["dash"] == "dash"

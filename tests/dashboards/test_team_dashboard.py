@@ -134,3 +134,46 @@ def test_picker_shows_the_inclusive_last_day_of_a_custom_period(client, cast):
     content = client.get("/?period=custom&start=2026-11-01&end=2026-11-03").content.decode()
     assert 'name="start" value="2026-11-01"' in content
     assert 'name="end" value="2026-11-03"' in content
+
+
+def test_one_scan_breakdown_agrees_with_the_headline(cast, pl_day, post_batch):
+    _, agent = pl_day
+    _post_jobs(agent, post_batch)
+    period = Period("custom", DAY, DAY + timedelta(days=1))  # hourly buckets
+    scope = sel.Scope(cast.org)
+    split = sel.breakdown(scope, period, by="team")
+    total = sel.headline(scope, period)["current"]
+    assert total["energy_kwh"] == pytest.approx(3.0)
+    for rows in (split.series, split.ranked, split.over_time):
+        assert sum(r["energy_kwh"] for r in rows) == pytest.approx(total["energy_kwh"])
+        assert sum(r["co2e_kg"] for r in rows) == pytest.approx(total["co2e_kg"])
+    assert [r["period_start"] for r in split.over_time] == [
+        DAY + timedelta(hours=2),
+        DAY + timedelta(hours=3),
+    ]
+    assert [r["team"] for r in split.ranked] == ["nlp"]
+    by_site = sel.breakdown(scope, period, by="site")
+    assert [(r["site"], r["energy_kwh"]) for r in by_site.ranked] == [("dc-pl", pytest.approx(3.0))]
+
+
+def test_zone_averages_follow_a_factor_change(
+    cast, pl_day, post_batch, django_capture_on_commit_callbacks
+):
+    _, agent = pl_day
+    _post_jobs(agent, post_batch)
+    period = Period("custom", DAY, DAY + timedelta(days=7))
+    scope = sel.Scope(cast.org)
+    assert sel.intensity_series(scope, period)[0]["zone_avg_g_per_kwh"] == pytest.approx(200.0)
+    row = {
+        "zone": "PL",
+        "start": iso(DAY + timedelta(hours=23)),
+        "end": iso(DAY + timedelta(hours=24)),
+        "g_co2e_per_kwh": 540.0,  # was 300: the day's average rises by 240 / 24 = 10
+        "basis": "location",
+        "source": "test grid operator, revised",
+        "year": 2026,
+    }
+    with django_capture_on_commit_callbacks(execute=True):
+        result = factors_import(records=[(2, row)], replace=True)
+    assert not result.errors
+    assert sel.intensity_series(scope, period)[0]["zone_avg_g_per_kwh"] == pytest.approx(210.0)
