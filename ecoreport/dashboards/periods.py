@@ -3,7 +3,7 @@ Pure functions with an injected "now"; tested on their own."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 
 PRESETS = {
@@ -17,6 +17,9 @@ PRESETS = {
     "custom": "Custom",
 }
 DEFAULT = "30d"
+# How charts bucket the period: "auto" picks by its length (see Period.granularity).
+GROUPINGS = {"auto": "Automatic", "hour": "By hour", "day": "By day", "month": "By month"}
+MAX_HOURLY_DAYS = 31
 MAX_DAYS = 800
 
 
@@ -29,6 +32,7 @@ class Period:
     key: str
     start: datetime
     end: datetime
+    group: str = "auto"
 
     @property
     def label(self) -> str:
@@ -54,6 +58,8 @@ class Period:
 
     @property
     def granularity(self) -> str:
+        if self.group != "auto":
+            return self.group
         days = (self.end - self.start).days
         if days <= 3:
             return "hour"
@@ -78,6 +84,21 @@ def quarter_start(moment: datetime) -> datetime:
 
 
 def parse_period(params: dict[str, str], *, now: datetime) -> Period:
+    """The window from ``period`` (and ``start``/``end`` for a custom one), bucketed as
+    ``group`` asks (automatic by default)."""
+    period = _window(params, now=now)
+    group = params.get("group") or "auto"
+    if group not in GROUPINGS:
+        raise PeriodError(f"Unknown grouping {group!r}; choose one of {', '.join(GROUPINGS)}.")
+    if group == "hour" and (period.end - period.start).days > MAX_HOURLY_DAYS:
+        raise PeriodError(
+            f"Grouping by hour is for periods of up to {MAX_HOURLY_DAYS} days; "
+            "choose a shorter period or group by day."
+        )
+    return replace(period, group=group)
+
+
+def _window(params: dict[str, str], *, now: datetime) -> Period:
     key = params.get("period") or DEFAULT
     if key not in PRESETS:
         raise PeriodError(f"Unknown period {key!r}; choose one of {', '.join(PRESETS)}.")

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from ecoreport.dashboards import figures
 from ecoreport.dashboards import selectors as sel
-from ecoreport.dashboards.periods import PRESETS, Period, PeriodError, parse_period
+from ecoreport.dashboards.periods import GROUPINGS, PRESETS, Period, PeriodError, parse_period
 from ecoreport.organizations.models import Membership, Project, Role, Team
 
 
@@ -79,6 +79,7 @@ def _page(
         "period": period,
         "period_error": error,
         "presets": PRESETS,
+        "groupings": GROUPINGS,
         "query": query.urlencode(),
         "teams_nav": sel.teams_of(membership.organization),
     }

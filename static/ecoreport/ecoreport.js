@@ -22,6 +22,10 @@
       if (select.value !== "custom") { select.form.submit(); }
     });
     sync();
+    var group = document.getElementById("group-select");
+    if (group) {
+      group.addEventListener("change", function () { group.form.submit(); });
+    }
   }
   document.addEventListener("DOMContentLoaded", function () { periodPicker(); drawAll(); });
 })();

@@ -95,6 +95,17 @@ def test_custom_period_round_trips_through_the_picker():
     assert again == period
 
 
+def test_grouping_overrides_the_automatic_buckets():
+    assert parse_period({"period": "90d"}, now=NOW).granularity == "day"
+    assert parse_period({"period": "90d", "group": "month"}, now=NOW).granularity == "month"
+    assert parse_period({"period": "7d", "group": "hour"}, now=NOW).granularity == "hour"
+    assert parse_period({"period": "7d", "group": ""}, now=NOW).group == "auto"
+    with pytest.raises(PeriodError, match="up to 31 days"):
+        parse_period({"period": "90d", "group": "hour"}, now=NOW)
+    with pytest.raises(PeriodError, match="Unknown grouping 'week'"):
+        parse_period({"period": "30d", "group": "week"}, now=NOW)
+
+
 def test_granularity_follows_the_length():
     assert (
         parse_period(

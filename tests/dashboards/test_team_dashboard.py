@@ -177,3 +177,18 @@ def test_zone_averages_follow_a_factor_change(
         result = factors_import(records=[(2, row)], replace=True)
     assert not result.errors
     assert sel.intensity_series(scope, period)[0]["zone_avg_g_per_kwh"] == pytest.approx(210.0)
+
+
+def test_grouping_changes_the_chart_buckets(client, cast, pl_day, post_batch):
+    _, agent = pl_day
+    _post_jobs(agent, post_batch)
+    client.force_login(cast.member.user)
+    query = "period=custom&start=2026-11-18&end=2026-11-24"
+    daily = client.get(f"/teams/nlp/?{query}").context["figures"]["energy-over-time"]
+    hourly = client.get(f"/teams/nlp/?{query}&group=hour").context["figures"]["energy-over-time"]
+    assert daily["data"][0]["x"] == ["2026-11-20T00:00:00+00:00"]
+    assert hourly["data"][0]["x"] == ["2026-11-20T02:00:00+00:00", "2026-11-20T03:00:00+00:00"]
+    content = client.get(f"/teams/nlp/?{query}&group=hour").content.decode()
+    assert '<option value="hour" selected>' in content
+    refused = client.get("/teams/nlp/?period=90d&group=hour")
+    assert "Grouping by hour is for periods of up to 31 days" in refused.content.decode()
