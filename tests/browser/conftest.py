@@ -9,9 +9,13 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.utils import timezone
+
+from tests.conftest import make_batch, make_sample
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # Playwright's sync API runs an event loop in the test thread; the ORM calls the tests make
@@ -52,3 +56,30 @@ def page(browser: Any) -> Iterator[Any]:
     page.on("console", lambda msg: page.js_errors.append(msg.text) if msg.type == "error" else None)
     yield page
     context.close()
+
+
+@pytest.fixture
+def signed_in(page: Any, live_server: Any, cast: Any, agent: Any, post_batch: Any) -> Any:
+    """Two days of hourly samples for team nlp / project llm, and the member signed in through
+    the login form."""
+    start = timezone.now().replace(minute=0, second=0, microsecond=0) - timedelta(days=2)
+    samples = [
+        make_sample(
+            start=start + timedelta(hours=i),
+            seconds=3600,
+            energy_j=3600 * 250.0,
+            attribution=[{"share": 1.0, "team": "nlp", "project": "llm"}] if i % 4 else [],
+        )
+        for i in range(40)
+    ]
+    post_batch(agent.token, make_batch(samples))
+    user = cast.member.user
+    user.set_password("pw-for-browser")
+    user.save()
+    page.goto(f"{live_server.url}/")
+    assert "/accounts/login/" in page.url
+    page.fill("#id_username", user.username)
+    page.fill("#id_password", "pw-for-browser")
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{live_server.url}/")
+    return page

@@ -3,41 +3,9 @@ period, and the browser reports no JavaScript error."""
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pytest
-from django.contrib.auth import get_user_model
-from django.utils import timezone
-
-from tests.conftest import make_batch, make_sample
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def signed_in(page, live_server, cast, agent, post_batch):
-    start = timezone.now().replace(minute=0, second=0, microsecond=0) - timedelta(days=2)
-    samples = [
-        make_sample(
-            start=start + timedelta(hours=i),
-            seconds=3600,
-            energy_j=3600 * 250.0,
-            attribution=[{"share": 1.0, "team": "nlp", "project": "llm"}] if i % 4 else [],
-        )
-        for i in range(40)
-    ]
-    post_batch(agent.token, make_batch(samples))
-    user = cast.member.user
-    user.set_password("pw-for-browser")
-    user.save()
-    assert get_user_model().objects.filter(username=user.username).exists()
-    page.goto(f"{live_server.url}/")
-    assert "/accounts/login/" in page.url
-    page.fill("#id_username", user.username)
-    page.fill("#id_password", "pw-for-browser")
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{live_server.url}/")
-    return page
 
 
 def test_overview_and_team_dashboard_draw_their_charts(signed_in, live_server):

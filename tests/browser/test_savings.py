@@ -4,42 +4,14 @@ recommendations after its own render. The browser reports no JavaScript error.""
 
 from __future__ import annotations
 
-from datetime import timedelta
 from urllib.parse import parse_qs, urlparse
 
 import pytest
-from django.utils import timezone
-
-from tests.conftest import make_batch, make_sample
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
 # What Chromium logs when a fetch gets a 400: the server's answer, not a JavaScript error.
 BAD_REQUEST_LOG = "the server responded with a status of 400"
-
-
-@pytest.fixture
-def signed_in(page, live_server, cast, agent, post_batch):
-    start = timezone.now().replace(minute=0, second=0, microsecond=0) - timedelta(days=2)
-    samples = [
-        make_sample(
-            start=start + timedelta(hours=i),
-            seconds=3600,
-            energy_j=3600 * 250.0,
-            attribution=[{"share": 1.0, "team": "nlp", "project": "llm"}] if i % 4 else [],
-        )
-        for i in range(40)
-    ]
-    post_batch(agent.token, make_batch(samples))
-    user = cast.member.user
-    user.set_password("pw-for-browser")
-    user.save()
-    page.goto(f"{live_server.url}/")
-    page.fill("#id_username", user.username)
-    page.fill("#id_password", "pw-for-browser")
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{live_server.url}/")
-    return page
 
 
 def _energy(page, lever):
