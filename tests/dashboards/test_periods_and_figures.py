@@ -173,3 +173,16 @@ def test_plain_figures_are_what_plotly_would_build():
         for key in ("margin", "font", "legend", "colorway", "plot_bgcolor"):
             assert fig["layout"][key] == checked["layout"][key]
     assert lines["data"][1]["line"]["dash"] == "dash"
+
+
+def test_numbers_keep_their_precision_and_never_show_minus_zero():
+    from ecoreport.dashboards.templatetags.eco import num
+
+    assert num(1234.5) == "1,234"  # hundreds and up: whole numbers, thousands separated
+    assert num(12.345) == "12.3"
+    assert num(1.2345) == "1.23"
+    assert num(-0.001) == "0.00"
+    assert num(-0.001, 1) == "0.0"
+    assert num(-0.5) == "-0.50"
+    assert num(-1500.0) == "-1,500"
+    assert num(None) == "—"

@@ -16,7 +16,9 @@ def num(value: Any, decimals: int | None = None) -> str:
     number = float(value)
     if decimals is None:
         decimals = 0 if abs(number) >= 100 else 1 if abs(number) >= 10 else 2
-    return f"{number:,.{int(decimals)}f}"
+    text = f"{number:,.{int(decimals)}f}"
+    # A tiny negative rounds to "-0.00": show the zero it is.
+    return text[1:] if text.startswith("-") and not text.strip("-0.,") else text
 
 
 @register.filter
