@@ -794,28 +794,16 @@ def targets_create(ids: dict, end: datetime) -> int:
     hourly history of 60 days so the "latest evaluation" lookups meet a realistic table."""
     from ecoreport.organizations.models import Organization, Project, Team
     from ecoreport.policies.models import Target, TargetEvaluation
-    from ecoreport.policies.services import target_create, target_evaluate
+    from ecoreport.policies.services import DEMO_TARGETS, target_create, target_evaluate
 
     org = Organization.objects.get(pk=ids["org"])
     team, project = biggest(org.pk)
     team_obj = Team.objects.get(slug=team, organization=org)
     project_obj = Project.objects.get(slug=project, organization=org)
+    # The demo's two organization-wide targets, then some of the benchmark's own scopes.
+    org_wide = [t for t in DEMO_TARGETS if "scope" not in t and "project" not in t][:2]
     specs = [
-        {
-            "name": "Emissions -10% vs last quarter",
-            "metric": "co2e_kg",
-            "comparator": "at_most",
-            "reduction_pct": 10.0,
-            "baseline": "previous_period",
-            "period": "quarter",
-        },
-        {
-            "name": "Idle energy share at most 15%",
-            "metric": "idle_energy_share_pct",
-            "comparator": "at_most",
-            "threshold": 15.0,
-            "period": "month",
-        },
+        *(dict(t) for t in org_wide),
         {
             "name": "Market-based emissions at most 900 t this year",
             "metric": "co2e_market_kg",
