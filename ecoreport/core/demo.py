@@ -139,7 +139,13 @@ def demo_seed(
     now: datetime | None = None,
     seed: int = 42,
     progress: Callable[[str], None] = lambda _: None,
+    before_rollup: Callable[[Organization], object] | None = None,
 ) -> DemoSummary:
+    """The demo organization with ``days`` of history for ``gpus`` GPUs, rolled up.
+
+    ``before_rollup`` runs once the sites, hosts and samples exist and before the rollup (the
+    carbon app's demo factors go there, so the rollup applies them instead of a recompute
+    rewriting every row afterwards)."""
     now = (now or datetime.now(UTC)).replace(minute=0, second=0, microsecond=0)
     start = now - timedelta(days=days)
     with transaction.atomic():
@@ -212,6 +218,8 @@ def demo_seed(
             f"  history {n}/{len(hosts)} hosts: {total:,} samples "
             f"({intervals:,} intervals of {HISTORY_STEP_S // 60} min per GPU)"
         )
+    if before_rollup is not None:
+        before_rollup(org)
     hours = 0
     while rebuilt := dirty_hours_rollup(limit=500):
         hours += rebuilt
@@ -229,11 +237,19 @@ def organization_purge(*, organization: Organization) -> None:
     The raw tables are emptied with one DELETE each: Django's cascade would load every sample
     into memory first. Hosts go before sites, which protect the hosts placed at them.
     """
-    from ecoreport.accounting.models import HourlyUsage
+    from ecoreport.accounting.models import HourlyJobUsage, HourlySummary, HourlyUsage
     from ecoreport.telemetry.models import DirtyHour, EnergySample, IngestBatch, SampleShare
 
     with connection.cursor() as cursor:
-        for model in (SampleShare, EnergySample, HourlyUsage, DirtyHour, IngestBatch):
+        for model in (
+            SampleShare,
+            EnergySample,
+            HourlyUsage,
+            HourlyJobUsage,
+            HourlySummary,
+            DirtyHour,
+            IngestBatch,
+        ):
             cursor.execute(
                 f"DELETE FROM {model._meta.db_table} WHERE organization_id = %s",  # noqa: S608
                 [organization.pk],

@@ -155,6 +155,10 @@ def test_seed_demo_builds_history_and_rollups_and_reruns_cleanly(settings):
     jobs = HourlyJobUsage.objects.filter(organization=org)
     assert jobs.values("job_id").distinct().count() >= 3
     assert jobs.values("job_id").annotate(h=Count("hour")).filter(h__gt=4).exists()
+    # The demo's hourly grid factors cover the whole history and the rollup applied them.
+    usage = HourlyUsage.objects.filter(organization=org)
+    assert not usage.exclude(intensity_resolution="hour").exists()
+    assert usage.filter(market_basis="supplier").exists()
     assert Site.objects.filter(organization=org).values("grid_zone").distinct().count() == 3
     from django.contrib.auth import authenticate
 

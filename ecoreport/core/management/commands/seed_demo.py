@@ -3,6 +3,7 @@ import time
 from django.core.management.base import BaseCommand, CommandError
 
 from ecoreport.core.demo import demo_seed
+from ecoreport.organizations.models import Organization
 
 
 class Command(BaseCommand):
@@ -24,13 +25,18 @@ class Command(BaseCommand):
         if not 1 <= gpus <= 512:
             raise CommandError("--gpus must be between 1 and 512.")
         began = time.monotonic()
-        summary = demo_seed(days=days, gpus=gpus, seed=seed, progress=self.stdout.write)
-        # Hourly grid factors for the last week and a green contract for one site (carbon app).
         from ecoreport.carbon.services import demo_carbon_seed
 
-        rewritten = demo_carbon_seed(organization=summary.organization, days=min(days, 7))
-        self.stdout.write(
-            f"Loaded hourly grid factors and market instruments ({rewritten:,} rows recomputed)."
+        def carbon(organization: Organization) -> None:
+            # Hourly grid factors over the whole history and a green contract for one site,
+            # loaded before the rollup so that it applies them.
+            demo_carbon_seed(organization=organization, days=days)
+            self.stdout.write(
+                f"  hourly grid factors for {days} days and a green-tariff contract loaded"
+            )
+
+        summary = demo_seed(
+            days=days, gpus=gpus, seed=seed, progress=self.stdout.write, before_rollup=carbon
         )
         self.stdout.write(
             f"Seeded {summary.samples:,} samples and {summary.hours:,} hourly rollups in "
