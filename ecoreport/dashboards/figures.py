@@ -49,9 +49,19 @@ def _plain(data: list[dict[str, Any]], title: str, y_title: str, **layout: Any) 
 
 
 def stacked_over_time(
-    rows: Iterable[dict[str, Any]], *, by: str, metric: str, title: str, unit: str
+    rows: Iterable[dict[str, Any]],
+    *,
+    by: str,
+    metric: str,
+    title: str,
+    unit: str,
+    order: Sequence[str | None] | None = None,
 ) -> dict[str, Any]:
-    """One bar trace per group value, stacked, over period_start."""
+    """One bar trace per group value, stacked, over period_start.
+
+    ``order`` fixes the groups' order, and so their colours (groups not in it follow, biggest
+    first): pass the same order to every chart of a page so a team keeps its colour.
+    """
     groups: dict[str, dict[datetime, float]] = {}
     periods: set[datetime] = set()
     for row in rows:
@@ -64,7 +74,9 @@ def stacked_over_time(
     x = sorted(periods)
     x_text = [p.isoformat() for p in x]
     # Biggest groups first so the largest contributors keep the first, clearest colours.
-    order = sorted(groups, key=lambda g: -sum(groups[g].values()))
+    fixed = [g or UNATTRIBUTED for g in order or []]
+    rest = sorted((g for g in groups if g not in fixed), key=lambda g: -sum(groups[g].values()))
+    names = [g for g in fixed if g in groups] + rest
     data = [
         {
             "type": "bar",
@@ -74,7 +86,7 @@ def stacked_over_time(
             "marker": {"color": PALETTE[i % len(PALETTE)]},
             "hovertemplate": f"%{{x}}<br>{name}: %{{y:.2f}} {unit}<extra></extra>",
         }
-        for i, name in enumerate(order)
+        for i, name in enumerate(names)
     ]
     return _plain(data, title, unit, barmode="stack")
 

@@ -110,7 +110,12 @@ def overview(request: HttpRequest) -> HttpResponse:
             "targets_glance": sel.targets_glance(scope),
             "figures": {
                 "energy-by-team": figures.stacked_over_time(
-                    over_time, by="team", metric="energy_kwh", title="Energy by team", unit="kWh"
+                    over_time,
+                    by="team",
+                    metric="energy_kwh",
+                    title="Energy by team",
+                    unit="kWh",
+                    order=[r["team"] for r in teams],
                 ),
                 "emissions-by-team": figures.stacked_over_time(
                     over_time,
@@ -118,6 +123,7 @@ def overview(request: HttpRequest) -> HttpResponse:
                     metric="co2e_kg",
                     title="Emissions by team (location-based)",
                     unit="kg CO2e",
+                    order=[r["team"] for r in teams],
                 ),
             },
         },
@@ -162,7 +168,12 @@ def _scope_page(
             "projects": sel.projects_of(membership.organization, team) if team else [],
             "figures": {
                 "energy-over-time": figures.stacked_over_time(
-                    over_time, by=by, metric="energy_kwh", title=f"Energy by {by}", unit="kWh"
+                    over_time,
+                    by=by,
+                    metric="energy_kwh",
+                    title=f"Energy by {by}",
+                    unit="kWh",
+                    order=[r[by] for r in breakdown],
                 ),
                 "emissions-over-time": figures.stacked_over_time(
                     over_time,
@@ -170,6 +181,7 @@ def _scope_page(
                     metric="co2e_kg",
                     title=f"Emissions by {by} (location-based)",
                     unit="kg CO2e",
+                    order=[r[by] for r in breakdown],
                 ),
                 "intensity": figures.lines_over_time(
                     [

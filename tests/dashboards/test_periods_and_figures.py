@@ -186,3 +186,23 @@ def test_numbers_keep_their_precision_and_never_show_minus_zero():
     assert num(-0.5) == "-0.50"
     assert num(-1500.0) == "-1,500"
     assert num(None) == "—"
+
+
+def test_stacked_charts_of_a_page_keep_each_groups_colour():
+    d1 = datetime(2026, 11, 1, tzinfo=UTC)
+    rows = [
+        {"period_start": d1, "team": "nlp", "energy_kwh": 5.0, "co2e_kg": 1.0},
+        {"period_start": d1, "team": "vision", "energy_kwh": 1.0, "co2e_kg": 3.0},
+        {"period_start": d1, "team": None, "energy_kwh": 0.5, "co2e_kg": 0.1},
+    ]
+    order = ["nlp", "vision", None]
+    energy, co2e = (
+        figures.stacked_over_time(rows, by="team", metric=m, title="T", unit="u", order=order)
+        for m in ("energy_kwh", "co2e_kg")
+    )
+    colours = [{t["name"]: t["marker"]["color"] for t in f["data"]} for f in (energy, co2e)]
+    assert colours[0] == colours[1]
+    assert [t["name"] for t in co2e["data"]] == ["nlp", "vision", "(unattributed)"]
+    # Without an order the biggest of this metric comes first (and takes the first colour).
+    alone = figures.stacked_over_time(rows, by="team", metric="co2e_kg", title="T", unit="u")
+    assert alone["data"][0]["name"] == "vision"
