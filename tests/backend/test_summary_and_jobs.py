@@ -146,3 +146,30 @@ def test_pue_change_rewrites_summary_and_jobs(
     job = HourlyJobUsage.objects.get(job_id="j-3", hour=BASE_TIME + timedelta(hours=1))
     assert job.facility_energy_j == pytest.approx(1.50 * 0.6 * KWH)
     assert job.co2e_g == pytest.approx(1.50 * 0.6 * 56.0)
+
+
+def test_upgrade_marks_rolled_up_hours_for_a_rebuild(fr_agent, post_batch):
+    # Migration 0003 cannot rebuild jobs from HourlyUsage (it has no job column): it marks the
+    # hours already rolled up as dirty, and the sweep rebuilds all three tables.
+    import importlib
+
+    from django.apps import apps
+
+    from ecoreport.accounting.services import dirty_hours_rollup
+    from ecoreport.telemetry.models import DirtyHour
+
+    migration = importlib.import_module(
+        "ecoreport.accounting.migrations.0003_dashboard_summaries_and_jobs"
+    )
+    _, agent = fr_agent
+    _measure(agent, post_batch)
+    before = (_sums(HourlySummary), HourlyJobUsage.objects.count())
+    HourlySummary.objects.all().delete()
+    HourlyJobUsage.objects.all().delete()
+    assert not DirtyHour.objects.exists()
+    migration.backfill(apps, None)
+    assert sorted(DirtyHour.objects.values_list("hour", flat=True)) == [
+        BASE_TIME + timedelta(hours=h) for h in range(3)
+    ]
+    assert dirty_hours_rollup() == 3
+    assert (_sums(HourlySummary), HourlyJobUsage.objects.count()) == before
