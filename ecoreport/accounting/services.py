@@ -1,8 +1,9 @@
-"""Rollups: raw samples → HourlyUsage, idempotently, one (organization, hour) at a time.
+"""Rollups: raw samples → HourlyUsage, HourlyJobUsage and HourlySummary, idempotently, one
+(organization, hour) at a time.
 
-A rollup of an hour deletes that hour's rows and rebuilds them from the samples in one
-statement, so running it twice, or after late data, gives the same rows as running it once on
-complete data. On PostgreSQL an advisory lock per (organization, hour) keeps two workers from
+A rollup of an hour deletes that hour's rows and rebuilds them from the samples, so running it
+twice, or after late data, gives the same rows as running it once on complete data. On
+PostgreSQL an advisory lock per (organization, hour) keeps two workers from
 rebuilding the same hour at once; SQLite serialises writers anyway.
 """
 
@@ -142,10 +143,14 @@ def hour_floor(moment: datetime) -> datetime:
 
 
 def hours_rollup(*, organization_id: int, hours: Iterable[datetime]) -> int:
-    """Rebuild HourlyUsage for these hours of one organization. Call inside a transaction.
+    """Rebuild HourlyUsage, HourlyJobUsage and HourlySummary for these hours of one
+    organization. Call inside a transaction.
 
-    Energy comes from the samples in one INSERT ... SELECT per hour; the hour's emissions follow
-    in one UPDATE that applies each site's PUE and factors (resolved once for all the hours).
+    Each run of up to ``MAX_RUN_HOURS`` consecutive hours scans its samples once into a
+    temporary table of (hour, GPU, team, project, job) parts, from which HourlyUsage and the
+    jobs are two small INSERT ... SELECTs; each hour's emissions follow in one UPDATE per table
+    that applies each site's PUE and factors (resolved once for all the hours); the summary is
+    rebuilt from HourlyUsage last. Returns the number of hours rebuilt.
     """
     ops = connection.ops
     count = 0
