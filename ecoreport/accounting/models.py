@@ -109,8 +109,6 @@ class HourlySummary(models.Model):
     co2e_market_g = models.FloatField(default=0.0)
     # Energy of the rows whose location factor was the world average standing in for the zone.
     fallback_energy_j = models.FloatField(default=0.0)
-    # Distinct GPUs in the hour (not additive across rows of different sites or projects).
-    gpu_count = models.PositiveIntegerField(default=0)
 
     objects = OrgScopedQuerySet.as_manager()
 

@@ -34,7 +34,6 @@ _HOUR_EXPR = {
 # One scan of the samples and their shares per run of hours, into a small temporary table of
 # (hour, GPU, team, project, job) parts; HourlyUsage and HourlyJobUsage are both sums over it, so
 # the per-job rollup costs an aggregation over thousands of rows, not a second scan of millions.
-_PARTS_TABLE = "rollup_parts"
 _PARTS_CREATE = """
 CREATE TEMPORARY TABLE rollup_parts AS
 SELECT s.organization_id AS organization_id, {hour_expr} AS hour, s.gpu_id AS gpu_id,
@@ -105,11 +104,10 @@ _SUMMARY_COLUMNS = [
 _SUMMARY_INSERT = f"""
 INSERT INTO accounting_hourlysummary
     (organization_id, hour, site_id, team_id, project_id, {", ".join(_SUMMARY_COLUMNS)},
-     fallback_energy_j, gpu_count)
+     fallback_energy_j)
 SELECT organization_id, hour, site_id, team_id, project_id,
        {", ".join(f"SUM({c})" for c in _SUMMARY_COLUMNS)},
-       SUM(CASE WHEN intensity_fallback THEN energy_j ELSE 0.0 END),
-       COUNT(DISTINCT gpu_id)
+       SUM(CASE WHEN intensity_fallback THEN energy_j ELSE 0.0 END)
 FROM accounting_hourlyusage
 WHERE organization_id = %s AND hour >= %s AND hour < %s {{site_filter}}
 GROUP BY organization_id, hour, site_id, team_id, project_id
@@ -187,7 +185,7 @@ def hours_rollup(*, organization_id: int, hours: Iterable[datetime]) -> int:
             cursor.execute(parts_create, [organization_id, start, end])
             cursor.execute(_USAGE_FROM_PARTS)
             cursor.execute(_JOBS_FROM_PARTS)
-            cursor.execute(f"DROP TABLE {_PARTS_TABLE}")
+            cursor.execute("DROP TABLE rollup_parts")
         for hour in run:
             emissions_apply(
                 organization_id=organization_id,

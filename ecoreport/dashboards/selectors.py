@@ -62,10 +62,6 @@ def _usage_window(scope: Scope, period: Period) -> QuerySet[HourlyUsage]:
 _SUMS = usage.SUMMARY_SUMS
 
 
-def totals(scope: Scope, period: Period) -> dict[str, Any]:
-    return usage.usage_metrics(_window(scope, period).aggregate(**_SUMS))
-
-
 def headline(scope: Scope, period: Period) -> dict[str, Any]:
     """Totals for the period and the change against the period before, per metric.
 
@@ -100,7 +96,9 @@ class Breakdown:
 
     ``series``: (period_start, group, metrics) rows; ``ranked``: groups by energy, largest
     first; ``over_time``: metrics per period_start for the whole scope; ``intensity``: per
-    period_start, the intensity experienced and the zone average (see ``intensity_series``).
+    period_start, the carbon intensity the scope's energy experienced (location CO2e over
+    facility kWh) and the plain average intensity of the same zones over the bucket's hours,
+    weighted by where the energy was used: below the average, the work ran at cleaner hours.
     """
 
     by: str
@@ -200,26 +198,12 @@ def breakdown(scope: Scope, period: Period, *, by: str, intensity: bool = True) 
     return Breakdown(by, series, ranked, over_time, experienced)
 
 
-def series(scope: Scope, period: Period, *, by: str) -> list[dict[str, Any]]:
-    """Rows of (period_start, group value, metrics) at the period's granularity."""
-    return breakdown(scope, period, by=by, intensity=False).series
-
-
 def ranked(scope: Scope, period: Period, *, by: str) -> list[dict[str, Any]]:
-    """Groups by energy, largest first: team, project or site from HourlySummary; host or GPU
-    from HourlyUsage."""
-    if by in _BY_ID:
-        return breakdown(scope, period, by=by, intensity=False).ranked
+    """Hosts or GPUs by energy, largest first, from HourlyUsage (teams, projects and sites come
+    ranked from ``breakdown``)."""
     field = usage.GROUP_FIELDS[by]
     rows = _usage_window(scope, period).values(field).annotate(**usage._SUMS).order_by("-energy_j")
     return [{by: r[field], **usage.usage_metrics(r)} for r in rows]
-
-
-def intensity_series(scope: Scope, period: Period) -> list[dict[str, Any]]:
-    """Per bucket: the carbon intensity the scope's energy experienced (location CO2e over
-    facility kWh) and the plain average intensity of the same zones over the bucket's hours,
-    weighted by where the energy was used. Below the average: the work ran at cleaner hours."""
-    return breakdown(scope, period, by="site").intensity
 
 
 def biggest_jobs(scope: Scope, period: Period, *, limit: int = 10) -> list[dict[str, Any]]:

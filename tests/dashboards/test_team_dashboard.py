@@ -80,7 +80,7 @@ def test_intensity_experienced_against_the_zone_average(cast, pl_day, post_batch
     from ecoreport.organizations.models import Team
 
     scope = sel.Scope(cast.org, team=Team.objects.get(organization=cast.org, slug="nlp"))
-    (day,) = sel.intensity_series(scope, period)
+    (day,) = sel.breakdown(scope, period, by="site").intensity
     assert day["period_start"] == DAY
     # The work ran in two 100 g hours; the zone averaged 200 g over the day.
     assert day["experienced_g_per_kwh"] == pytest.approx(100.0)
@@ -163,7 +163,9 @@ def test_zone_averages_follow_a_factor_change(
     _post_jobs(agent, post_batch)
     period = Period("custom", DAY, DAY + timedelta(days=7))
     scope = sel.Scope(cast.org)
-    assert sel.intensity_series(scope, period)[0]["zone_avg_g_per_kwh"] == pytest.approx(200.0)
+    assert sel.breakdown(scope, period, by="site").intensity[0][
+        "zone_avg_g_per_kwh"
+    ] == pytest.approx(200.0)
     row = {
         "zone": "PL",
         "start": iso(DAY + timedelta(hours=23)),
@@ -176,7 +178,9 @@ def test_zone_averages_follow_a_factor_change(
     with django_capture_on_commit_callbacks(execute=True):
         result = factors_import(records=[(2, row)], replace=True)
     assert not result.errors
-    assert sel.intensity_series(scope, period)[0]["zone_avg_g_per_kwh"] == pytest.approx(210.0)
+    assert sel.breakdown(scope, period, by="site").intensity[0][
+        "zone_avg_g_per_kwh"
+    ] == pytest.approx(210.0)
 
 
 def test_grouping_changes_the_chart_buckets(client, cast, pl_day, post_batch):

@@ -65,7 +65,6 @@ class Migration(migrations.Migration):
                 ('co2e_g', models.FloatField(default=0.0)),
                 ('co2e_market_g', models.FloatField(default=0.0)),
                 ('fallback_energy_j', models.FloatField(default=0.0)),
-                ('gpu_count', models.PositiveIntegerField(default=0)),
             ],
             options={
                 'ordering': ['hour', 'site', 'team', 'project'],
