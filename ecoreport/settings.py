@@ -210,6 +210,15 @@ INGEST_POWER_MARGIN = env_float("INGEST_POWER_MARGIN", 1.10)
 # A GPU without a known power limit still cannot draw more than this.
 INGEST_FALLBACK_MAX_POWER_W = env_float("INGEST_FALLBACK_MAX_POWER_W", 1500.0)
 DATA_UPLOAD_MAX_MEMORY_SIZE = INGEST_MAX_BODY_BYTES + 1024
+# Samples that started longer ago than this are rejected as implausible (a clock at 1970 or
+# 0001-01-01). 400 days: an agent's spool holds days to weeks, and a year-end report (with a
+# month of grace to close it) still receives every late sample of the year it covers.
+INGEST_MAX_SAMPLE_AGE_DAYS = env_int("INGEST_MAX_SAMPLE_AGE_DAYS", 400)
+# New teams and projects that agents' labels may register, per batch and per organization per
+# UTC day, each counted for teams and projects separately. Beyond them a label is not registered:
+# its share of the energy is stored unattributed, the answer warns, the org's admins are told.
+INGEST_MAX_NEW_LABELS_PER_BATCH = env_int("INGEST_MAX_NEW_LABELS_PER_BATCH", 100)
+INGEST_MAX_NEW_LABELS_PER_DAY = env_int("INGEST_MAX_NEW_LABELS_PER_DAY", 1000)
 
 # --- Agents ---------------------------------------------------------------------------------
 AGENT_STALE_AFTER_S = env_int("AGENT_STALE_AFTER_S", 600)

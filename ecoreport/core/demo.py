@@ -271,7 +271,13 @@ def _ingest(
         samples=samples,
         gpus=inventory,
     )
-    result = samples_ingest(credential=credential, batch=batch, now=now + timedelta(minutes=1))
+    # The generated history may reach further back than live agents are allowed to (--days).
+    result = samples_ingest(
+        credential=credential,
+        batch=batch,
+        now=now + timedelta(minutes=1),
+        max_sample_age=timedelta(days=801),
+    )
     if result.rejected:
         raise RuntimeError(f"demo history rejected: {result.rejected[:3]}")
     return result.accepted

@@ -1,6 +1,12 @@
 from django.contrib import admin
 
-from ecoreport.telemetry.models import DirtyHour, EnergySample, IngestBatch, SampleShare
+from ecoreport.telemetry.models import (
+    DirtyHour,
+    EnergySample,
+    IngestBatch,
+    LabelBudgetNotice,
+    SampleShare,
+)
 
 
 @admin.register(IngestBatch)
@@ -38,3 +44,10 @@ class EnergySampleAdmin(admin.ModelAdmin):
 @admin.register(DirtyHour)
 class DirtyHourAdmin(admin.ModelAdmin):
     list_display = ["organization", "hour", "created_at"]
+
+
+@admin.register(LabelBudgetNotice)
+class LabelBudgetNoticeAdmin(admin.ModelAdmin):
+    list_display = ["organization", "day", "refused", "first_label", "notified_at"]
+    list_filter = ["organization"]
+    readonly_fields = ["organization", "day", "refused", "first_label", "created_at", "notified_at"]

@@ -126,3 +126,28 @@ class DirtyHour(models.Model):
 
     class Meta:
         ordering = ["id"]
+
+
+class LabelBudgetNotice(models.Model):
+    """An organization's agents sent more new team or project labels in one UTC day than the
+    label budget allows (``INGEST_MAX_NEW_LABELS_PER_BATCH`` / ``_PER_DAY``).
+
+    One row per organization and day: created by the first refusal, which e-mails the admins
+    (so they are told once a day, not once a batch); later refusals that day add to the count.
+    """
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    day = models.DateField()
+    # Labels refused that day, counted once per batch that sent them.
+    refused = models.PositiveIntegerField(default=0)
+    first_label = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    notified_at = models.DateTimeField(null=True, blank=True)
+
+    objects = OrgScopedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-day"]
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "day"], name="label_notice_unique_day")
+        ]

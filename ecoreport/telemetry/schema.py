@@ -1,7 +1,10 @@
 """The ingest API v1 payload, decoded and shape-checked by msgspec.
 
-Shape errors (wrong types, missing fields, malformed JSON) fail the whole batch with a 400.
-Plausibility (negative energy, intervals, shares...) is judged per sample in ``validation``.
+Shape errors (wrong types, missing fields, malformed JSON, JSON nested deeper than any payload,
+invalid UTF-8, unstorable characters in the host's or GPUs' names, an inventory that contradicts
+itself) fail the whole batch with a 400. Plausibility (negative energy, intervals, shares, age...)
+is judged per sample in ``validation``; labels of any length or script are cleaned there too, so
+that one odd label never costs a batch.
 """
 
 from __future__ import annotations
@@ -14,18 +17,27 @@ from typing import Annotated, Literal
 import msgspec
 
 UtcDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
-Label = Annotated[str, msgspec.Meta(max_length=256)]
+# Labels have no length limit here: ``validation.clean_label`` truncates them per sample. The
+# body size limits bound them.
+Label = str
+# Names stored as they are (host, agent version, GPU uuid and model): no control characters
+# (PostgreSQL cannot store NUL) and no lone surrogates (not encodable in UTF-8).
+_PRINTABLE = r"\A[^\x00-\x1f\x7f\ud800-\udfff]*\Z"
+
+
+def _name(min_length: int, max_length: int) -> msgspec.Meta:
+    return msgspec.Meta(min_length=min_length, max_length=max_length, pattern=_PRINTABLE)
 
 
 class AgentIn(msgspec.Struct):
-    hostname: Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
-    version: Annotated[str, msgspec.Meta(max_length=32)] = ""
+    hostname: Annotated[str, _name(1, 255)]
+    version: Annotated[str, _name(0, 32)] = ""
 
 
 class GpuIn(msgspec.Struct):
-    uuid: Annotated[str, msgspec.Meta(min_length=1, max_length=96)]
+    uuid: Annotated[str, _name(1, 96)]
     index: Annotated[int, msgspec.Meta(ge=0, le=1024)] = 0
-    name: Annotated[str, msgspec.Meta(max_length=128)] = ""
+    name: Annotated[str, _name(0, 128)] = ""
     memory_total_mib: Annotated[int, msgspec.Meta(ge=0)] | None = None
     power_limit_w: Annotated[float, msgspec.Meta(gt=0, le=10_000)] | None = None
 
@@ -65,11 +77,29 @@ _decoder = msgspec.json.Decoder(BatchIn)
 class PayloadError(ValueError):
     """The body is not a valid ingest payload; nothing of it is stored."""
 
+    def __init__(self, message: str) -> None:
+        super().__init__(
+            message.replace(f"matching regex {_PRINTABLE!r}", "without control characters")
+        )
+
 
 def decode_batch(raw: bytes) -> BatchIn:
     try:
+        batch = _decode(raw)
+    except RecursionError:
+        # msgspec and json both give up on deep nesting (a payload is at most 4 levels deep
+        # where it is not ignored): a malformed body, not a server error.
+        raise PayloadError("JSON nested too deeply") from None
+    problem = inventory_problem(batch.gpus)
+    if problem is not None:
+        raise PayloadError(problem)
+    return batch
+
+
+def _decode(raw: bytes) -> BatchIn:
+    try:
         return _decoder.decode(raw)
-    except (msgspec.DecodeError, msgspec.ValidationError) as fast_error:
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as fast_error:
         # Python agents serialise non-finite floats as NaN/Infinity, which strict JSON
         # forbids. Those are implausible samples, not malformed batches: the slow path accepts
         # them so that they are rejected one by one with a reason, like any other bad sample.
@@ -81,3 +111,20 @@ def decode_batch(raw: bytes) -> BatchIn:
             return msgspec.convert(obj, type=BatchIn)
         except msgspec.ValidationError as error:
             raise PayloadError(str(error)) from None
+
+
+def inventory_problem(gpus: list[GpuIn]) -> str | None:
+    """Why the inventory contradicts itself, or None.
+
+    The same GPU listed twice with different values would let the last entry win (list 100 W,
+    then 700 W): the inventory must say one thing per GPU. A repeated identical entry is fine.
+    """
+    seen: dict[str, GpuIn] = {}
+    for i, gpu in enumerate(gpus):
+        first = seen.setdefault(gpu.uuid, gpu)
+        if first is not gpu and first != gpu:
+            return (
+                f"gpus[{i}] lists GPU {gpu.uuid!r} again with different values; "
+                "list each GPU once - at `$.gpus`"
+            )
+    return None

@@ -7,16 +7,24 @@ On PostgreSQL the samples, their shares and the dirty hours go in through *one* 
 (``_PG_WRITE``): the rows travel as two JSON documents that the server turns into records
 (``jsonb_to_recordset``), the samples are inserted with ``ON CONFLICT (gpu_id, start) DO
 NOTHING RETURNING``, and only the samples that were really inserted get shares and mark hours.
-Duplicates (the natural key gpu + start) are thus skipped by the database itself, also against a
-concurrent batch carrying the same samples, and Python never builds a model instance per row.
-See benchmarks/README.md ("Ingest") for what each step costs.
+Python never builds a model instance per row. See benchmarks/README.md ("Ingest") for what each
+step costs.
+
+For each GPU the stored intervals are disjoint: an exact duplicate (same GPU, start, end and
+energy) is counted as a duplicate, any other overlap is rejected. The batch first locks the rows
+of the GPUs it may name (``SELECT ... FOR NO KEY UPDATE`` in id order, ``_gpus_upsert``), so two
+batches of one GPU take turns and each checks against what the other committed; then every
+sample is checked against the one stored interval that can overlap it (the greatest start before
+its end: one probe of the (gpu, start) index). No exclusion constraint is involved, so the same
+works on a time-partitioned raw table, where PostgreSQL 15 has none. On SQLite the
+transaction holds the database's write lock, which serialises batches anyway.
 """
 
 from __future__ import annotations
 
 import logging
 import operator
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -24,14 +32,31 @@ from typing import Any
 import msgspec
 import psycopg
 from django.conf import settings
+from django.core.mail import send_mail
 from django.db import IntegrityError, connection, transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
 from ecoreport.fleet.models import AgentCredential, Gpu, Host
-from ecoreport.organizations.models import Organization, Project, Team
-from ecoreport.telemetry.models import DirtyHour, EnergySample, IngestBatch, SampleShare
+from ecoreport.organizations.models import Membership, Organization, Project, Role, Team
+from ecoreport.telemetry.models import (
+    DirtyHour,
+    EnergySample,
+    IngestBatch,
+    LabelBudgetNotice,
+    SampleShare,
+)
 from ecoreport.telemetry.schema import BatchIn, GpuIn, SampleIn
-from ecoreport.telemetry.validation import SHARE_SUM_TOLERANCE, normalize_label, sample_problem
+from ecoreport.telemetry.validation import (
+    LABEL_SHORT_MAX_CHARS,
+    MAX_INTERVAL_S,
+    SHARE_SUM_TOLERANCE,
+    Interval,
+    clean_label,
+    interval_conflict,
+    label_slug,
+    sample_problem,
+)
 
 log = logging.getLogger(__name__)
 
@@ -46,16 +71,28 @@ class IngestResult:
     accepted: int = 0
     duplicates: int = 0
     rejected: list[dict[str, Any]] = field(default_factory=list)
+    # Stored, but not quite as sent: a label cleaned or truncated, or not registered because
+    # the label budget is spent ({"index", "field", "warning"}).
+    warnings: list[dict[str, Any]] = field(default_factory=list)
     replayed: bool = False
     hours: set[datetime] = field(default_factory=set)
 
     def as_response(self) -> dict[str, Any]:
-        return {
+        answer: dict[str, Any] = {
             "batch_id": self.batch_id,
             "accepted": self.accepted,
             "duplicates": self.duplicates,
-            "rejected": self.rejected,
+            "rejected": sorted(self.rejected, key=operator.itemgetter("index")),
         }
+        # Additive: present only when there is something to say, so that the answer of an
+        # ordinary batch is what it always was.
+        if self.warnings:
+            answer["warnings"] = self.warnings
+        return answer
+
+
+# At most this many warnings in an answer; the last one says how many more there were.
+MAX_WARNINGS = 100
 
 
 def _hour_of(moment: datetime) -> datetime:
@@ -63,9 +100,17 @@ def _hour_of(moment: datetime) -> datetime:
 
 
 def samples_ingest(
-    *, credential: AgentCredential, batch: BatchIn, now: datetime | None = None
+    *,
+    credential: AgentCredential,
+    batch: BatchIn,
+    now: datetime | None = None,
+    max_sample_age: timedelta | None = None,
 ) -> IngestResult:
-    """Store ``batch`` for the credential's organization and host; replay a known batch_id."""
+    """Store ``batch`` for the credential's organization and host; replay a known batch_id.
+
+    Samples that started more than ``max_sample_age`` before ``now`` are rejected (default:
+    ``INGEST_MAX_SAMPLE_AGE_DAYS``; the demo's generated history passes its own).
+    """
     org = credential.organization
     batch_id = str(batch.batch_id)
     stored = IngestBatch.objects.filter(organization=org, batch_id=batch.batch_id).first()
@@ -79,7 +124,14 @@ def samples_ingest(
             record = IngestBatch.objects.create(
                 organization=org, batch_id=batch.batch_id, host=credential.host, received_at=now
             )
-            result = _ingest_locked(org=org, host=credential.host, batch=batch, now=now)
+            result = _ingest_locked(
+                org=org,
+                host=credential.host,
+                batch=batch,
+                now=now,
+                oldest=now
+                - (max_sample_age or timedelta(days=settings.INGEST_MAX_SAMPLE_AGE_DAYS)),
+            )
             result.batch_id = batch_id
             record.response = result.as_response()
             record.save(update_fields=["response"])
@@ -93,13 +145,14 @@ def samples_ingest(
 
         transaction.on_commit(lambda: enqueue_rollup(organization_id=org.pk), robust=True)
     log.info(
-        "ingest.batch org=%s host=%s batch_id=%s accepted=%d duplicates=%d rejected=%d",
+        "ingest.batch org=%s host=%s batch_id=%s accepted=%d duplicates=%d rejected=%d warnings=%d",
         org.slug,
         credential.host.hostname,
         batch_id,
         result.accepted,
         result.duplicates,
         len(result.rejected),
+        len(result.warnings),
     )
     return result
 
@@ -111,24 +164,28 @@ def _replay(stored: IngestBatch, batch_id: str) -> IngestResult:
         accepted=answer.get("accepted", 0),
         duplicates=answer.get("duplicates", 0),
         rejected=answer.get("rejected", []),
+        warnings=answer.get("warnings", []),
         replayed=True,
     )
 
 
-def _ingest_locked(*, org: Organization, host: Host, batch: BatchIn, now: datetime) -> IngestResult:
+def _ingest_locked(
+    *, org: Organization, host: Host, batch: BatchIn, now: datetime, oldest: datetime
+) -> IngestResult:
     result = IngestResult(batch_id=str(batch.batch_id))
     _touch_host(host=host, version=batch.agent.version, now=now)
-    gpus = _gpus_upsert(org=org, host=host, inventory=batch.gpus, now=now)
+    stored_gpus = _gpus_upsert(org=org, host=host, inventory=batch.gpus, now=now)
 
-    # Validate every sample; keep (gpu_id, start, sample) of the plausible ones.
+    # Validate every sample against the power limit the inventory held *before* this batch (a
+    # GPU seen for the first time: the one it declares), so that a batch cannot raise the limit
+    # its own samples are judged by.
     margin = settings.INGEST_POWER_MARGIN
     fallback_w = settings.INGEST_FALLBACK_MAX_POWER_W
     limits = {
-        uuid: (gpu.pk, gpu.power_limit_w * margin if gpu.power_limit_w else fallback_w)
-        for uuid, gpu in gpus.items()
+        uuid: (gpu_id, limit_w * margin if limit_w else fallback_w)
+        for uuid, (gpu_id, limit_w) in stored_gpus.items()
     }
-    good: list[Row] = []
-    seen_keys: set[tuple[int, datetime]] = set()
+    candidates: list[tuple[int, datetime, int, SampleIn]] = []
     for index, sample in enumerate(batch.samples):
         limit = limits.get(sample.gpu_uuid)
         if limit is None:
@@ -136,35 +193,60 @@ def _ingest_locked(*, org: Organization, host: Host, batch: BatchIn, now: dateti
                 {"index": index, "field": "gpu_uuid", "error": "unknown GPU: list it in 'gpus'"}
             )
             continue
-        problem = sample_problem(sample, max_power_w=limit[1], now=now)
+        problem = sample_problem(sample, max_power_w=limit[1], now=now, oldest=oldest)
         if problem is not None:
             result.rejected.append({"index": index, "field": problem[0], "error": problem[1]})
             continue
-        key = (limit[0], sample.start)
-        if key in seen_keys:
-            result.duplicates += 1
+        # In range now, so the conversion cannot overflow; PostgreSQL refuses offsets beyond
+        # +-15:59 (RFC 3339 allows +23:59), and UTC is what is stored anyway.
+        sample.start = sample.start.astimezone(UTC)
+        sample.end = sample.end.astimezone(UTC)
+        candidates.append((limit[0], sample.start, index, sample))
+
+    # Within the batch: sorted by GPU and start, a sample can only overlap the last one kept of
+    # its GPU (those kept are disjoint). Sorted by the natural key also so that two batches
+    # inserting the same samples take their index locks in one order and cannot deadlock.
+    candidates.sort(key=operator.itemgetter(0, 1, 2))
+    good: list[Row] = []
+    indices: list[int] = []  # the batch index of each row of ``good``
+    last: tuple[int, datetime, int, SampleIn] | None = None
+    for gpu_id, start, index, sample in candidates:
+        if last is not None and last[0] == gpu_id and start < last[3].end:
+            kept = last[3]
+            if start == last[1] and sample.end == kept.end and sample.energy_j == kept.energy_j:
+                result.duplicates += 1
+            else:
+                result.rejected.append(
+                    _overlap(index, kept.start, kept.end, f"sample {last[2]} of this batch")
+                )
             continue
-        seen_keys.add(key)
-        good.append((limit[0], sample.start, sample))
+        last = (gpu_id, start, index, sample)
+        good.append((gpu_id, start, sample))
+        indices.append(index)
     if not good:
         return result
 
-    teams, projects = _labels_resolve(org=org, samples=[s for _, _, s in good])
-    # Sorted by the natural key so that two batches inserting overlapping samples take their
-    # index locks in the same order and cannot deadlock.
-    good.sort(key=_natural_key)
+    teams, projects = _labels_resolve(
+        org=org, rows=good, indices=indices, now=now, warnings=result.warnings
+    )
     if connection.vendor == "postgresql":
-        accepted, hours = _write_postgres(
+        accepted, hours, overlaps = _write_postgres(
             org=org, host=host, rows=good, teams=teams, projects=projects, now=now
         )
         result.accepted = accepted
-        result.duplicates += len(good) - accepted
+        result.duplicates += len(good) - accepted - len(overlaps)
+        result.rejected.extend(
+            _overlap(indices[i], start, end, "a stored sample") for i, start, end in overlaps
+        )
         result.hours = hours
         return result
 
-    inserted_ids = _samples_insert_sqlite(org=org, host=host, rows=good, now=now)
+    inserted_ids, overlaps = _samples_insert_sqlite(org=org, host=host, rows=good, now=now)
     result.accepted = len(inserted_ids)
-    result.duplicates += len(good) - len(inserted_ids)
+    result.duplicates += len(good) - len(inserted_ids) - len(overlaps)
+    result.rejected.extend(
+        _overlap(indices[i], start, end, "a stored sample") for i, start, end in overlaps
+    )
     shares: list[SampleShare] = []
     for gpu_id, start, sample in good:
         sample_id = inserted_ids.get((gpu_id, start))
@@ -201,7 +283,23 @@ def _ingest_locked(*, org: Organization, host: Host, batch: BatchIn, now: dateti
 
 # (gpu_id, start, sample): a plausible sample, keyed by its natural key.
 Row = tuple[int, datetime, SampleIn]
-_natural_key = operator.itemgetter(0, 1)
+
+
+def _overlap(index: int, start: datetime, end: datetime, what: str) -> dict[str, Any]:
+    return {
+        "index": index,
+        "field": "start",
+        "error": (
+            f"overlaps {what} of this GPU ({_iso(start)} to {_iso(end)}): a GPU's intervals "
+            "must not overlap"
+        ),
+    }
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
 ShareRow = tuple[int | None, int | None, str, str, float, float, bool, bool]
 
 
@@ -228,8 +326,8 @@ def _split(
         yield (
             teams[part.team],
             projects[part.project],
-            (part.job_id or "")[:128],
-            (part.user or "")[:128],
+            clean_label(part.job_id, LABEL_SHORT_MAX_CHARS) or "",
+            clean_label(part.user, LABEL_SHORT_MAX_CHARS) or "",
             part.share,
             energy_j,
             True,
@@ -259,15 +357,20 @@ def _touch_host(*, host: Host, version: str, now: datetime) -> None:
 
 def _gpus_upsert(
     *, org: Organization, host: Host, inventory: list[GpuIn], now: datetime
-) -> dict[str, Gpu]:
-    """The organization's GPUs this batch may name, after applying the batch's inventory."""
+) -> dict[str, tuple[int, float | None]]:
+    """uuid -> (id, stored power limit) of the organization's GPUs this batch may name, after
+    applying the batch's inventory; the power limit is the one stored before this batch.
+
+    Their rows stay locked (``FOR NO KEY UPDATE``) until the batch commits: a concurrent batch
+    naming one of them waits, then sees this one's samples (each statement of a READ COMMITTED
+    transaction reads what was committed when it started). The lock is taken in id order by
+    one statement, after any new GPU is inserted, so that two batches never wait on each other
+    in a cycle. ``NO KEY`` does not block the rollup's foreign keys to the GPU.
+    """
     listed = {g.uuid: g for g in inventory}
-    known = {g.uuid: g for g in Gpu.objects.for_org(org).filter(host=host)}
-    missing = [u for u in listed if u not in known]
-    if missing:
-        # A GPU listed by this host but registered under another (moved between servers).
-        for gpu in Gpu.objects.for_org(org).filter(uuid__in=missing):
-            known[gpu.uuid] = gpu
+    # A GPU listed by this host may be registered under another (moved between servers).
+    scope = Gpu.objects.for_org(org).filter(Q(host=host) | Q(uuid__in=list(listed)))
+    present = set(scope.values_list("uuid", flat=True)) if listed else set()
     new = [
         Gpu(
             organization=org,
@@ -280,12 +383,12 @@ def _gpus_upsert(
             last_seen_at=now,
         )
         for u, g in listed.items()
-        if u not in known
+        if u not in present
     ]
     if new:
         Gpu.objects.bulk_create(new, ignore_conflicts=True)
-        for gpu in Gpu.objects.for_org(org).filter(uuid__in=[g.uuid for g in new]):
-            known[gpu.uuid] = gpu
+    known = {g.uuid: g for g in scope.order_by("pk").select_for_update(no_key=True)}
+    stored = {u: (gpu.pk, gpu.power_limit_w) for u, gpu in known.items()}
     for u, g in listed.items():
         gpu = known[u]
         changes: dict[str, Any] = {}
@@ -299,94 +402,297 @@ def _gpus_upsert(
             changes["last_seen_at"] = now
         if changes:
             Gpu.objects.filter(pk=gpu.pk).update(**changes)
-            for attr, value in changes.items():
-                setattr(gpu, attr, value)
-    return known
+    return stored
+
+
+# How the labels of a batch map to ids: label as sent -> team or project id, None for none.
+LabelIds = dict[str | None, int | None]
 
 
 def _labels_resolve(
-    *, org: Organization, samples: list[SampleIn]
-) -> tuple[dict[str | None, int | None], dict[str | None, int | None]]:
-    """Label as sent → id for every team and project the samples name, registering new ones.
+    *,
+    org: Organization,
+    rows: list[Row],
+    indices: list[int],
+    now: datetime,
+    warnings: list[dict[str, Any]],
+) -> tuple[LabelIds, LabelIds]:
+    """Label as sent -> id for every team and project the samples name, registering new ones
+    within the label budget; what was cleaned or refused is added to ``warnings``.
 
     Agents repeat a handful of labels over a thousand samples, so each distinct label is
-    normalised once; a label with nothing left after normalising (and no label) maps to None.
+    cleaned once; a label with nothing left after cleaning (and no label) maps to None.
     """
-    raw_teams = {part.team for sample in samples for part in sample.attribution}
-    raw_projects = {part.project for sample in samples for part in sample.attribution}
-    return (
-        _labels_ensure(Team, org=org, labels=raw_teams),
-        _labels_ensure(Project, org=org, labels=raw_projects),
+    # In order of first appearance: within the budget, the first labels are the ones kept.
+    raw_teams = dict.fromkeys(part.team for _, _, sample in rows for part in sample.attribution)
+    raw_projects = dict.fromkeys(
+        part.project for _, _, sample in rows for part in sample.attribution
     )
+    teams, refused_teams = _labels_ensure(Team, org=org, labels=raw_teams, now=now)
+    projects, refused_projects = _labels_ensure(Project, org=org, labels=raw_projects, now=now)
+    changed = {
+        label
+        for label in (*raw_teams, *raw_projects)
+        if label is not None and clean_label(label) != label
+    }
+    refused = {"team": refused_teams, "project": refused_projects}
+    if changed or refused_teams or refused_projects:
+        _label_warnings(rows=rows, indices=indices, changed=changed, refused=refused, out=warnings)
+    if refused_teams or refused_projects:
+        _label_budget_notice(org=org, now=now, refused=[*refused_teams, *refused_projects])
+    return teams, projects
+
+
+def _label_warnings(
+    *,
+    rows: list[Row],
+    indices: list[int],
+    changed: set[str],
+    refused: dict[str, list[str]],
+    out: list[dict[str, Any]],
+) -> None:
+    """One warning per distinct label, at its first use in the batch."""
+    said: set[tuple[str, str]] = set()
+    refused_sets = {kind: set(labels) for kind, labels in refused.items()}
+    budget = (
+        f"not registered: agents may register {settings.INGEST_MAX_NEW_LABELS_PER_BATCH} new "
+        f"{{kind}}s per batch and {settings.INGEST_MAX_NEW_LABELS_PER_DAY} per organization per "
+        "day; this share is stored unattributed"
+    )
+    more = 0
+    for (_, _, sample), index in zip(rows, indices, strict=True):
+        for i, part in enumerate(sample.attribution):
+            for kind, label in (("team", part.team), ("project", part.project)):
+                if label is None or (kind, label) in said:
+                    continue
+                if label in refused_sets[kind]:
+                    warning = f"label {clean_label(label)!r} {budget.format(kind=kind)}"
+                elif label in changed:
+                    cleaned = clean_label(label)
+                    warning = (
+                        f"label stored as {cleaned!r} (control, zero-width characters removed, "
+                        "at most 200 characters)"
+                        if cleaned is not None
+                        else "label has no visible characters; treated as absent"
+                    )
+                else:
+                    continue
+                said.add((kind, label))
+                if len(out) < MAX_WARNINGS:
+                    out.append(
+                        {"index": index, "field": f"attribution[{i}].{kind}", "warning": warning}
+                    )
+                else:
+                    more += 1
+    if more:
+        out[-1] = {
+            "index": out[-1]["index"],
+            "field": "attribution",
+            "warning": f"{more + 1} more labels were cleaned or not registered",
+        }
 
 
 def _labels_ensure(
-    model: type[Team] | type[Project], *, org: Organization, labels: set[str | None]
-) -> dict[str | None, int | None]:
-    slugs = {label: normalize_label(label) for label in labels}
-    ids = _slugs_ensure(model, org=org, slugs={s for s in slugs.values() if s is not None})
-    return {label: ids[slug] if slug is not None else None for label, slug in slugs.items()}
+    model: type[Team] | type[Project],
+    *,
+    org: Organization,
+    labels: Iterable[str | None],
+    now: datetime,
+) -> tuple[LabelIds, list[str]]:
+    """(label -> id, labels refused because the label budget is spent, in order)."""
+    slugs: dict[str | None, str | None] = {}
+    names: dict[str, str] = {}  # slug -> the name a new team or project gets
+    for label in labels:
+        cleaned = clean_label(label)
+        slug = label_slug(cleaned) if cleaned is not None else None
+        slugs[label] = slug
+        if slug is not None and cleaned is not None:
+            names.setdefault(slug, cleaned)
+    ids = _slugs_ensure(model, org=org, names=names, now=now)
+    mapping = {label: ids.get(slug) if slug is not None else None for label, slug in slugs.items()}
+    refused = [
+        label
+        for label, slug in slugs.items()
+        if label is not None and slug is not None and slug not in ids
+    ]
+    return mapping, refused
 
 
 def _slugs_ensure(
-    model: type[Team] | type[Project], *, org: Organization, slugs: set[str]
+    model: type[Team] | type[Project], *, org: Organization, names: dict[str, str], now: datetime
 ) -> dict[str, int]:
-    if not slugs:
+    """slug -> id for the slugs that exist or could be registered within the budget."""
+    if not names:
         return {}
-    found = dict(model.objects.for_org(org).filter(slug__in=slugs).values_list("slug", "id"))
-    missing = slugs - found.keys()
+    found = dict(model.objects.for_org(org).filter(slug__in=names).values_list("slug", "id"))
+    missing = [slug for slug in names if slug not in found]
     if missing:
+        allowed = missing[: _label_budget(model, org=org, now=now)]
         model.objects.bulk_create(
-            [model(organization=org, slug=s, name=s, auto_created=True) for s in sorted(missing)],
+            [
+                model(organization=org, slug=s, name=names[s], auto_created=True, created_at=now)
+                for s in allowed
+            ],
             ignore_conflicts=True,
         )
-        found.update(model.objects.for_org(org).filter(slug__in=missing).values_list("slug", "id"))
+        found.update(model.objects.for_org(org).filter(slug__in=allowed).values_list("slug", "id"))
     return found
+
+
+def _label_budget(model: type[Team] | type[Project], *, org: Organization, now: datetime) -> int:
+    """How many more teams (or projects) this batch may register for the organization.
+
+    The organization's row is locked first, so that two batches cannot both spend the last of
+    a day's budget; only batches that bring new labels take it, which is rare once an
+    organization's labels are known.
+    """
+    list(Organization.objects.select_for_update(no_key=True).filter(pk=org.pk).values("pk"))
+    day_start = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    today = model.objects.for_org(org).filter(auto_created=True, created_at__gte=day_start).count()
+    return max(
+        0,
+        min(
+            settings.INGEST_MAX_NEW_LABELS_PER_BATCH, settings.INGEST_MAX_NEW_LABELS_PER_DAY - today
+        ),
+    )
+
+
+def _label_budget_notice(*, org: Organization, now: datetime, refused: list[str]) -> None:
+    """Count refused labels in the day's notice; the day's first refusal tells the admins."""
+    day = now.astimezone(UTC).date()
+    notice, created = LabelBudgetNotice.objects.get_or_create(
+        organization=org,
+        day=day,
+        defaults={
+            "refused": len(refused),
+            "first_label": clean_label(refused[0]) or "",
+            "created_at": now,
+        },
+    )
+    if not created:
+        LabelBudgetNotice.objects.filter(pk=notice.pk).update(refused=F("refused") + len(refused))
+        return
+    log.warning(
+        "ingest.label_budget_exhausted org=%s day=%s refused=%d per_batch=%d per_day=%d",
+        org.slug,
+        day,
+        len(refused),
+        settings.INGEST_MAX_NEW_LABELS_PER_BATCH,
+        settings.INGEST_MAX_NEW_LABELS_PER_DAY,
+    )
+    from ecoreport.telemetry.tasks import enqueue_label_budget_notify
+
+    notice_id = notice.pk
+    transaction.on_commit(lambda: enqueue_label_budget_notify(notice_id=notice_id), robust=True)
+
+
+def label_budget_notify(*, notice_id: int) -> bool:
+    """E-mail the organization's admins and owners about a day's refused labels, once."""
+    notice = LabelBudgetNotice.objects.select_related("organization").filter(pk=notice_id).first()
+    if notice is None:
+        return False
+    # Claimed with a conditional update: a retried or duplicated task sends nothing twice.
+    claimed = LabelBudgetNotice.objects.filter(pk=notice.pk, notified_at__isnull=True).update(
+        notified_at=timezone.now()
+    )
+    if not claimed:
+        return False
+    org = notice.organization
+    recipients = sorted(
+        {
+            m.user.email
+            for m in Membership.objects.for_org(org)
+            .filter(role__in=[Role.ADMIN, Role.OWNER])
+            .select_related("user")
+            if m.user.email
+        }
+    )
+    if not recipients:
+        return False
+    send_mail(
+        subject=f"[EcoReport] {org.name}: agents sent more new teams/projects than allowed",
+        message=(
+            f"On {notice.day:%Y-%m-%d} (UTC) agents of {org.name} sent labels for more new teams "
+            f"or projects than the label budget allows "
+            f"({settings.INGEST_MAX_NEW_LABELS_PER_BATCH} per batch, "
+            f"{settings.INGEST_MAX_NEW_LABELS_PER_DAY} per day, each for teams and projects).\n"
+            f"First label refused: {notice.first_label!r}.\n\n"
+            "The energy of those shares was stored unattributed (nothing is lost). If the labels "
+            "are genuine, create the teams or projects, or raise INGEST_MAX_NEW_LABELS_PER_DAY; "
+            "if not, check the ECOREPORT_TEAM/ECOREPORT_PROJECT settings of your jobs.\n"
+        ),
+        from_email=settings.DEFAULT_FROM_EMAIL,
+        recipient_list=recipients,
+    )
+    log.info("ingest.label_budget_notified org=%s recipients=%d", org.slug, len(recipients))
+    return True
 
 
 def _samples_insert_sqlite(
     *, org: Organization, host: Host, rows: list[Row], now: datetime
-) -> dict[tuple[int, datetime], int]:
-    """Insert the samples that are not stored yet; returns (gpu_id, start) → id of those.
+) -> tuple[dict[tuple[int, datetime], int], list[tuple[int, datetime, datetime]]]:
+    """Insert the samples that overlap nothing stored; returns ((gpu_id, start) -> id of those,
+    [(position in rows, start, end of the stored interval)] of those that overlap one).
 
-    SQLite: the transaction holds the database's write lock (IMMEDIATE), so "which exist" and
-    "insert the rest" cannot interleave with another writer.
+    SQLite: the transaction holds the database's write lock (IMMEDIATE), so "what is stored"
+    and "insert the rest" cannot interleave with another writer.
     """
     gpu_ids = {gpu_id for gpu_id, _, _ in rows}
-    starts = [start for _, start, _ in rows]
-    existing = set(
-        EnergySample.objects.filter(
-            gpu_id__in=gpu_ids, start__gte=min(starts), start__lte=max(starts)
-        ).values_list("gpu_id", "start")
-    )
-    objs = [
-        EnergySample(
-            organization=org,
-            gpu_id=gpu_id,
-            host=host,
-            start=s.start,
-            end=s.end,
-            duration_s=(s.end - s.start).total_seconds(),
-            energy_j=s.energy_j,
-            method=s.method,
-            gpu_util_pct=s.gpu_util_pct,
-            mem_util_pct=s.mem_util_pct,
-            mem_used_mib=s.mem_used_mib,
-            power_max_w=s.power_max_w,
-            temperature_c=s.temperature_c,
-            received_at=now,
+    # Stored intervals are at most MAX_INTERVAL_S long: none that starts earlier can overlap.
+    earliest = min(start for _, start, _ in rows) - timedelta(seconds=MAX_INTERVAL_S)
+    latest = max(sample.end for _, _, sample in rows)
+    stored: dict[int, list[Interval]] = {}
+    for gpu_id, start, end, energy_j in EnergySample.objects.filter(
+        gpu_id__in=gpu_ids, start__gte=earliest, start__lt=latest
+    ).values_list("gpu_id", "start", "end", "energy_j"):
+        stored.setdefault(gpu_id, []).append((start, end, energy_j))
+    starts = {gpu_id: [i[0] for i in intervals] for gpu_id, intervals in stored.items()}
+    objs = []
+    overlaps = []
+    for position, (gpu_id, start, s) in enumerate(rows):
+        conflict = (
+            interval_conflict(
+                stored[gpu_id], starts[gpu_id], start=start, end=s.end, energy_j=s.energy_j
+            )
+            if gpu_id in stored
+            else None
         )
-        for gpu_id, start, s in rows
-        if (gpu_id, start) not in existing
-    ]
+        if conflict is not None:
+            if not conflict[0]:
+                overlaps.append((position, conflict[1][0], conflict[1][1]))
+            continue
+        objs.append(
+            EnergySample(
+                organization=org,
+                gpu_id=gpu_id,
+                host=host,
+                start=s.start,
+                end=s.end,
+                duration_s=(s.end - s.start).total_seconds(),
+                energy_j=s.energy_j,
+                method=s.method,
+                gpu_util_pct=s.gpu_util_pct,
+                mem_util_pct=s.mem_util_pct,
+                mem_used_mib=s.mem_used_mib,
+                power_max_w=s.power_max_w,
+                temperature_c=s.temperature_c,
+                received_at=now,
+            )
+        )
     created = EnergySample.objects.bulk_create(objs, batch_size=500)
-    return {(o.gpu_id, o.start): o.pk for o in created}
+    return {(o.gpu_id, o.start): o.pk for o in created}, overlaps
 
 
 # One round trip for the whole batch. The samples arrive sorted by the natural key (see
-# ``_ingest_locked``) and are inserted in that order (``ORDER BY i``). ``ins`` holds only the
-# samples this statement inserted, so duplicates get neither shares nor dirty hours; a data-
-# modifying CTE sees the RETURNING rows of another, not the table, which is what we want.
+# ``_ingest_locked``) and are inserted in that order (``ORDER BY i``). ``met`` holds the samples
+# that meet a stored interval of their GPU: the stored one with the greatest start before the
+# sample's end (one backward probe of the (gpu_id, start) index), the only one that can overlap
+# since a GPU's stored intervals are disjoint (see ``validation.interval_conflict``); an exact
+# match is a duplicate, anything else an overlap. The batch holds its GPUs' row locks, so this
+# statement's snapshot has every committed sample of them. ``ins`` holds only the samples this
+# statement inserted (ON CONFLICT stays as a backstop), so duplicates get neither shares nor
+# dirty hours; a data-modifying CTE sees the RETURNING rows of another, not the table, which is
+# what we want.
 # Column lists are positional in the JSON (arrays, not objects): smaller to encode and parse.
 _PG_WRITE = """
 WITH s AS (
@@ -395,12 +701,19 @@ WITH s AS (
            (r->>6) AS m, (r->>7)::float8 AS gu, (r->>8)::float8 AS mu, (r->>9)::float8 AS mm,
            (r->>10)::float8 AS pm, (r->>11)::float8 AS tc
     FROM jsonb_array_elements(%(samples)s::jsonb) AS r
+), met AS (
+    SELECT s.i, p.start AS ps, p."end" AS pe,
+           (p.start = s.st AND p."end" = s.en AND p.energy_j = s.e) AS dup
+    FROM s JOIN LATERAL (
+        SELECT start, "end", energy_j FROM telemetry_energysample
+        WHERE gpu_id = s.g AND start < s.en ORDER BY start DESC LIMIT 1
+    ) p ON p."end" > s.st
 ), ins AS (
     INSERT INTO telemetry_energysample
         (organization_id, gpu_id, host_id, start, "end", duration_s, energy_j, method,
          gpu_util_pct, mem_util_pct, mem_used_mib, power_max_w, temperature_c, received_at)
     SELECT %(org)s, g, %(host)s, st, en, du, e, m, gu, mu, mm, pm, tc, %(now)s
-    FROM s ORDER BY i
+    FROM s WHERE NOT EXISTS (SELECT FROM met WHERE met.i = s.i) ORDER BY i
     ON CONFLICT (gpu_id, start) DO NOTHING
     RETURNING id, gpu_id, start
 ), keyed AS (
@@ -419,7 +732,10 @@ WITH s AS (
     INSERT INTO telemetry_dirtyhour (organization_id, hour, created_at)
     SELECT %(org)s, hour, %(now)s FROM hours ORDER BY hour
 )
-SELECT (SELECT count(*) FROM ins), array(SELECT hour FROM hours)
+SELECT (SELECT count(*) FROM ins), array(SELECT hour FROM hours),
+       array(SELECT i FROM met WHERE NOT dup ORDER BY i),
+       array(SELECT ps FROM met WHERE NOT dup ORDER BY i),
+       array(SELECT pe FROM met WHERE NOT dup ORDER BY i)
 """
 
 _json_encode = msgspec.json.Encoder().encode
@@ -433,8 +749,9 @@ def _write_postgres(
     teams: dict[str | None, int | None],
     projects: dict[str | None, int | None],
     now: datetime,
-) -> tuple[int, set[datetime]]:
-    """Insert the samples not stored yet, their shares and dirty hours; (accepted, hours)."""
+) -> tuple[int, set[datetime], list[tuple[int, datetime, datetime]]]:
+    """Insert the samples that overlap nothing stored, their shares and dirty hours; returns
+    (accepted, hours, [(position in rows, start, end of the stored interval)] of overlaps)."""
     samples: list[tuple[Any, ...]] = []
     shares: list[tuple[Any, ...]] = []
     default_team_id, default_project_id = host.default_team_id, host.default_project_id
@@ -485,5 +802,5 @@ def _write_postgres(
     )
     with cursor:
         cursor.execute(_PG_WRITE, params)
-        accepted, hours = cursor.fetchone()
-    return accepted, set(hours)
+        accepted, hours, positions, starts, ends = cursor.fetchone()
+    return accepted, set(hours), list(zip(positions, starts, ends, strict=True))

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import bisect
+import hashlib
 import math
 import re
+import unicodedata
 from datetime import datetime, timedelta
 from functools import lru_cache
 
@@ -15,19 +18,66 @@ FUTURE_TOLERANCE = timedelta(minutes=5)
 SHARE_SUM_TOLERANCE = 1e-9
 
 _LABEL_BAD_CHARS = re.compile(r"[^a-z0-9._-]+")
+# A label that keeps its old slug: ASCII letters and digits, '.', '_', '-' and spaces, which map
+# to the slug by lower-casing and '-' for spaces, as before labels could be any text. Anything
+# else (accents, other scripts, punctuation) gets a slug with a digest of the label, so two
+# labels that differ by more than case or spacing never share a team or project.
+_LABEL_PLAIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._ -]*")
+_LABEL_SPACES = re.compile(r"\s+")
+# Unicode categories that cannot be shown or stored: controls (NUL, escape sequences), format
+# characters (zero-width space, bidi overrides), lone surrogates (not encodable in UTF-8) and
+# private-use or unassigned code points.
+_LABEL_DROPPED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn"})
+# Team and project names are stored in 200 characters; job ids and users in 128.
+LABEL_MAX_CHARS = 200
+LABEL_SHORT_MAX_CHARS = 128
+SLUG_MAX_CHARS = 64
+_DIGEST_CHARS = 10
 
 
-@lru_cache(maxsize=4096)  # agents repeat the same few labels on every sample
-def normalize_label(value: str | None) -> str | None:
-    """Turn a free-form job label (``ECOREPORT_TEAM="NLP Research"``) into a slug.
+@lru_cache(maxsize=8192)  # agents repeat the same few labels on every sample
+def clean_label(value: str | None, max_chars: int = LABEL_MAX_CHARS) -> str | None:
+    """A label as it can be stored and shown: NFC, without control, format (zero-width) or
+    surrogate characters, runs of whitespace as one space, at most ``max_chars`` characters.
 
-    Lower-cased, runs of other characters become '-', at most 64 characters. A label with
-    nothing left is treated as absent rather than invented.
+    None when nothing is left: a label of only invisible characters is no label. The agent
+    applies the same rules before sending (``ecoreport_agent.attribution.clean_label``).
     """
     if value is None:
         return None
-    slug = _LABEL_BAD_CHARS.sub("-", value.strip().lower()).strip("-._")[:64]
-    return slug or None
+    # Whitespace first, so a tab or newline separates words instead of vanishing.
+    text = _LABEL_SPACES.sub(" ", value)
+    text = "".join(ch for ch in text if unicodedata.category(ch) not in _LABEL_DROPPED_CATEGORIES)
+    text = _LABEL_SPACES.sub(" ", unicodedata.normalize("NFC", text)).strip()
+    return text[:max_chars].rstrip() or None
+
+
+@lru_cache(maxsize=8192)
+def label_slug(label: str) -> str:
+    """The slug of a team or project named ``label`` (a ``clean_label``), unique per label.
+
+    Plain labels keep their readable slug (``NLP Research`` -> ``nlp-research``): labels that
+    differ only in case or spacing name the same team, as they always did. Others get the ASCII
+    letters that survive transliteration plus a digest of the case-folded label
+    (``Équipe`` -> ``equipe-1c0f…``, ``研究チーム`` -> ``5d3a…``), so they are neither dropped
+    nor merged with one another.
+    """
+    if _LABEL_PLAIN.fullmatch(label):
+        slug = _LABEL_BAD_CHARS.sub("-", label.lower()).strip("-._")
+        if slug and len(slug) <= SLUG_MAX_CHARS:
+            return slug
+    digest = hashlib.sha256(unicodedata.normalize("NFC", label.casefold()).encode()).hexdigest()
+    ascii_text = unicodedata.normalize("NFKD", label).encode("ascii", "ignore").decode().lower()
+    base = _LABEL_BAD_CHARS.sub("-", ascii_text).strip("-._")
+    base = base[: SLUG_MAX_CHARS - _DIGEST_CHARS - 1].rstrip("-._")
+    return f"{base}-{digest[:_DIGEST_CHARS]}" if base else digest[:_DIGEST_CHARS]
+
+
+def normalize_label(value: str | None) -> str | None:
+    """The slug a free-form job label (``ECOREPORT_TEAM="NLP Research"``) is registered under,
+    or None for no label (absent, or nothing visible in it)."""
+    label = clean_label(value)
+    return label_slug(label) if label is not None else None
 
 
 def sample_problem(
@@ -35,13 +85,22 @@ def sample_problem(
     *,
     max_power_w: float,
     now: datetime,
+    oldest: datetime,
 ) -> tuple[str, str] | None:
-    """The first reason ``sample`` is implausible, as (field, message), or None if it is fine."""
+    """The first reason ``sample`` is implausible, as (field, message), or None if it is fine.
+
+    ``oldest`` is the earliest start accepted (now - INGEST_MAX_SAMPLE_AGE_DAYS). Comparisons
+    and differences of aware datetimes never overflow, whatever their offsets (``0001-01-01``
+    at ``+23:59`` is before year 1 in UTC): such a sample is rejected here, before anything
+    converts it to UTC.
+    """
     energy = sample.energy_j
     if not math.isfinite(energy):
         return ("energy_j", "must be a finite number")
     if energy < 0:
         return ("energy_j", "must not be negative")
+    if sample.start < oldest:
+        return ("start", f"is before {oldest:%Y-%m-%d %H:%M}Z, older than samples are accepted")
     duration_s = (sample.end - sample.start).total_seconds()
     if duration_s <= 0:
         return ("end", "must be after start")
@@ -74,3 +133,33 @@ def sample_problem(
     if total > 1.0 + SHARE_SUM_TOLERANCE:
         return ("attribution", f"shares sum to {total:.6f}, more than 1")
     return None
+
+
+# A stored interval of the same GPU: (start, end, energy_j).
+Interval = tuple[datetime, datetime, float]
+
+
+def interval_conflict(
+    stored: list[Interval],
+    starts: list[datetime],
+    *,
+    start: datetime,
+    end: datetime,
+    energy_j: float,
+) -> tuple[bool, Interval] | None:
+    """How a new interval meets one GPU's stored intervals (sorted by start; ``starts`` are
+    their starts): None when it overlaps none of them, else (is an exact duplicate - same start,
+    end and energy -, the stored interval it meets).
+
+    Stored intervals of a GPU are disjoint, so sorted by start they are sorted by end too: the
+    one with the greatest start before the new end is the only one that can overlap (any other
+    ends at or before that one's start). PostgreSQL applies the same rule with one index probe
+    per sample (``_PG_WRITE`` in services).
+    """
+    position = bisect.bisect_left(starts, end)
+    if position == 0:
+        return None
+    candidate = stored[position - 1]
+    if candidate[0] == start and candidate[1] == end and candidate[2] == energy_j:
+        return (True, candidate)
+    return (False, candidate) if candidate[1] > start else None
