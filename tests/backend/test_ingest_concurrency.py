@@ -7,6 +7,7 @@ writers with its database lock (``transaction_mode=IMMEDIATE``), which leaves no
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import threading
@@ -160,3 +161,58 @@ def test_resent_samples_under_new_batch_ids_race_with_the_original(warmed: Any) 
     assert all(a["accepted"] + a["duplicates"] == 40 for _, a in answers)
     assert EnergySample.objects.count() == 2 + 40
     assert IngestBatch.objects.count() == 1 + THREADS
+
+
+def _shifted(offset_s: float, count: int = 30) -> list[dict[str, Any]]:
+    """``count`` back-to-back 10 s samples of GPU-0 from BASE_TIME + 1 h + offset_s."""
+    origin = BASE_TIME + timedelta(hours=1, seconds=offset_s)
+    return [
+        make_sample(gpu="GPU-0", start=origin + timedelta(seconds=10 * n), energy_j=3000.0)
+        for n in range(count)
+    ]
+
+
+def test_racing_batches_with_overlapping_samples_let_exactly_one_win(warmed: Any) -> None:
+    # Six batches cover the same 300 s of GPU-0, each shifted by 0-5 s: every sample of one
+    # overlaps samples of all the others, and none is an exact duplicate of another batch's.
+    bodies = [json.dumps(make_batch(_shifted(k))).encode() for k in range(THREADS)]
+    answers = _race(bodies, warmed.token)
+    assert [status for status, _ in answers] == [200] * THREADS, answers
+    winners = [a for _, a in answers if a["accepted"]]
+    assert len(winners) == 1, answers
+    assert winners[0]["accepted"] == 30
+    losers = [a for _, a in answers if not a["accepted"]]
+    assert all(len(a["rejected"]) == 30 and a["duplicates"] == 0 for a in losers)
+    assert {r["field"] for a in losers for r in a["rejected"]} == {"start"}
+    # The stored intervals of GPU-0 are disjoint and carry exactly one batch's energy.
+    intervals = list(
+        EnergySample.objects.filter(gpu__uuid="GPU-0", start__gte=BASE_TIME)
+        .order_by("start")
+        .values_list("start", "end", "energy_j")
+    )
+    assert len(intervals) == 30
+    assert all(a[1] <= b[0] for a, b in itertools.pairwise(intervals))
+    assert sum(e for _, _, e in intervals) == 30 * 3000.0
+
+
+def test_racing_batches_that_overlap_in_part_store_only_disjoint_intervals(warmed: Any) -> None:
+    # Batch k starts at 10k s + 5 s·(k odd): even batches are aligned with each other (their
+    # common samples are duplicates), odd ones overlap the even ones by half an interval.
+    bodies = [
+        json.dumps(make_batch(_shifted(100 * k + 5 * (k % 2), count=20))).encode()
+        for k in range(THREADS)
+    ]
+    answers = _race(bodies, warmed.token)
+    assert [status for status, _ in answers] == [200] * THREADS, answers
+    intervals = list(
+        EnergySample.objects.filter(gpu__uuid="GPU-0", start__gte=BASE_TIME)
+        .order_by("start")
+        .values_list("start", "end")
+    )
+    assert all(a[1] <= b[0] for a, b in itertools.pairwise(intervals))
+    # Every sample is accounted for once: stored, a duplicate or refused as an overlap.
+    assert sum(a["accepted"] for _, a in answers) == len(intervals)
+    assert sum(a["accepted"] + a["duplicates"] + len(a["rejected"]) for _, a in answers) == (
+        20 * THREADS
+    )
+    assert SampleShare.objects.filter(sample__start__gte=BASE_TIME).count() == len(intervals)
