@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 import os
 import pwd
+import re
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Optional, Protocol
 
@@ -26,17 +28,48 @@ SHARE_UNITS = 1_000_000
 Labels = tuple[Optional[str], Optional[str], Optional[str], Optional[str]]
 
 
-def labels_from_environment(env: Mapping[str, str], unix_user: str | None) -> Labels:
-    """Map a process environment to (project, team, user, job_id).
+# What the backend stores: team and project names of 200 characters, users and job ids of 128.
+LABEL_MAX_CHARS = 200
+LABEL_SHORT_MAX_CHARS = 128
+_SPACES = re.compile(r"\s+")
+# Controls (NUL, escape sequences), format characters (zero-width space, bidi overrides), lone
+# surrogates, private-use and unassigned code points: nothing a person can read or the backend
+# can store.
+_DROPPED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn"})
 
-    Explicit EcoReport labels win over what Slurm says; Slurm's account is the usual team.
+
+def clean_label(value: str | None, max_chars: int = LABEL_MAX_CHARS) -> str | None:
+    """A label as the backend stores it: NFC, without control, zero-width or surrogate
+    characters, whitespace runs as one space, at most ``max_chars`` characters; None if nothing
+    is left. The backend applies the same rules (``ecoreport.telemetry.validation``); cleaning
+    here keeps the spool and the uploads small and the answers free of warnings."""
+    if value is None:
+        return None
+    text = _SPACES.sub(" ", value)
+    text = "".join(ch for ch in text if unicodedata.category(ch) not in _DROPPED_CATEGORIES)
+    text = _SPACES.sub(" ", unicodedata.normalize("NFC", text)).strip()
+    return text[:max_chars].rstrip() or None
+
+
+def labels_from_environment(env: Mapping[str, str], unix_user: str | None) -> Labels:
+    """Map a process environment to (project, team, user, job_id), each cleaned.
+
+    Explicit EcoReport labels win over what Slurm says; Slurm's account is the usual team. A
+    variable with nothing visible in it counts as unset.
     """
-    team = env.get("ECOREPORT_TEAM") or env.get("SLURM_JOB_ACCOUNT") or None
-    project = env.get("ECOREPORT_PROJECT") or None
-    job_id = env.get("ECOREPORT_JOB_ID") or None
-    if not job_id and env.get("SLURM_JOB_ID"):
-        job_id = "slurm-" + env["SLURM_JOB_ID"]
-    user = env.get("SLURM_JOB_USER") or unix_user or None
+
+    def get(name: str, max_chars: int = LABEL_MAX_CHARS) -> str | None:
+        return clean_label(env.get(name), max_chars)
+
+    team = get("ECOREPORT_TEAM") or get("SLURM_JOB_ACCOUNT")
+    project = get("ECOREPORT_PROJECT")
+    job_id = get("ECOREPORT_JOB_ID", LABEL_SHORT_MAX_CHARS)
+    slurm_job = get("SLURM_JOB_ID", LABEL_SHORT_MAX_CHARS - len("slurm-"))
+    if not job_id and slurm_job:
+        job_id = "slurm-" + slurm_job
+    user = get("SLURM_JOB_USER", LABEL_SHORT_MAX_CHARS) or clean_label(
+        unix_user, LABEL_SHORT_MAX_CHARS
+    )
     return (project, team, user, job_id)
 
 

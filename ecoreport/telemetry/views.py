@@ -74,7 +74,29 @@ _IngestAnswer = inline_serializer(
         "batch_id": serializers.UUIDField(),
         "accepted": serializers.IntegerField(),
         "duplicates": serializers.IntegerField(),
-        "rejected": serializers.ListField(child=serializers.DictField()),
+        "rejected": serializers.ListField(
+            child=inline_serializer(
+                "IngestRejection",
+                fields={
+                    "index": serializers.IntegerField(),
+                    "field": serializers.CharField(),
+                    "error": serializers.CharField(),
+                },
+            )
+        ),
+        # Additive (present only when non-empty): samples stored, but a label was cleaned or
+        # not registered (label budget); see docs/api.md.
+        "warnings": serializers.ListField(
+            required=False,
+            child=inline_serializer(
+                "IngestWarning",
+                fields={
+                    "index": serializers.IntegerField(),
+                    "field": serializers.CharField(),
+                    "warning": serializers.CharField(),
+                },
+            ),
+        ),
     },
 )
 
@@ -98,6 +120,15 @@ class IngestView(APIView):
                     "duplicates": 1,
                     "rejected": [
                         {"index": 7, "field": "energy_j", "error": "must not be negative"}
+                    ],
+                    "warnings": [
+                        {
+                            "index": 0,
+                            "field": "attribution[0].team",
+                            "warning": "label 'team-4711' not registered: agents may register "
+                            "100 new teams per batch and 1000 per organization per day; this "
+                            "share is stored unattributed",
+                        }
                     ],
                 },
                 response_only=True,

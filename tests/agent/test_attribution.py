@@ -13,6 +13,7 @@ import pytest
 from agent_fakes import DictLabels, FakeGpu, FakeNvml, make_agent, spooled
 from ecoreport_agent.attribution import (
     ProcLabelSource,
+    clean_label,
     labels_from_environment,
     round_shares,
 )
@@ -123,6 +124,40 @@ def test_processes_with_the_same_labels_are_one_entry(clock, spool):
 )
 def test_labels_from_environment(env, unix_user, expected):
     assert labels_from_environment(env, unix_user) == expected
+
+
+# Each row: environment, what the agent sends (project, team, user, job_id).
+ODD_LABELS = [
+    ("too long", {"ECOREPORT_TEAM": "t" * 257}, (None, "t" * 200, "u", None)),
+    ("NUL and escape", {"ECOREPORT_PROJECT": "a\x00b\x1b[0m"}, ("ab[0m", None, "u", None)),
+    ("zero-width space", {"ECOREPORT_TEAM": "nlp\u200b"}, (None, "nlp", "u", None)),
+    ("tabs and newlines", {"ECOREPORT_TEAM": " big\tdata\n"}, (None, "big data", "u", None)),
+    ("decomposed accent to NFC", {"ECOREPORT_TEAM": "E\u0301quipe"}, (None, "Équipe", "u", None)),
+    ("other scripts kept", {"ECOREPORT_TEAM": "研究チーム"}, (None, "研究チーム", "u", None)),
+    (
+        "invisible team falls back to Slurm's account",
+        {"ECOREPORT_TEAM": "\u200b", "SLURM_JOB_ACCOUNT": "nlp"},
+        (None, "nlp", "u", None),
+    ),
+    (
+        "long job ids fit the backend's 128 characters",
+        {"ECOREPORT_JOB_ID": "j" * 300, "SLURM_JOB_USER": "x" * 300},
+        (None, None, "x" * 128, "j" * 128),
+    ),
+    ("long Slurm job id", {"SLURM_JOB_ID": "9" * 300}, (None, None, "u", "slurm-" + "9" * 122)),
+]
+
+
+@pytest.mark.parametrize(("case", "env", "expected"), ODD_LABELS, ids=[c[0] for c in ODD_LABELS])
+def test_labels_are_cleaned_and_truncated_before_sending(case, env, expected):
+    assert labels_from_environment(env, "u") == expected
+
+
+def test_agent_and_backend_clean_labels_alike():
+    # The agent imports nothing from the backend: the same table, checked on both sides
+    # (tests/backend/test_ingest_counting.py::CLEANED).
+    for raw, cleaned in [("nlp\u200b", "nlp"), ("\ud800x", "x"), ("\u200b\x00 ", None)]:
+        assert clean_label(raw) == cleaned
 
 
 def test_labels_are_read_from_a_real_process_environment():

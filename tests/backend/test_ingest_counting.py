@@ -503,3 +503,14 @@ def test_offset_of_23_59_is_stored_as_the_utc_instant(agent, post_batch):
     body = post_batch(agent.token, make_batch([sample])).json()
     assert body["accepted"] == 1, body
     assert EnergySample.objects.get().start == BASE_TIME
+
+
+def test_openapi_schema_documents_the_warnings_of_the_answer():
+    from drf_spectacular.generators import SchemaGenerator
+
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    answer = schema["components"]["schemas"]["IngestAnswer"]
+    assert "warnings" in answer["properties"]
+    assert "warnings" not in answer["required"]  # present only when there is something to say
+    warning = schema["components"]["schemas"]["IngestWarning"]
+    assert set(warning["properties"]) == {"index", "field", "warning"}
