@@ -571,15 +571,18 @@ def _label_budget_notice(*, org: Organization, now: datetime, refused: list[str]
     )
     if not created:
         LabelBudgetNotice.objects.filter(pk=notice.pk).update(refused=F("refused") + len(refused))
-        return
-    log.warning(
-        "ingest.label_budget_exhausted org=%s day=%s refused=%d per_batch=%d per_day=%d",
-        org.slug,
-        day,
-        len(refused),
-        settings.INGEST_MAX_NEW_LABELS_PER_BATCH,
-        settings.INGEST_MAX_NEW_LABELS_PER_DAY,
-    )
+        if notice.notified_at is not None:
+            return
+        # The day's e-mail has not gone out (mail was failing): this refusal tries again.
+    else:
+        log.warning(
+            "ingest.label_budget_exhausted org=%s day=%s refused=%d per_batch=%d per_day=%d",
+            org.slug,
+            day,
+            len(refused),
+            settings.INGEST_MAX_NEW_LABELS_PER_BATCH,
+            settings.INGEST_MAX_NEW_LABELS_PER_DAY,
+        )
     from ecoreport.telemetry.tasks import enqueue_label_budget_notify
 
     notice_id = notice.pk
@@ -609,6 +612,19 @@ def label_budget_notify(*, notice_id: int) -> bool:
     )
     if not recipients:
         return False
+    try:
+        _label_budget_mail(notice=notice, org=org, recipients=recipients)
+    except Exception:
+        # Unclaim, so that a retry of the task (or the next refusal's) can still tell them.
+        LabelBudgetNotice.objects.filter(pk=notice.pk).update(notified_at=None)
+        raise
+    log.info("ingest.label_budget_notified org=%s recipients=%d", org.slug, len(recipients))
+    return True
+
+
+def _label_budget_mail(
+    *, notice: LabelBudgetNotice, org: Organization, recipients: list[str]
+) -> None:
     send_mail(
         subject=f"[EcoReport] {org.name}: agents sent more new teams/projects than allowed",
         message=(
@@ -624,8 +640,6 @@ def label_budget_notify(*, notice_id: int) -> bool:
         from_email=settings.DEFAULT_FROM_EMAIL,
         recipient_list=recipients,
     )
-    log.info("ingest.label_budget_notified org=%s recipients=%d", org.slug, len(recipients))
-    return True
 
 
 def _samples_insert_sqlite(

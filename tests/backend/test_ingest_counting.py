@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from django.core import mail
+from django.core.mail.backends.base import BaseEmailBackend
 from django.utils import timezone
 
 from ecoreport.fleet.models import Gpu
@@ -349,6 +350,29 @@ def test_the_issue_probe_of_twenty_thousand_labels_registers_at_most_the_budget(
     assert Project.objects.filter(organization=cast.org).count() == 100
     assert len(body["warnings"]) == 100
     assert body["warnings"][-1]["warning"].endswith("more labels were cleaned or not registered")
+
+
+class RefusingMailBackend(BaseEmailBackend):
+    """An SMTP server that is down: what smtplib raises (an OSError) on every send."""
+
+    def send_messages(self, email_messages):
+        raise ConnectionRefusedError(111, "Connection refused")
+
+
+def test_admins_are_told_later_when_the_mail_server_was_down(
+    agent, post_batch, cast, settings, admin_email
+):
+    settings.INGEST_MAX_NEW_LABELS_PER_BATCH = 0
+    settings.EMAIL_BACKEND = f"{__name__}.RefusingMailBackend"
+    post_batch(agent.token, make_batch([at(0, attribution=[{"share": 0.5, "team": "a"}])]))
+    notice = LabelBudgetNotice.objects.get()
+    assert notice.notified_at is None  # not claimed: the e-mail did not go out
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    post_batch(agent.token, make_batch([at(10, attribution=[{"share": 0.5, "team": "b"}])]))
+    post_batch(agent.token, make_batch([at(20, attribution=[{"share": 0.5, "team": "c"}])]))
+    assert [m.to for m in mail.outbox] == [[admin_email]]
+    notice.refresh_from_db()
+    assert (notice.refused, notice.notified_at is not None) == (3, True)
 
 
 def test_budget_does_not_count_teams_people_created(agent, post_batch, cast, settings):
