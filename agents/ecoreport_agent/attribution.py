@@ -38,6 +38,18 @@ _SPACES = re.compile(r"\s+")
 _DROPPED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn"})
 
 
+def _is_clean_ascii(value: str) -> bool:
+    """Printable ASCII, single spaces between words, none at the ends: already clean."""
+    return (
+        value.isascii()
+        and value.isprintable()
+        and value[:1] != " "
+        and value[-1:] != " "
+        and "  " not in value
+        and value != ""
+    )
+
+
 def clean_label(value: str | None, max_chars: int = LABEL_MAX_CHARS) -> str | None:
     """A label as the backend stores it: NFC, without control, zero-width or surrogate
     characters, whitespace runs as one space, at most ``max_chars`` characters; None if nothing
@@ -45,6 +57,8 @@ def clean_label(value: str | None, max_chars: int = LABEL_MAX_CHARS) -> str | No
     here keeps the spool and the uploads small and the answers free of warnings."""
     if value is None:
         return None
+    if len(value) <= max_chars and _is_clean_ascii(value):
+        return value
     text = _SPACES.sub(" ", value)
     text = "".join(ch for ch in text if unicodedata.category(ch) not in _DROPPED_CATEGORIES)
     text = _SPACES.sub(" ", unicodedata.normalize("NFC", text)).strip()

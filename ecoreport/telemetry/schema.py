@@ -38,7 +38,8 @@ class GpuIn(msgspec.Struct):
     uuid: Annotated[str, _name(1, 96)]
     index: Annotated[int, msgspec.Meta(ge=0, le=1024)] = 0
     name: Annotated[str, _name(0, 128)] = ""
-    memory_total_mib: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    # PostgreSQL's integer column: a larger value would be a database error, not a 400.
+    memory_total_mib: Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)] | None = None
     power_limit_w: Annotated[float, msgspec.Meta(gt=0, le=10_000)] | None = None
 
 

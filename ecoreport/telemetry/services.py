@@ -715,10 +715,17 @@ WITH s AS (
            (r->>6) AS m, (r->>7)::float8 AS gu, (r->>8)::float8 AS mu, (r->>9)::float8 AS mm,
            (r->>10)::float8 AS pm, (r->>11)::float8 AS tc
     FROM jsonb_array_elements(%(samples)s::jsonb) AS r
+), reach AS (
+    -- The GPUs whose latest stored sample ends after the batch's first start for that GPU.
+    -- For the others (an agent appending, the usual case) nothing stored can overlap: one
+    -- probe per GPU instead of one per sample.
+    SELECT f.g FROM (SELECT g, min(st) AS first FROM s GROUP BY g) f JOIN LATERAL (
+        SELECT "end" FROM telemetry_energysample WHERE gpu_id = f.g ORDER BY start DESC LIMIT 1
+    ) p ON p."end" > f.first
 ), met AS (
     SELECT s.i, p.start AS ps, p."end" AS pe,
            (p.start = s.st AND p."end" = s.en AND p.energy_j = s.e) AS dup
-    FROM s JOIN LATERAL (
+    FROM s JOIN reach ON reach.g = s.g JOIN LATERAL (
         SELECT start, "end", energy_j FROM telemetry_energysample
         WHERE gpu_id = s.g AND start < s.en ORDER BY start DESC LIMIT 1
     ) p ON p."end" > s.st

@@ -35,6 +35,18 @@ SLUG_MAX_CHARS = 64
 _DIGEST_CHARS = 10
 
 
+def _is_clean_ascii(value: str) -> bool:
+    """Printable ASCII, single spaces between words, none at the ends: already clean."""
+    return (
+        value.isascii()
+        and value.isprintable()
+        and value[:1] != " "
+        and value[-1:] != " "
+        and "  " not in value
+        and value != ""
+    )
+
+
 @lru_cache(maxsize=8192)  # agents repeat the same few labels on every sample
 def clean_label(value: str | None, max_chars: int = LABEL_MAX_CHARS) -> str | None:
     """A label as it can be stored and shown: NFC, without control, format (zero-width) or
@@ -45,6 +57,8 @@ def clean_label(value: str | None, max_chars: int = LABEL_MAX_CHARS) -> str | No
     """
     if value is None:
         return None
+    if len(value) <= max_chars and _is_clean_ascii(value):
+        return value  # the usual label: nothing to clean (job ids miss the cache every time)
     # Whitespace first, so a tab or newline separates words instead of vanishing.
     text = _LABEL_SPACES.sub(" ", value)
     text = "".join(ch for ch in text if unicodedata.category(ch) not in _LABEL_DROPPED_CATEGORIES)

@@ -451,6 +451,13 @@ HOSTILE = [
     ),
     ("year 0", _set(["samples", 0, "start"], "0000-01-01T00:00:00Z"), False, 400, "malformed"),
     ("gzip bomb", _bomb, True, 413, "too_large"),
+    (
+        "GPU memory beyond a database integer",
+        _set(["gpus", 0, "memory_total_mib"], 2**40),
+        False,
+        400,
+        "malformed",
+    ),
     # Per-sample cases: the batch is answered 200, the sample judged alone (what it must get).
     (
         "NUL byte in a sample's GPU uuid",
