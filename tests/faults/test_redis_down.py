@@ -99,8 +99,11 @@ def test_ingest_and_read_api_answer_with_redis_down_and_rollups_catch_up(process
 
     # Redis comes back on that port; a worker starts and beat's sweep runs.
     redis = subprocess.Popen(
-        ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", ""]
-        + ["--appendonly", "no"],
+        [
+            "redis-server",
+            *("--port", str(redis_port), "--bind", "127.0.0.1"),
+            *("--save", "", "--appendonly", "no"),
+        ],
         stdout=subprocess.DEVNULL,
     )
     processes.procs.append(redis)
