@@ -13,6 +13,8 @@ from pathlib import Path
 import dj_database_url
 import plotly
 from django.core.exceptions import ImproperlyConfigured
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from ecoreport.env import env_bool, env_float, env_int, env_list, env_str
 
@@ -62,6 +64,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, so that its process_exception sees a view's database error first.
+    "ecoreport.core.middleware.DatabaseUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "ecoreport.urls"
@@ -85,8 +89,22 @@ TEMPLATES = [
 # --- Database -----------------------------------------------------------------------------
 DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'ecoreport.sqlite3'}")
 DATABASES = {
-    "default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60))
+    # Persistent connections, checked before each request reuses one: a connection the server
+    # dropped (restart, failover, pg_terminate_backend) is replaced instead of failing the
+    # first request that finds it.
+    "default": dj_database_url.parse(
+        DATABASE_URL,
+        conn_max_age=env_int("DB_CONN_MAX_AGE", 60),
+        conn_health_checks=True,
+    )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # A database that does not answer costs a request seconds, not the OS's minutes.
+    DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env_int(
+        "DB_CONNECT_TIMEOUT_S", 5
+    )
+# What a client is told (Retry-After, seconds) when the database fails under a request.
+DB_UNAVAILABLE_RETRY_AFTER_S = env_int("DB_UNAVAILABLE_RETRY_AFTER_S", 5)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"] = {
         # IMMEDIATE takes the write lock when a transaction starts, so the ingest's
@@ -104,10 +122,29 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Celery ---------------------------------------------------------------------------------
 REDIS_URL = env_str("REDIS_URL")
+# Redis down must not hold requests: ingest publishes the rollup and counts its throttle on the
+# request path, so a connection attempt gives up quickly and is not retried with backoff.
+REDIS_CONNECT_TIMEOUT_S = env_float("REDIS_CONNECT_TIMEOUT_S", 0.5)
+REDIS_SOCKET_TIMEOUT_S = env_float("REDIS_SOCKET_TIMEOUT_S", 2.0)
 CELERY_DIR = VAR_DIR / "celery"
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
-    CELERY_BROKER_TRANSPORT_OPTIONS: dict = {"visibility_timeout": 3600}
+    CELERY_BROKER_TRANSPORT_OPTIONS: dict = {
+        "visibility_timeout": 3600,
+        "socket_connect_timeout": REDIS_CONNECT_TIMEOUT_S,
+        # Above the transport's 1 s blocking reads, so an idle worker is not mistaken for a
+        # dead connection.
+        "socket_timeout": max(REDIS_SOCKET_TIMEOUT_S, 5.0),
+    }
+    CELERY_BROKER_CONNECTION_TIMEOUT = REDIS_CONNECT_TIMEOUT_S
+    # One quick second try (a pooled connection Redis closed), then the caller's fallback: the
+    # rollup enqueue logs and the periodic sweep rolls the hours up.
+    CELERY_TASK_PUBLISH_RETRY_POLICY = {
+        "max_retries": 1,
+        "interval_start": 0,
+        "interval_step": 0.1,
+        "interval_max": 0.1,
+    }
 else:
     # Embedded mode: the same tasks, a real worker process, and kombu's filesystem transport
     # instead of Redis. It is meant for one machine (the demo), which is all it needs to serve.
@@ -135,12 +172,27 @@ CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
 # --- Cache (throttling, rollup debounce) ----------------------------------------------------
+# Everything cached can be lost, so with Redis unreachable the cache misses and drops writes
+# (ecoreport.core.cache) and throttles count per process in "local" (ecoreport.core.throttling).
 if REDIS_URL:
-    CACHES = {
-        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+    CACHES: dict = {
+        "default": {
+            "BACKEND": "ecoreport.core.cache.FailSoftRedisCache",
+            "LOCATION": REDIS_URL,
+            "OPTIONS": {
+                "socket_connect_timeout": REDIS_CONNECT_TIMEOUT_S,
+                "socket_timeout": REDIS_SOCKET_TIMEOUT_S,
+                "retry": Retry(NoBackoff(), 1),
+                "FAIL_SOFT_RETRY_S": env_float("CACHE_FAIL_SOFT_RETRY_S", 5.0),
+            },
+        }
     }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+CACHES["local"] = {
+    "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+    "LOCATION": "ecoreport-local",
+}
 
 # --- Auth -----------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = (

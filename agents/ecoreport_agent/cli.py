@@ -72,6 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--interval", help="seconds per sample (default 10, minimum 1)")
     run.add_argument("--poll", help="seconds between NVML polls within an interval (default 1)")
     run.add_argument("--batch-size", help="samples per upload (default 1000)")
+    run.add_argument(
+        "--max-batch-tries",
+        help="same 5xx this many times in a row: a batch is set aside, and dead-lettered if it"
+        " still fails after another batch is accepted (default 5)",
+    )
     run.add_argument("--spool-max-mb", help="spool size that triggers merging (default 256)")
     run.add_argument("--max-cycles", help="stop after N intervals (tests, benchmarks)")
     run.add_argument("--duration", help="stop after S seconds (tests, benchmarks)")
@@ -154,6 +159,7 @@ def cmd_run(settings: Settings) -> int:
         token=token,
         hostname=settings.resolved_hostname(),
         batch_size=settings.batch_size,
+        max_batch_tries=settings.max_batch_tries,
         monotonic=clock.monotonic,
         wall=clock.time,
     )

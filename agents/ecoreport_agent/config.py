@@ -66,6 +66,7 @@ FIELDS: dict[str, tuple[Callable[[str], Any], Any]] = {
     "seed": (int, 0),
     "log_level": (_level, "INFO"),
     "batch_size": (_positive_int, 1000),
+    "max_batch_tries": (_positive_int, 5),
     "spool_max_mb": (_positive_float, 256.0),
     "max_cycles": (_positive_int, None),
     "duration": (_positive_float, None),
@@ -86,6 +87,7 @@ class Settings:
     seed: int = 0
     log_level: str = "INFO"
     batch_size: int = 1000
+    max_batch_tries: int = 5
     spool_max_mb: float = 256.0
     max_cycles: int | None = None
     duration: float | None = None

@@ -246,16 +246,18 @@ class Spool:
 
     # -- batches ----------------------------------------------------------------------------
 
-    def next_batch(self, max_samples: int) -> Batch | None:
+    def next_batch(self, max_samples: int, skip: Sequence[str] = ()) -> Batch | None:
         """The batch to send: an unacknowledged one first (same id), else a new one.
 
         The id is committed before the request goes out; if the answer is lost the retry carries
-        the same id and the backend replies with its original answer.
+        the same id and the backend replies with its original answer. Batches in ``skip`` (ones
+        the uploader suspects are poison) are passed over, not dropped.
         """
         with self._tx() as db:
-            row = db.execute(
-                "SELECT batch_id, attempts FROM batches ORDER BY created_s, rowid LIMIT 1"
-            ).fetchone()
+            # Only "?" placeholders are formatted into the statement, never a value.
+            where = f" WHERE batch_id NOT IN ({','.join('?' * len(skip))})" if skip else ""
+            sql = f"SELECT batch_id, attempts FROM batches{where} ORDER BY created_s, rowid LIMIT 1"  # noqa: S608
+            row = db.execute(sql, tuple(skip)).fetchone()
             if row is None:
                 batch_id = str(uuid.uuid4())
                 cur = db.execute(
@@ -280,7 +282,7 @@ class Spool:
         if not rows:  # every sample of it dead-lettered or merged away: drop the empty batch
             with self._tx() as db:
                 db.execute("DELETE FROM batches WHERE batch_id = ?", (batch_id,))
-            return self.next_batch(max_samples)
+            return self.next_batch(max_samples, skip)
         return Batch(
             batch_id=batch_id,
             sample_ids=[r[0] for r in rows],

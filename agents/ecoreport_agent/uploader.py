@@ -7,7 +7,14 @@ Retry policy:
 - 401: keep measuring and spooling (nothing is lost), log ONE error until a request succeeds
   again, retry slowly;
 - 413: return the batch's samples to the pool and send smaller batches;
-- 400: the batch is malformed for this backend and retrying cannot fix it: dead letter.
+- 400: the batch is malformed for this backend and retrying cannot fix it: dead letter;
+- a poison batch (one the backend fails on with the same 5xx, ``max_batch_tries`` times in a
+  row): set aside so the batches after it go on. Once the backend has acknowledged another
+  batch, the suspect is sent once more; the same 5xx again means the batch, not the backend, is
+  the problem, and it is dead-lettered (kept in the spool's ``dead_letter`` table with the
+  reason). A backend that fails on every batch dead-letters nothing: no batch ever gets
+  through to prove the others are poison. ``503`` (the backend's "unavailable, retry") never
+  counts; its ``Retry-After`` is honoured.
 """
 
 from __future__ import annotations
@@ -112,6 +119,7 @@ class Uploader:
         backoff_base_s: float = 2.0,
         backoff_cap_s: float = 300.0,
         auth_retry_s: float = 300.0,
+        max_batch_tries: int = 5,
     ) -> None:
         self.spool = spool
         self.url = server.rstrip("/") + INGEST_PATH
@@ -130,6 +138,12 @@ class Uploader:
         self.auth_failed = False
         self.throttled = False  # the server said "Retry-After"; honour it even at shutdown
         self.requests = 0
+        self.max_batch_tries = max_batch_tries
+        # batch id -> (status, consecutive tries that got it); in memory: a restart gives a
+        # suspect its tries again, which delays a dead letter but never causes one.
+        self._same_5xx: dict[str, tuple[int, int]] = {}
+        self.suspects: list[str] = []  # oldest first
+        self._verdict_due = False  # another batch was acknowledged since a batch became suspect
 
     # -- policy ---------------------------------------------------------------------------------
 
@@ -159,7 +173,7 @@ class Uploader:
             outcome = self.upload_once()
             if outcome == "acked":
                 acked += 1
-            elif outcome in ("split", "dead_letter"):
+            elif outcome in ("split", "dead_letter", "suspect"):
                 continue
             else:  # "empty", or a failure that set next_attempt_mono
                 break
@@ -187,8 +201,23 @@ class Uploader:
         )
         return gzip.compress(text.encode(), compresslevel=6)
 
+    def _pick(self) -> tuple[Any, bool]:
+        """The next batch, and whether it is a suspect's deciding try."""
+        if self.suspects and self._verdict_due:
+            batch = self.spool.next_batch(self.batch_size, skip=self.suspects[1:])
+            if batch is not None and batch.batch_id == self.suspects[0]:
+                return batch, True
+            if batch is not None:
+                return batch, False
+        batch = self.spool.next_batch(self.batch_size, skip=self.suspects)
+        if batch is None and self.suspects:
+            # Nothing else to send: retry the suspect (it may go through), but with no other
+            # batch acknowledged in between, its failure proves nothing.
+            batch = self.spool.next_batch(self.batch_size)
+        return batch, False
+
     def upload_once(self) -> str:
-        batch = self.spool.next_batch(self.batch_size)
+        batch, deciding = self._pick()
         if batch is None:
             return "empty"
         body = self._body(batch)
@@ -203,6 +232,10 @@ class Uploader:
         status = reply.status
         if status == 200:
             return self._acked(batch, reply)
+        if status in (400, 413):  # the batch leaves the queue (dead letter or split) either way
+            self._same_5xx.pop(batch.batch_id, None)
+            if batch.batch_id in self.suspects:
+                self.suspects.remove(batch.batch_id)
         if status == 401 or status == 403:
             if not self.auth_failed:
                 log.error(
@@ -253,8 +286,20 @@ class Uploader:
             return "dead_letter"
         # 0 (network), 5xx, and anything unexpected (404 from a wrong URL, a proxy's 502 ...):
         # retry with backoff, the same batch id.
-        delay = self._backoff()
         detail = reply.error or f"HTTP {status}"
+        if 500 <= status <= 599 and status != 503:
+            outcome = self._poison_check(batch, status, detail, reply, deciding)
+            if outcome:
+                return outcome
+        delay = self._backoff()
+        if status == 503:
+            # The backend's own "unavailable, retry in N s" (a database outage): no sooner.
+            retry_after = retry_after_seconds(reply.headers.get("retry-after"), self.wall())
+            if retry_after is not None:
+                self.throttled = True  # an answer that stands, even for the shutdown flush
+                if retry_after > delay:
+                    delay = retry_after
+                    self.next_attempt_mono = self.monotonic() + delay
         self._record_error(detail)
         log.warning(
             "upload.failed batch_id=%s status=%d detail=%r attempt=%d retry_in_s=%.1f",
@@ -265,6 +310,47 @@ class Uploader:
             delay,
         )
         return "failed"
+
+    def _poison_check(
+        self, batch: Any, status: int, detail: str, reply: Response, deciding: bool
+    ) -> str | None:
+        """Counts a batch's same-5xx failures; returns an outcome when it sets it aside."""
+        previous, count = self._same_5xx.get(batch.batch_id, (status, 0))
+        count = count + 1 if previous == status else 1
+        self._same_5xx[batch.batch_id] = (status, count)
+        if deciding and batch.batch_id in self.suspects and previous == status:
+            reason = (
+                f"HTTP {status} {count} times, while the server accepted other batches:"
+                f" {_error_text(reply.body) or detail}"
+            )
+            self.spool.dead_letter_batch(batch, reason)
+            self.suspects.remove(batch.batch_id)
+            self._same_5xx.pop(batch.batch_id, None)
+            self._verdict_due = False
+            self._record_error(f"batch {batch.batch_id} dead-lettered: {reason}")
+            log.error(
+                "upload.poison batch_id=%s samples=%d status=%d tries=%d: moved to the"
+                " dead-letter table, the next batches go on",
+                batch.batch_id,
+                len(batch.sample_ids),
+                status,
+                count,
+            )
+            return "dead_letter"
+        if deciding:
+            self._verdict_due = False  # failed differently: wait for another acknowledgement
+        if count >= self.max_batch_tries and batch.batch_id not in self.suspects:
+            self.suspects.append(batch.batch_id)
+            self._record_error(f"HTTP {status} {count} times for batch {batch.batch_id}")
+            log.warning(
+                "upload.suspect batch_id=%s status=%d tries=%d: set aside, the next batches go"
+                " first; dead-lettered if it fails the same way after one of them is accepted",
+                batch.batch_id,
+                status,
+                count,
+            )
+            return "suspect"
+        return None
 
     def _acked(self, batch: Any, reply: Response) -> str:
         try:
@@ -279,6 +365,11 @@ class Uploader:
                 continue
             rejected[index] = f"{item.get('field')}: {item.get('error')}"
         self.spool.ack_batch(batch, rejected)
+        self._same_5xx.pop(batch.batch_id, None)
+        if batch.batch_id in self.suspects:
+            self.suspects.remove(batch.batch_id)
+        elif self.suspects:
+            self._verdict_due = True
         if rejected:
             log.warning(
                 "upload.rejected batch_id=%s rejected=%d first=%r",

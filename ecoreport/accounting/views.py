@@ -21,12 +21,13 @@ from ecoreport.accounting.selectors import (
     usage_provenance,
 )
 from ecoreport.core.api import ApiError
+from ecoreport.core.throttling import LocalFallbackThrottleMixin
 from ecoreport.organizations.permissions import request_membership
 
 MAX_HOURLY_RANGE = timedelta(days=93)
 
 
-class ApiThrottle(UserRateThrottle):
+class ApiThrottle(LocalFallbackThrottleMixin, UserRateThrottle):
     scope = "api"
 
 

@@ -14,12 +14,13 @@ from rest_framework.throttling import SimpleRateThrottle
 from rest_framework.views import APIView
 
 from ecoreport.core.api import ApiError
+from ecoreport.core.throttling import LocalFallbackThrottleMixin
 from ecoreport.fleet.authentication import AgentTokenAuthentication, IsAgent
 from ecoreport.telemetry.schema import PayloadError, decode_batch
 from ecoreport.telemetry.services import samples_ingest
 
 
-class IngestThrottle(SimpleRateThrottle):
+class IngestThrottle(LocalFallbackThrottleMixin, SimpleRateThrottle):
     """Per agent credential; the answer's Retry-After tells the agent when to come back."""
 
     scope = "ingest"

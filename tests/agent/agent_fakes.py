@@ -291,6 +291,9 @@ class IngestState:
         # (status, headers, body) or "store-then-500" (stores, then loses the answer).
         self.script: list[Any] = []
         self.max_samples_per_request: int | None = None  # above it: 413
+        # A poison batch: the first batch id seen gets this status every time it is sent.
+        self.poison_first_status: int | None = None
+        self.poisoned: set[str] = set()
 
     def energy_by_gpu(self) -> dict[str, float]:
         totals: dict[str, float] = {}
@@ -343,6 +346,10 @@ def _handler(state: IngestState) -> type[BaseHTTPRequestHandler]:
                     }
                 )
                 scripted = state.script.pop(0) if state.script else None
+                if state.poison_first_status and not state.poisoned:
+                    state.poisoned.add(body.get("batch_id"))
+                if body.get("batch_id") in state.poisoned and scripted is None:
+                    scripted = (state.poison_first_status, {}, {"error": {"code": "server_error"}})
             if scripted is not None and scripted != "store-then-500":
                 status, headers, answer = scripted
                 self._reply(status, answer, headers)

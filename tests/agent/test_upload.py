@@ -254,3 +254,60 @@ def test_gzip_body_is_what_the_server_decodes(clock, spool, ingest):
         s["payload"]["gpu_uuid"] for s in spooled(spool)
     ) or len(body["samples"]) == 3
     assert body["batch_id"] == batch.batch_id
+
+
+def test_a_poison_batch_is_dead_lettered_and_the_next_batches_go_on(clock, spool, ingest, caplog):
+    ingest.state.poison_first_status = 500
+    agent = make_agent(fake=three_gpus(clock), spool=spool, clock=clock, server=ingest.url)
+
+    with caplog.at_level(logging.WARNING, logger="ecoreport_agent"):
+        agent.run(max_cycles=200)
+        agent.uploader.flush()
+
+    (poisoned,) = ingest.state.poisoned
+    tries = [r for r in ingest.state.requests if r["batch_id"] == poisoned]
+    # Five tries in a row, then set aside; one more once another batch was accepted.
+    assert len(tries) == agent.uploader.max_batch_tries + 1
+    stats = spool.stats()
+    assert stats["dead_letter"] == tries[0]["n"]
+    assert stats["pending_samples"] == 0
+    assert len(ingest.state.samples) == 3 * 200 - tries[0]["n"]  # nothing else lost
+    reason = spool.db.execute("SELECT DISTINCT reason FROM dead_letter").fetchall()
+    assert reason == [
+        ('HTTP 500 6 times, while the server accepted other batches: {"code": "server_error"}',)
+    ]
+    assert f"batch {poisoned} dead-lettered" in stats["last_error"]
+    assert "upload.suspect" in caplog.text and "upload.poison" in caplog.text
+    assert agent.uploader.suspects == []
+
+
+def test_a_backend_failing_every_batch_dead_letters_nothing(clock, spool, ingest):
+    error = {"error": {"code": "server_error"}}
+    ingest.state.script = [(500, {}, error)] * 14  # nothing gets through for 14 requests
+    agent = make_agent(fake=three_gpus(clock), spool=spool, clock=clock, server=ingest.url)
+
+    agent.run(max_cycles=400)
+    agent.uploader.flush()
+    agent.uploader.flush()
+
+    stats = spool.stats()
+    assert stats["dead_letter"] == 0 and stats["pending_samples"] == 0
+    assert len(ingest.state.samples) == 3 * 400
+    assert agent.uploader.suspects == []
+
+
+def test_503_waits_at_least_retry_after_and_never_counts_as_poison(clock, spool, ingest):
+    busy = (503, {"Retry-After": "120"}, {"error": {"code": "unavailable"}})
+    ingest.state.script = [busy]
+    agent = make_agent(fake=three_gpus(clock), spool=spool, clock=clock, server=ingest.url)
+    agent.run(max_cycles=1)
+    assert len(ingest.state.requests) == 1
+    assert agent.uploader.next_attempt_mono - clock.monotonic() > 100  # jitter alone: < 4 s
+
+    ingest.state.script = [busy] * 8
+    agent.run(max_cycles=200)
+    agent.uploader.flush()
+
+    assert agent.uploader.suspects == []
+    assert spool.stats()["dead_letter"] == 0
+    assert len(ingest.state.samples) == 3 * 201

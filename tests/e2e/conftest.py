@@ -68,7 +68,10 @@ class Stack:
             return error.code, json.loads(error.read() or b"null")
 
 
-def _wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 60) -> None:
+def _wait_http(
+    url: str, proc: subprocess.Popen, log: Path, timeout: float = 60, *, degraded_ok: bool = False
+) -> None:
+    """Until /healthz answers 200 (or any HTTP status with ``degraded_ok``: a broker outage)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -76,6 +79,10 @@ def _wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 60)
         try:
             with urllib.request.urlopen(url + "/healthz", timeout=2):
                 return
+        except urllib.error.HTTPError:
+            if degraded_ok:
+                return
+            time.sleep(0.2)
         except (urllib.error.URLError, ConnectionError, OSError):
             time.sleep(0.2)
     raise RuntimeError(f"web server did not answer in {timeout} s: {log.read_text()[-3000:]}")
@@ -92,75 +99,130 @@ def _wait_log(log: Path, needle: str, proc: subprocess.Popen, timeout: float = 6
     raise RuntimeError(f"{needle!r} not seen in {log}: {log.read_text()[-3000:]}")
 
 
-@pytest.fixture
-def live_stack(transactional_db: Any, tmp_path: Path) -> Iterator[Stack]:
-    env = {
-        **os.environ,
-        "DATABASE_URL": _database_url(),
-        "DEBUG": "1",
-        "ECOREPORT_VAR_DIR": str(tmp_path / "var"),
-        "CELERY_QUEUE": f"e2e-{uuid.uuid4().hex[:8]}",
-        "CELERY_TASK_ALWAYS_EAGER": "0",
-        "PYTHONUNBUFFERED": "1",
-    }
-    port = _free_port()
-    web_log, worker_log = tmp_path / "web.log", tmp_path / "worker.log"
-    procs: list[subprocess.Popen] = []
-    try:
-        with worker_log.open("wb") as wl:
-            procs.append(
-                subprocess.Popen(
-                    [
-                        str(BIN / "celery"),
-                        "-A",
-                        "ecoreport",
-                        "worker",
-                        "--pool=solo",
-                        "--concurrency=1",
-                        "--without-gossip",
-                        "--without-mingle",
-                        "--loglevel=INFO",
-                        "-Q",
-                        env["CELERY_QUEUE"],
-                    ],
-                    cwd=ROOT,
-                    env=env,
-                    stdout=wl,
-                    stderr=subprocess.STDOUT,
-                )
+class Processes:
+    """Starts web and worker processes on the test database; stops whatever is left at the end.
+
+    Fault tests use it directly to start processes with their own environment (a Redis URL
+    where nothing listens), several of them, or to kill one.
+    """
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp_path = tmp_path
+        self.env = {
+            **os.environ,
+            "DATABASE_URL": _database_url(),
+            "DEBUG": "1",
+            "ECOREPORT_VAR_DIR": str(tmp_path / "var"),
+            "CELERY_QUEUE": f"e2e-{uuid.uuid4().hex[:8]}",
+            "CELERY_TASK_ALWAYS_EAGER": "0",
+            "PYTHONUNBUFFERED": "1",
+        }
+        self.procs: list[subprocess.Popen] = []
+        self._count = 0
+
+    def _log(self, name: str) -> Path:
+        self._count += 1
+        return self.tmp_path / f"{name}-{self._count}.log"
+
+    def worker(self, *, env: dict[str, str] | None = None) -> tuple[subprocess.Popen, Path]:
+        env = env or self.env
+        log = self._log("worker")
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [
+                    str(BIN / "celery"),
+                    "-A",
+                    "ecoreport",
+                    "worker",
+                    "--pool=solo",
+                    "--concurrency=1",
+                    "--without-gossip",
+                    "--without-mingle",
+                    "--loglevel=INFO",
+                    "-Q",
+                    env["CELERY_QUEUE"],
+                ],
+                cwd=ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
             )
-        with web_log.open("wb") as weblog:
-            procs.append(
-                subprocess.Popen(
-                    [
-                        str(BIN / "gunicorn"),
-                        "ecoreport.wsgi",
-                        "--bind",
-                        f"127.0.0.1:{port}",
-                        "--workers",
-                        "1",
-                        "--threads",
-                        "4",
-                    ],
-                    cwd=ROOT,
-                    env=env,
-                    stdout=weblog,
-                    stderr=subprocess.STDOUT,
-                )
+        self.procs.append(proc)
+        _wait_log(log, "ready", proc)
+        return proc, log
+
+    def web(
+        self,
+        *,
+        env: dict[str, str] | None = None,
+        workers: int = 1,
+        threads: int = 4,
+        degraded_ok: bool = False,
+    ) -> tuple[subprocess.Popen, Path, str]:
+        env = env or self.env
+        log = self._log("web")
+        port = _free_port()
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [
+                    str(BIN / "gunicorn"),
+                    "ecoreport.wsgi",
+                    "--bind",
+                    f"127.0.0.1:{port}",
+                    "--workers",
+                    str(workers),
+                    "--threads",
+                    str(threads),
+                ],
+                cwd=ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
             )
-        _wait_log(worker_log, "ready", procs[0])
-        _wait_http(f"http://127.0.0.1:{port}", procs[1], web_log)
-        yield Stack(url=f"http://127.0.0.1:{port}", env=env, worker_log=worker_log, web_log=web_log)
-    finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
+        self.procs.append(proc)
+        url = f"http://127.0.0.1:{port}"
+        _wait_http(url, proc, log, degraded_ok=degraded_ok)
+        return proc, log, url
+
+    def call_task(self, name: str, *, env: dict[str, str] | None = None) -> None:
+        """Sends task ``name`` to the workers as beat would (``celery call``)."""
+        env = env or self.env
+        subprocess.run(
+            [str(BIN / "celery"), "-A", "ecoreport", "call", name, "--queue", env["CELERY_QUEUE"]],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs:
             try:
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+@pytest.fixture
+def processes(transactional_db: Any, tmp_path: Path) -> Iterator[Processes]:
+    procs = Processes(tmp_path)
+    try:
+        yield procs
+    finally:
+        procs.stop_all()
         # Django's test teardown flushes or drops the database these processes used.
         from django.db import connections
 
         connections.close_all()
+
+
+@pytest.fixture
+def live_stack(processes: Processes) -> Stack:
+    _, worker_log = processes.worker()
+    _, web_log, url = processes.web()
+    return Stack(url=url, env=processes.env, worker_log=worker_log, web_log=web_log)
