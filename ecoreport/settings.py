@@ -7,6 +7,7 @@ broker, a throwaway secret key). With ``DEBUG`` off the process refuses to start
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 
@@ -261,6 +262,15 @@ POLICIES_WEBHOOK_TIMEOUT_S = env_float("POLICIES_WEBHOOK_TIMEOUT_S", 5.0)
 # Retries after the first attempt, waiting base x 2^n seconds: 30 s, 1, 2, 4, 8 min by default.
 POLICIES_DELIVERY_MAX_RETRIES = env_int("POLICIES_DELIVERY_MAX_RETRIES", 5)
 POLICIES_DELIVERY_BACKOFF_S = env_float("POLICIES_DELIVERY_BACKOFF_S", 30.0)
+# Webhooks reach public addresses only (no loopback, private, link-local/metadata, multicast).
+# CIDRs listed here are allowed anyway, for receivers inside the network on purpose, e.g.
+# "10.20.0.0/16,fd00:1234::/32". See docs/policies.md.
+WEBHOOK_ALLOWED_NETWORKS = env_list("WEBHOOK_ALLOWED_NETWORKS", [])
+for _cidr in WEBHOOK_ALLOWED_NETWORKS:
+    try:
+        ipaddress.ip_network(_cidr, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(f"WEBHOOK_ALLOWED_NETWORKS: {_cidr!r} is not a CIDR") from None
 
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "ecoreport@localhost")
