@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -42,6 +43,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "axes",
     "ecoreport.core",
     "ecoreport.organizations",
     "ecoreport.fleet",
@@ -63,6 +65,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a locked-out sign-in into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "ecoreport.urls"
@@ -153,6 +157,25 @@ AUTH_PASSWORD_VALIDATORS = (
     ]
 )
 LOGIN_URL = "/accounts/login/"
+# Sign-in rate limiting (django-axes, database handler: works in the embedded configuration and
+# across web processes). LOGIN_LOCKOUT_BY: "username,ip_address" locks a username and an address
+# separately, each after LOGIN_FAILURE_LIMIT failures within LOGIN_LOCKOUT_MINUTES.
+AUTHENTICATION_BACKENDS = [
+    "ecoreport.organizations.login.LoginLockoutBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_ENABLED = env_bool("LOGIN_LOCKOUT_ENABLED", default=True)
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 10)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_LOCKOUT_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = env_list("LOGIN_LOCKOUT_BY", ["username", "ip_address"])
+if not set(AXES_LOCKOUT_PARAMETERS) <= {"username", "ip_address"} or not AXES_LOCKOUT_PARAMETERS:
+    raise ImproperlyConfigured("LOGIN_LOCKOUT_BY: a comma list of username and/or ip_address")
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "ecoreport.organizations.login.lockout_response"
+AXES_CLIENT_IP_CALLABLE = "ecoreport.organizations.login.client_ip"
+LOGIN_TRUSTED_PROXY_COUNT = env_int("LOGIN_TRUSTED_PROXY_COUNT", 0)
+# Axes logs each failure itself; its per-attempt verbosity would fill the console in tests.
+AXES_VERBOSE = False
 LOGIN_REDIRECT_URL = "/"
 
 LANGUAGE_CODE = "en-us"
