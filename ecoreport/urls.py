@@ -8,6 +8,7 @@ from ecoreport.dashboards import views as pages
 from ecoreport.dashboards.savings_page import savings as savings_page
 from ecoreport.dashboards.savings_page import savings_results, top_recommendations
 from ecoreport.dashboards.targets import targets as targets_page
+from ecoreport.organizations.views import invitation as invitation_page
 from ecoreport.policies.views import (
     AlertSubscriptionView,
     TargetDetailView,
@@ -49,6 +50,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
+    path("invitations/<str:token>/", invitation_page, name="invitation"),
     path("", pages.overview, name="overview"),
     path("teams/<str:slug>/", pages.team, name="team"),
     path("projects/<str:slug>/", pages.project, name="project"),
