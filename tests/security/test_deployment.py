@@ -23,7 +23,9 @@ PRODUCTION = {
 
 def _run(code: str, **env: str) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("SECURE_", "CSRF_"))}
-    clean = {k: v for k, v in clean.items() if k not in ("SECRET_KEY", "ALLOWED_HOSTS", "DEBUG")}
+    # The browser tests set DJANGO_ALLOW_ASYNC_UNSAFE in this process; a deployment never does.
+    dropped = ("SECRET_KEY", "ALLOWED_HOSTS", "DEBUG", "DJANGO_ALLOW_ASYNC_UNSAFE")
+    clean = {k: v for k, v in clean.items() if k not in dropped}
     return subprocess.run(
         [sys.executable, "-c", code],
         cwd=ROOT,
