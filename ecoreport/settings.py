@@ -7,7 +7,9 @@ broker, a throwaway secret key). With ``DEBUG`` off the process refuses to start
 
 from __future__ import annotations
 
+import ipaddress
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -43,6 +45,8 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "axes",
+    "csp",
     "ecoreport.core",
     "ecoreport.organizations",
     "ecoreport.fleet",
@@ -57,6 +61,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -64,6 +69,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # django-axes turns a locked-out sign-in into the lockout page.
+    "axes.middleware.AxesMiddleware",
     # Last, so that its process_exception sees a view's database error first.
     "ecoreport.core.middleware.DatabaseUnavailableMiddleware",
 ]
@@ -204,6 +211,25 @@ AUTH_PASSWORD_VALIDATORS = (
     ]
 )
 LOGIN_URL = "/accounts/login/"
+# Sign-in rate limiting (django-axes, database handler: works in the embedded configuration and
+# across web processes). LOGIN_LOCKOUT_BY: "username,ip_address" locks a username and an address
+# separately, each after LOGIN_FAILURE_LIMIT failures within LOGIN_LOCKOUT_MINUTES.
+AUTHENTICATION_BACKENDS = [
+    "ecoreport.organizations.login.LoginLockoutBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_ENABLED = env_bool("LOGIN_LOCKOUT_ENABLED", default=True)
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 10)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_LOCKOUT_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = env_list("LOGIN_LOCKOUT_BY", ["username", "ip_address"])
+if not set(AXES_LOCKOUT_PARAMETERS) <= {"username", "ip_address"} or not AXES_LOCKOUT_PARAMETERS:
+    raise ImproperlyConfigured("LOGIN_LOCKOUT_BY: a comma list of username and/or ip_address")
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "ecoreport.organizations.login.lockout_response"
+AXES_CLIENT_IP_CALLABLE = "ecoreport.organizations.login.client_ip"
+LOGIN_TRUSTED_PROXY_COUNT = env_int("LOGIN_TRUSTED_PROXY_COUNT", 0)
+# Axes logs each failure itself; its per-attempt verbosity would fill the console in tests.
+AXES_VERBOSE = False
 LOGIN_REDIRECT_URL = "/"
 
 LANGUAGE_CODE = "en-us"
@@ -223,8 +249,54 @@ STATICFILES_DIRS = [
 WHITENOISE_USE_FINDERS = DEBUG
 WHITENOISE_AUTOREFRESH = DEBUG
 
-SESSION_COOKIE_SECURE = not DEBUG
-CSRF_COOKIE_SECURE = not DEBUG
+# --- Transport security and browser policies ------------------------------------------------
+# With DEBUG off: HTTPS only (redirect, HSTS), secure cookies. Behind a TLS-terminating proxy set
+# SECURE_PROXY_SSL_HEADER so Django knows the original request was https (otherwise the redirect
+# loops). See docs/operations.md#security.
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", default=not DEBUG)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", default=not DEBUG)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", default=not DEBUG)
+# A load balancer's plain-http health probe must not be redirected.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 31_536_000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", default=False)
+_proxy_header = env_list("SECURE_PROXY_SSL_HEADER", [])
+if _proxy_header and len(_proxy_header) != 2:
+    raise ImproperlyConfigured(
+        "SECURE_PROXY_SSL_HEADER is 'HEADER,value', e.g. 'HTTP_X_FORWARDED_PROTO,https'"
+    )
+SECURE_PROXY_SSL_HEADER = (_proxy_header[0], _proxy_header[1]) if _proxy_header else None
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+SESSION_COOKIE_HTTPONLY = True
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+# Preloading commits every subdomain to HTTPS for good, which only the operator can decide
+# (SECURE_HSTS_PRELOAD=1); with it off by choice, check --deploy's reminder is silenced.
+SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
+
+# Content-Security-Policy (django-csp) on every response: the pages load their scripts and
+# styles from /static/ only (no inline script, style attribute or event handler; plotly.js is
+# served from the plotly package), so no script inline or from elsewhere runs even if some text
+# slipped through escaping. The HTML report viewed in the browser gets its own sandboxed policy
+# (reports/views.py).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        # plotly.js and Swagger UI add <style> elements at run time (their own CSS, the same
+        # for every page); scripts, the real danger, stay 'self' only.
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
 
 # --- REST framework -------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -249,6 +321,9 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    # `check --deploy` (CI, .ci/run) is about deployment settings; the schema's own warnings
+    # are the OpenAPI checks' business, not a reason to fail a deployment check.
+    "ENABLE_DJANGO_DEPLOY_CHECK": False,
 }
 
 # --- Ingest ---------------------------------------------------------------------------------
@@ -304,6 +379,10 @@ REPORT_LATE_DATA_WINDOW_DAYS = env_int("REPORT_LATE_DATA_WINDOW_DAYS", 120)
 # The address people open: links in report e-mails are absolute.
 REPORT_LINK_BASE_URL = env_str("REPORT_LINK_BASE_URL", "http://localhost:8000")
 
+# --- Invitations ----------------------------------------------------------------------------
+# Days an invitation link (single use) stays valid; see docs/settings.md.
+INVITATION_EXPIRY_DAYS = env_int("INVITATION_EXPIRY_DAYS", 7)
+
 # --- Logging --------------------------------------------------------------------------------
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
 LOGGING = {
@@ -312,7 +391,11 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+        # Axes logs every sign-in at INFO; its warnings (lockouts) are what operators need.
+        "axes": {"level": "WARNING"},
+    },
 }
 
 # --- Policy alerts --------------------------------------------------------------------------
@@ -322,6 +405,15 @@ POLICIES_WEBHOOK_TIMEOUT_S = env_float("POLICIES_WEBHOOK_TIMEOUT_S", 5.0)
 # Retries after the first attempt, waiting base x 2^n seconds: 30 s, 1, 2, 4, 8 min by default.
 POLICIES_DELIVERY_MAX_RETRIES = env_int("POLICIES_DELIVERY_MAX_RETRIES", 5)
 POLICIES_DELIVERY_BACKOFF_S = env_float("POLICIES_DELIVERY_BACKOFF_S", 30.0)
+# Webhooks reach public addresses only (no loopback, private, link-local/metadata, multicast).
+# CIDRs listed here are allowed anyway, for receivers inside the network on purpose, e.g.
+# "10.20.0.0/16,fd00:1234::/32". See docs/policies.md.
+WEBHOOK_ALLOWED_NETWORKS = env_list("WEBHOOK_ALLOWED_NETWORKS", [])
+for _cidr in WEBHOOK_ALLOWED_NETWORKS:
+    try:
+        ipaddress.ip_network(_cidr, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(f"WEBHOOK_ALLOWED_NETWORKS: {_cidr!r} is not a CIDR") from None
 
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "ecoreport@localhost")

@@ -1,6 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from ecoreport.accounting.views import UsageProvenanceView, UsageView
 from ecoreport.core.views import healthz
@@ -8,6 +8,7 @@ from ecoreport.dashboards import views as pages
 from ecoreport.dashboards.savings_page import savings as savings_page
 from ecoreport.dashboards.savings_page import savings_results, top_recommendations
 from ecoreport.dashboards.targets import targets as targets_page
+from ecoreport.organizations.views import invitation as invitation_page
 from ecoreport.policies.views import (
     AlertSubscriptionView,
     TargetDetailView,
@@ -46,9 +47,10 @@ urlpatterns = [
         name="report-download",
     ),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
+    path("invitations/<str:token>/", invitation_page, name="invitation"),
     path("", pages.overview, name="overview"),
     path("teams/<str:slug>/", pages.team, name="team"),
     path("projects/<str:slug>/", pages.project, name="project"),

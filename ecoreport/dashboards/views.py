@@ -12,6 +12,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
 
+from ecoreport.core.spreadsheets import spreadsheet_row
 from ecoreport.dashboards import figures
 from ecoreport.dashboards import selectors as sel
 from ecoreport.dashboards.periods import GROUPINGS, PRESETS, Period, PeriodError, parse_period
@@ -49,9 +50,9 @@ def _csv(filename: str, rows: list[dict[str, Any]]) -> HttpResponse:
     writer = csv.writer(response)
     if rows:
         columns = list(rows[0].keys())
-        writer.writerow(columns)
+        writer.writerow(spreadsheet_row(columns))
         for row in rows:
-            writer.writerow(["" if row[c] is None else row[c] for c in columns])
+            writer.writerow(spreadsheet_row("" if row[c] is None else row[c] for c in columns))
     return response
 
 

@@ -14,7 +14,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from ecoreport.organizations.models import Organization, Project, Team
-from ecoreport.policies import calc
+from ecoreport.policies import calc, transport
 from ecoreport.policies.models import AlertDelivery, Target, TargetEvaluation, Webhook
 
 
@@ -224,6 +224,9 @@ def validate_webhook_url(value: str) -> str:
         URLValidator(schemes=["http", "https"])(value)
     except DjangoValidationError as exc:
         raise serializers.ValidationError("this is not a valid URL") from exc
+    problem = transport.registration_problem(value)
+    if problem:
+        raise serializers.ValidationError(problem)
     return value
 
 

@@ -6,8 +6,6 @@ import hashlib
 import hmac
 import json
 import logging
-import urllib.error
-import urllib.request
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,7 +19,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from ecoreport.organizations.models import Membership, Organization, Role
-from ecoreport.policies import calc
+from ecoreport.policies import calc, transport
 from ecoreport.policies.calc import Status
 from ecoreport.policies.models import (
     Alert,
@@ -332,26 +330,10 @@ def sign(body: bytes, secret: str) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    # A redirect would turn the POST into a GET somewhere else; report it as a failure instead.
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-
-_opener = urllib.request.build_opener(_NoRedirect)
-
-
 def _post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int | None, str]:
-    """(HTTP status, error) of one POST; error is blank on 2xx."""
-    request = urllib.request.Request(url, data=body, headers=headers, method="POST")  # noqa: S310 - http(s) checked at registration
-    try:
-        with _opener.open(request, timeout=settings.POLICIES_WEBHOOK_TIMEOUT_S) as response:
-            return response.status, ""
-    except urllib.error.HTTPError as exc:
-        return exc.code, f"HTTP {exc.code} {exc.reason}"
-    except (urllib.error.URLError, TimeoutError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        return None, f"{type(exc).__name__}: {reason}"
+    """(HTTP status, error) of one POST; error is blank on 2xx. The transport refuses internal
+    destinations and never follows a redirect (see policies/transport.py)."""
+    return transport.post(url, body, headers, timeout=settings.POLICIES_WEBHOOK_TIMEOUT_S)
 
 
 def alert_delivery_attempt(*, delivery_id: int) -> float | None:

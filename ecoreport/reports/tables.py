@@ -8,6 +8,8 @@ import io
 from dataclasses import dataclass
 from typing import Any
 
+from ecoreport.core.spreadsheets import spreadsheet_cell, spreadsheet_row
+
 UNATTRIBUTED = "(unattributed)"
 
 
@@ -299,19 +301,19 @@ def render_csv(content: dict[str, Any]) -> bytes:
                 if value is None:
                     value = ""
                 elif isinstance(value, float):
-                    value = repr(value)
-                writer.writerow(
-                    [
-                        meta["organization"],
-                        scope,
-                        meta["period"],
-                        table.name,
-                        row.get(key_col.key),
-                        col.key,
-                        col.unit,
-                        value,
-                    ]
-                )
+                    value = repr(value)  # a number, written in full; never neutralised
+                else:
+                    value = spreadsheet_cell(value)
+                labels = [
+                    meta["organization"],
+                    scope,
+                    meta["period"],
+                    table.name,
+                    row.get(key_col.key),
+                    col.key,
+                    col.unit,
+                ]
+                writer.writerow([*spreadsheet_row(labels), value])
     return out.getvalue().encode("utf-8")
 
 
@@ -324,14 +326,14 @@ def render_xlsx(content: dict[str, Any]) -> bytes:
     info.title = "about"
     meta = content["meta"]
     for key in ("organization_name", "scope", "period", "start", "end", "generated_at"):
-        info.append([key, meta[key]])
+        info.append(spreadsheet_row([key, meta[key]]))
     for table in report_tables(content):
         ws = wb.create_sheet(table.name[:31])
-        ws.append([c.heading for c in table.columns])
+        ws.append(spreadsheet_row(c.heading for c in table.columns))
         for cell in ws[1]:
             cell.font = Font(bold=True)
         for row in table.rows:
-            ws.append([row.get(c.key) for c in table.columns])
+            ws.append(spreadsheet_row(row.get(c.key) for c in table.columns))
     buffer = io.BytesIO()
     wb.save(buffer)
     return buffer.getvalue()

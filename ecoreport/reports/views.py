@@ -154,6 +154,12 @@ class ReportDetailView(APIView):
         return Response(report_json(report))
 
 
+REPORT_HTML_CSP = (
+    "sandbox allow-scripts allow-downloads; default-src 'none'; script-src 'unsafe-inline'; "
+    "style-src 'unsafe-inline'; img-src data: blob:; font-src data:"
+)
+
+
 def _file_response(report: Report, fmt: str, *, inline: bool = False) -> HttpResponse:
     file = (
         ReportFile.objects.for_org(report.organization_id).filter(report=report, format=fmt).first()
@@ -167,6 +173,11 @@ def _file_response(report: Report, fmt: str, *, inline: bool = False) -> HttpRes
     response["X-Content-SHA256"] = file.sha256
     # Issued files never change; a private cache may keep them.
     response["Cache-Control"] = "private, max-age=31536000, immutable"
+    if fmt == "html":
+        # The self-contained report carries plotly.js and its drawing code inline, which the
+        # site's policy forbids. Viewed in the browser it runs sandboxed instead: an opaque
+        # origin (no cookies, no same-origin requests) that may load nothing from anywhere.
+        response["Content-Security-Policy"] = REPORT_HTML_CSP
     return response
 
 

@@ -114,8 +114,10 @@ class Receiver:
 
 
 @pytest.fixture
-def receiver() -> Any:
-    """A real HTTP server on 127.0.0.1 in a thread, recording every request."""
+def receiver(settings: Any) -> Any:
+    """A real HTTP server on 127.0.0.1 in a thread, recording every request. Webhooks may not
+    reach loopback unless the operator allows it, so the tests that use it do."""
+    settings.WEBHOOK_ALLOWED_NETWORKS = ["127.0.0.0/8"]
     state = Receiver(url="", secret="receiver-secret-0123456789")
 
     class Handler(BaseHTTPRequestHandler):

@@ -292,19 +292,14 @@ def role_choices(*, is_owner: bool) -> list[tuple[str, str]]:
     return [(value, label) for value, label in Role.choices if is_owner or value != Role.OWNER]
 
 
-class MemberAddForm(_Form):
+class InviteForm(_Form):
     id_prefix = "member"
-    user = forms.CharField(
-        label="Username or email",
+    email = forms.EmailField(
+        label="E-mail",
         max_length=254,
-        help_text="Someone who already has an EcoReport account.",
+        help_text="They get a link to accept; they join only when they do.",
     )
     role = forms.ChoiceField(initial=Role.MEMBER)
-    create_account = forms.BooleanField(
-        required=False,
-        label="No account yet: create one with this username and a temporary password",
-    )
-    email = forms.EmailField(required=False, help_text="For a new account (optional).")
 
     def __init__(self, *args: Any, is_owner: bool, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

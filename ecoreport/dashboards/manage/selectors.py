@@ -7,10 +7,11 @@ from typing import Any
 
 from django.db.models import Count, F, Max, Q, QuerySet
 from django.http import Http404
+from django.utils import timezone
 
 from ecoreport.carbon.models import CarbonIntensity, MarketInstrument, SitePue
 from ecoreport.fleet.models import AgentCredential, Host, Site
-from ecoreport.organizations.models import ApiToken, Membership, Organization
+from ecoreport.organizations.models import ApiToken, Invitation, Membership, Organization
 
 
 def _one(qs: QuerySet[Any], pk: int, what: str) -> Any:
@@ -153,6 +154,24 @@ def members_of(organization: Organization) -> QuerySet[Membership]:
         .annotate(active_tokens=Count("tokens", filter=Q(tokens__revoked_at__isnull=True)))
         .order_by("user__username")
     )
+
+
+def invitations_pending(organization: Organization) -> QuerySet[Invitation]:
+    return (
+        Invitation.objects.for_org(organization)
+        .filter(accepted_at__isnull=True, revoked_at__isnull=True, expires_at__gt=timezone.now())
+        .select_related("invited_by")
+        .order_by("-created_at", "-id")
+    )
+
+
+def invitation_of(organization: Organization, pk: int) -> Invitation:
+    invitation: Invitation = _one(
+        Invitation.objects.for_org(organization).select_related("organization"),
+        pk,
+        "invitation",
+    )
+    return invitation
 
 
 def member_of(organization: Organization, pk: int) -> Membership:

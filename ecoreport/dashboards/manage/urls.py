@@ -24,6 +24,11 @@ urlpatterns = [
     path("members/", members.members, name="members"),
     path("members/<int:pk>/role", members.member_role, name="member-role"),
     path("members/<int:pk>/remove", members.member_remove, name="member-remove"),
+    path(
+        "members/invitations/<int:pk>/revoke",
+        members.invitation_remove,
+        name="invitation-revoke",
+    ),
     path("api-tokens/", members.api_tokens, name="api-tokens"),
     path("api-tokens/<int:pk>/revoke", members.api_token_remove, name="api-token-revoke"),
 ]
