@@ -177,6 +177,7 @@ class SitesView(APIView):
 
     @extend_schema(
         summary="Sites of the caller's organization",
+        operation_id="v1_sites_list",
         responses=_results("SiteList", SiteOut(many=True)),
     )
     def get(self, request: Request) -> Response:
@@ -310,6 +311,7 @@ class FactorsView(APIView):
 
     @extend_schema(
         summary="Carbon-intensity factors: shared ones and the organization's own",
+        operation_id="v1_carbon_intensity_list",
         parameters=[
             OpenApiParameter("zone", str),
             OpenApiParameter("basis", str, enum=Basis.values),

@@ -118,7 +118,9 @@ class JSONParser(parsers.JSONParser):
             parse_constant = json.strict_constant if self.strict else None
             data = json.loads(stream.read().decode(encoding), parse_constant=parse_constant)
         except RecursionError:
-            raise exceptions.ParseError("JSON parse error - the document is nested too deeply.")
+            raise exceptions.ParseError(
+                "JSON parse error - the document is nested too deeply."
+            ) from None
         except ValueError as exc:
             raise exceptions.ParseError(f"JSON parse error - {exc}") from None
         problem = _hostile_string(data)

@@ -127,6 +127,7 @@ class ReportList(serializers.Serializer):
 class ReportListView(APIView):
     @extend_schema(
         summary="Reports of the caller's organization, newest period first",
+        operation_id="v1_reports_list",
         parameters=[
             OpenApiParameter("period", str, description="2026-Q3, 2026-07 or 2026"),
             OpenApiParameter("team", str, description="a team's slug; empty: organization-wide"),
