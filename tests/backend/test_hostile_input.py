@@ -102,6 +102,15 @@ def test_a_pue_period_before_1970_is_refused(client, cast):
         ("get", "/api/v1/reports/999999", None, 404, "application/json"),
         ("get", "/api/v1/targets/999999", None, 404, "application/json"),
         ("get", "/api/v1/webhooks/999999", None, 404, "application/json"),
+        ("get", "/api/v1/targets/99999999999999999999999", None, 404, "application/json"),
+        ("get", "/api/v1/reports/99999999999999999999999", None, 404, "application/json"),
+        (
+            "delete",
+            "/api/v1/sites/dc1/instruments/99999999999999999999",
+            None,
+            404,
+            "application/json",
+        ),
         ("get", "/api/v1/nothing-here", None, 404, "application/json"),
         ("delete", "/api/v1/targets/not-a-number", None, 404, "application/json"),
         ("post", "/api/v2/ingest", "{}", 404, "application/json"),
@@ -133,19 +142,15 @@ def test_unauthenticated_and_unacceptable_requests_have_the_one_shape(client, ca
     _assert_error_shape(member, 403)
 
 
-def test_throttled_requests_have_the_one_shape_and_retry_after(client, cast, settings):
-    from rest_framework.settings import api_settings
-
-    rates = {**api_settings.DEFAULT_THROTTLE_RATES, "api": "1/min"}
-    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": rates}
+def test_throttled_requests_have_the_one_shape_and_retry_after(client, cast, monkeypatch):
     from ecoreport.accounting.views import ApiThrottle
 
-    ApiThrottle.THROTTLE_RATES = rates
-    try:
-        _api(client, cast, "get", "/api/v1/savings/assumptions")
-        throttled = _api(client, cast, "get", "/api/v1/savings/assumptions")
-    finally:
-        ApiThrottle.THROTTLE_RATES = api_settings.DEFAULT_THROTTLE_RATES
+    # The rates are read into the class when DRF loads; patch them there, for this test only.
+    monkeypatch.setattr(
+        ApiThrottle, "THROTTLE_RATES", {**ApiThrottle.THROTTLE_RATES, "api": "1/min"}
+    )
+    _api(client, cast, "get", "/api/v1/savings/assumptions")
+    throttled = _api(client, cast, "get", "/api/v1/savings/assumptions")
     _assert_error_shape(throttled, 429)
     assert int(throttled["Retry-After"]) > 0
 
@@ -176,6 +181,7 @@ PAGES_WITH_ODD_INPUT = [
     # A target id that is not a number names no target.
     ("/targets/?edit=abc", 404),
     ("/targets/?edit=-1", 404),
+    ("/targets/?edit=99999999999999999999999", 404),
     ("/targets/?edit=%EF%BC%91", 404),  # a full-width digit one: isdigit() but not an id
     ("/targets/?target=abc", 200),
     # Custom periods before 1970, at the end of the calendar, reversed: the picker says why and
