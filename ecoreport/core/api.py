@@ -16,6 +16,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, parsers, serializers, status
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.response import Response
 from rest_framework.utils import json
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -74,6 +75,18 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         code = codes if isinstance(codes, str) else "error"
         response.data = error_body(code, str(exc.detail))
     return response
+
+
+class FileNegotiation(DefaultContentNegotiation):
+    """For views that answer a file: ``Accept: application/pdf`` is what a download client
+    sends, and the file is what it gets. DRF would answer 406 because no *renderer* offers
+    that type; the file does not go through a renderer, and errors stay JSON."""
+
+    def select_renderer(self, request: Any, renderers: list, format_suffix: Any = None) -> Any:
+        try:
+            return super().select_renderer(request, renderers, format_suffix)
+        except exceptions.NotAcceptable:
+            return renderers[0], renderers[0].media_type
 
 
 @csrf_exempt  # a DELETE to an unknown path is a 404, not a CSRF 403 in HTML

@@ -15,6 +15,8 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
 from rest_framework import serializers
 
+from ecoreport.core.api import FileNegotiation
+
 
 class ErrorDetail(serializers.Serializer):
     code = serializers.CharField(help_text="machine-readable, e.g. invalid, not_found, throttled")
@@ -44,7 +46,9 @@ ERROR_DESCRIPTIONS = {
 class AutoSchema(SpectacularAutoSchema):
     def _error_codes(self, operation: dict[str, Any]) -> list[str]:
         params = operation.get("parameters", [])
-        codes = ["401", "403", "406"]
+        codes = ["401", "403"]
+        if not issubclass(self.view.content_negotiation_class, FileNegotiation):
+            codes.append("406")
         if "requestBody" in operation or any(p["in"] == "query" for p in params):
             codes.append("400")
         if any(p["in"] == "path" for p in params):

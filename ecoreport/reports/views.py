@@ -17,7 +17,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from ecoreport.core.api import ApiError
+from ecoreport.core.api import ApiError, FileNegotiation
 from ecoreport.dashboards.views import current_membership
 from ecoreport.organizations.models import Membership, Organization, Role, Team
 from ecoreport.organizations.permissions import request_membership
@@ -213,6 +213,8 @@ def _file_response(report: Report, fmt: str, *, inline: bool = False) -> HttpRes
 
 
 class ReportDownloadView(APIView):
+    content_negotiation_class = FileNegotiation
+
     @extend_schema(
         summary="Download an issued report in one format (pdf, html, csv, xlsx)",
         responses={
