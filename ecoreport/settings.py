@@ -63,6 +63,8 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Before sessions and auth: a %00 in the path or query must not reach a database lookup.
+    "ecoreport.core.input_guard.RefuseNulMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -305,7 +307,10 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["ecoreport.organizations.permissions.IsOrgMember"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "ecoreport.core.schema.AutoSchema",
+    # The API speaks JSON only (docs/api.md); this parser also refuses documents that would
+    # fail further in (lone surrogates, NUL, nesting past the recursion limit) with a 400.
+    "DEFAULT_PARSER_CLASSES": ["ecoreport.core.api.JSONParser"],
     "EXCEPTION_HANDLER": "ecoreport.core.api.exception_handler",
     "DEFAULT_THROTTLE_RATES": {
         "ingest": env_str("INGEST_THROTTLE_RATE", "600/min"),
@@ -324,6 +329,12 @@ SPECTACULAR_SETTINGS = {
     # `check --deploy` (CI, .ci/run) is about deployment settings; the schema's own warnings
     # are the OpenAPI checks' business, not a reason to fail a deployment check.
     "ENABLE_DJANGO_DEPLOY_CHECK": False,
+    # Bearer tokens are the API's way in. Session cookies also work (the pages' own scripts
+    # use them) but are not part of the documented contract.
+    "AUTHENTICATION_WHITELIST": [
+        "ecoreport.organizations.authentication.ApiTokenAuthentication",
+        "ecoreport.fleet.authentication.AgentTokenAuthentication",
+    ],
 }
 
 # --- Ingest ---------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from ecoreport.accounting.views import UsageProvenanceView, UsageView
+from ecoreport.core.api import api_not_found
 from ecoreport.core.views import healthz
 from ecoreport.dashboards import views as pages
 from ecoreport.dashboards.savings_page import savings as savings_page
@@ -48,6 +49,8 @@ urlpatterns = [
     ),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
+    # Last of the API: anything else under /api/ is a JSON 404, whatever DEBUG says.
+    re_path(r"^api/", api_not_found),
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
     path("invitations/<str:token>/", invitation_page, name="invitation"),

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -20,7 +21,7 @@ from ecoreport.accounting.selectors import (
     usage_for_org,
     usage_provenance,
 )
-from ecoreport.core.api import ApiError
+from ecoreport.core.api import ApiError, UtcDateTimeField
 from ecoreport.core.throttling import LocalFallbackThrottleMixin
 from ecoreport.organizations.permissions import request_membership
 
@@ -32,8 +33,8 @@ class ApiThrottle(LocalFallbackThrottleMixin, UserRateThrottle):
 
 
 class UsageParams(serializers.Serializer):
-    start = serializers.DateTimeField(required=False)
-    end = serializers.DateTimeField(required=False)
+    start = UtcDateTimeField(required=False)
+    end = UtcDateTimeField(required=False)
     group_by = serializers.CharField(required=False, allow_blank=True, default="")
     granularity = serializers.ChoiceField(choices=GRANULARITIES, default="total")
 
@@ -61,17 +62,52 @@ class UsageParams(serializers.Serializer):
         return attrs
 
 
+_Usage = inline_serializer(
+    "Usage",
+    fields={
+        "organization": serializers.CharField(),
+        "start": serializers.DateTimeField(),
+        "end": serializers.DateTimeField(),
+        "granularity": serializers.ChoiceField(choices=GRANULARITIES),
+        "group_by": serializers.ListField(child=serializers.CharField()),
+        "rows": serializers.ListField(
+            child=serializers.DictField(),
+            help_text="one per period (and group): period_start, the groups' slugs, energy_kwh, "
+            "co2e_kg, gpu_hours, ... (docs/api.md)",
+        ),
+        "totals": serializers.DictField(),
+    },
+)
+
+_Provenance = inline_serializer(
+    "UsageProvenance",
+    fields={
+        "organization": serializers.CharField(),
+        "start": serializers.DateTimeField(),
+        "end": serializers.DateTimeField(),
+        "filters": serializers.DictField(child=serializers.CharField()),
+        "components": serializers.ListField(child=serializers.DictField()),
+        "totals": serializers.DictField(),
+    },
+)
+
+
 class UsageView(APIView):
     throttle_classes = [ApiThrottle]
 
     @extend_schema(
         summary="Energy and GPU usage of the caller's organization",
         parameters=[
-            OpenApiParameter("start", str, description="ISO 8601; default: end - 7 days"),
-            OpenApiParameter("end", str, description="ISO 8601, exclusive; default: now"),
+            OpenApiParameter(
+                "start", OpenApiTypes.DATETIME, description="ISO 8601; default: end - 7 days"
+            ),
+            OpenApiParameter(
+                "end", OpenApiTypes.DATETIME, description="ISO 8601, exclusive; default: now"
+            ),
             OpenApiParameter("group_by", str, description="comma list of team, project, host, gpu"),
             OpenApiParameter("granularity", str, enum=list(GRANULARITIES)),
         ],
+        responses=_Usage,
     )
     def get(self, request: Request) -> Response:
         params = UsageParams(data=request.query_params)
@@ -94,8 +130,8 @@ class UsageView(APIView):
 
 
 class ProvenanceParams(serializers.Serializer):
-    start = serializers.DateTimeField()
-    end = serializers.DateTimeField()
+    start = UtcDateTimeField()
+    end = UtcDateTimeField()
     team = serializers.CharField(required=False)
     project = serializers.CharField(required=False)
     host = serializers.CharField(required=False)
@@ -117,13 +153,19 @@ class UsageProvenanceView(APIView):
     @extend_schema(
         summary="What an energy or emissions figure is made of: energy, PUE and factors",
         parameters=[
-            OpenApiParameter("start", str, required=True),
-            OpenApiParameter("end", str, required=True, description="exclusive; at most 93 days"),
+            OpenApiParameter("start", OpenApiTypes.DATETIME, required=True),
+            OpenApiParameter(
+                "end",
+                OpenApiTypes.DATETIME,
+                required=True,
+                description="exclusive; at most 93 days",
+            ),
             OpenApiParameter("team", str),
             OpenApiParameter("project", str),
             OpenApiParameter("host", str),
             OpenApiParameter("gpu", str),
         ],
+        responses=_Provenance,
     )
     def get(self, request: Request) -> Response:
         params = ProvenanceParams(data=request.query_params)

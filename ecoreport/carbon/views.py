@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -34,7 +35,7 @@ from ecoreport.carbon.services import (
     site_pue_set,
     site_update,
 )
-from ecoreport.core.api import ApiError
+from ecoreport.core.api import ApiError, UtcDateTimeField
 from ecoreport.fleet.models import Site
 from ecoreport.organizations.models import Organization, slug_validator
 from ecoreport.organizations.permissions import IsOrgAdmin, request_membership
@@ -105,14 +106,14 @@ class SitePatch(serializers.Serializer):
 
 class PueIn(serializers.Serializer):
     pue = serializers.DecimalField(max_digits=4, decimal_places=3)
-    valid_from = serializers.DateTimeField()
+    valid_from = UtcDateTimeField()
     source = serializers.CharField(max_length=300, required=False, allow_blank=True, default="")
 
 
 class InstrumentIn(serializers.Serializer):
     kind = serializers.ChoiceField(choices=InstrumentKind.choices)
-    valid_from = serializers.DateTimeField()
-    valid_to = serializers.DateTimeField(required=False, allow_null=True, default=None)
+    valid_from = UtcDateTimeField()
+    valid_to = UtcDateTimeField(required=False, allow_null=True, default=None)
     intensity_g_per_kwh = serializers.FloatField(required=False, allow_null=True, default=None)
     covered_share = serializers.FloatField(required=False, allow_null=True, default=None)
     source = serializers.CharField(max_length=300)
@@ -148,10 +149,19 @@ class FactorParams(serializers.Serializer):
     zone = serializers.CharField(required=False)
     basis = serializers.ChoiceField(choices=Basis.choices, required=False)
     resolution = serializers.ChoiceField(choices=Resolution.choices, required=False)
-    start = serializers.DateTimeField(required=False)
-    end = serializers.DateTimeField(required=False)
+    start = UtcDateTimeField(required=False)
+    end = UtcDateTimeField(required=False)
     limit = serializers.IntegerField(min_value=1, max_value=MAX_FACTORS_PER_PAGE, default=200)
     offset = serializers.IntegerField(min_value=0, default=0)
+
+
+def _results(name: str, item: serializers.Serializer, *, count: bool = False) -> Any:
+    """The list envelope these endpoints answer: ``{"results": [...]}``, with the total before
+    paging as ``count`` where the list is paged."""
+    fields: dict[str, Any] = {"results": item}
+    if count:
+        fields = {"count": serializers.IntegerField(), **fields}
+    return inline_serializer(name, fields=fields)
 
 
 def _site(request: Request, slug: str) -> Site:
@@ -165,12 +175,16 @@ class SitesView(APIView):
     permission_classes = [IsOrgAdmin]
     throttle_classes = [ApiThrottle]
 
-    @extend_schema(summary="Sites of the caller's organization", responses=SiteOut(many=True))
+    @extend_schema(
+        summary="Sites of the caller's organization",
+        operation_id="v1_sites_list",
+        responses=_results("SiteList", SiteOut(many=True)),
+    )
     def get(self, request: Request) -> Response:
         sites = Site.objects.for_org(_org(request)).prefetch_related("pue_periods").order_by("slug")
         return Response({"results": SiteOut(sites, many=True).data})
 
-    @extend_schema(summary="Create a site (admins)", request=SiteIn, responses=SiteOut)
+    @extend_schema(summary="Create a site (admins)", request=SiteIn, responses={201: SiteOut})
     def post(self, request: Request) -> Response:
         data = SiteIn(data=request.data)
         if not data.is_valid():
@@ -212,7 +226,10 @@ class SitePueView(APIView):
     permission_classes = [IsOrgAdmin]
     throttle_classes = [ApiThrottle]
 
-    @extend_schema(summary="PUE periods of a site", responses=PuePeriodOut(many=True))
+    @extend_schema(
+        summary="PUE periods of a site",
+        responses=_results("PuePeriodList", PuePeriodOut(many=True)),
+    )
     def get(self, request: Request, slug: str) -> Response:
         site = _site(request, slug)
         return Response(
@@ -222,7 +239,7 @@ class SitePueView(APIView):
     @extend_schema(
         summary="Set the site's PUE from a date (admins); recomputes those hours",
         request=PueIn,
-        responses=PuePeriodOut,
+        responses={201: PuePeriodOut},
     )
     def post(self, request: Request, slug: str) -> Response:
         site = _site(request, slug)
@@ -240,7 +257,10 @@ class SiteInstrumentsView(APIView):
     permission_classes = [IsOrgAdmin]
     throttle_classes = [ApiThrottle]
 
-    @extend_schema(summary="Market-based instruments of a site", responses=InstrumentOut(many=True))
+    @extend_schema(
+        summary="Market-based instruments of a site",
+        responses=_results("InstrumentList", InstrumentOut(many=True)),
+    )
     def get(self, request: Request, slug: str) -> Response:
         site = _site(request, slug)
         items = (
@@ -253,7 +273,7 @@ class SiteInstrumentsView(APIView):
     @extend_schema(
         summary="Add a supplier factor, residual mix or certificates (admins)",
         request=InstrumentIn,
-        responses=InstrumentOut,
+        responses={201: InstrumentOut},
     )
     def post(self, request: Request, slug: str) -> Response:
         site = _site(request, slug)
@@ -271,7 +291,9 @@ class SiteInstrumentDetailView(APIView):
     permission_classes = [IsOrgAdmin]
     throttle_classes = [ApiThrottle]
 
-    @extend_schema(summary="Remove an instrument (admins); recomputes its period")
+    @extend_schema(
+        summary="Remove an instrument (admins); recomputes its period", responses={204: None}
+    )
     def delete(self, request: Request, slug: str, pk: int) -> Response:
         site = _site(request, slug)
         instrument = (
@@ -289,16 +311,21 @@ class FactorsView(APIView):
 
     @extend_schema(
         summary="Carbon-intensity factors: shared ones and the organization's own",
+        operation_id="v1_carbon_intensity_list",
         parameters=[
             OpenApiParameter("zone", str),
             OpenApiParameter("basis", str, enum=Basis.values),
             OpenApiParameter("resolution", str, enum=Resolution.values),
-            OpenApiParameter("start", str, description="factors whose period ends after this"),
-            OpenApiParameter("end", str, description="factors whose period starts before this"),
-            OpenApiParameter("limit", int),
-            OpenApiParameter("offset", int),
+            OpenApiParameter(
+                "start", OpenApiTypes.DATETIME, description="factors whose period ends after this"
+            ),
+            OpenApiParameter(
+                "end", OpenApiTypes.DATETIME, description="factors whose period starts before this"
+            ),
+            OpenApiParameter("limit", int, description=f"1-{MAX_FACTORS_PER_PAGE}; default 200"),
+            OpenApiParameter("offset", int, description="default 0"),
         ],
-        responses=FactorOut(many=True),
+        responses=_results("FactorList", FactorOut(many=True), count=True),
     )
     def get(self, request: Request) -> Response:
         params = FactorParams(data=request.query_params)
@@ -323,8 +350,8 @@ class FactorsView(APIView):
 
     @extend_schema(
         summary="Add an organization's own factor (admins); used for its sites only",
-        request=None,
-        responses=FactorOut,
+        request={"application/json": OpenApiTypes.OBJECT},
+        responses={201: FactorOut},
     )
     def post(self, request: Request) -> Response:
         if not isinstance(request.data, dict):
@@ -352,7 +379,10 @@ class FactorDetailView(APIView):
     def get(self, request: Request, pk: int) -> Response:
         return Response(FactorOut(self._get(request, pk)).data)
 
-    @extend_schema(summary="Remove the organization's own factor (admins); recomputes its period")
+    @extend_schema(
+        summary="Remove the organization's own factor (admins); recomputes its period",
+        responses={204: None},
+    )
     def delete(self, request: Request, pk: int) -> Response:
         factor = self._get(request, pk)
         if factor.organization_id is None:

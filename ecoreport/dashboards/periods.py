@@ -21,6 +21,10 @@ DEFAULT = "30d"
 GROUPINGS = {"auto": "Automatic", "hour": "By hour", "day": "By day", "month": "By month"}
 MAX_HOURLY_DAYS = 31
 MAX_DAYS = 800
+# Nothing was measured before 1970; the bounds also keep "the period before" and "+1 day" far
+# from the limits of ``date`` (0001-01-01 minus a day is an OverflowError, a 500).
+EARLIEST_DAY = date(1970, 1, 1)
+LATEST_DAY = date(2199, 12, 31)
 
 
 class PeriodError(ValueError):
@@ -122,6 +126,10 @@ def _window(params: dict[str, str], *, now: datetime) -> Period:
         last = date.fromisoformat(params.get("end", ""))
     except ValueError:
         raise PeriodError("A custom period needs start and end dates as YYYY-MM-DD.") from None
+    if not (EARLIEST_DAY <= first <= LATEST_DAY and EARLIEST_DAY <= last <= LATEST_DAY):
+        raise PeriodError(
+            f"Dates must lie between {EARLIEST_DAY.isoformat()} and {LATEST_DAY.isoformat()}."
+        )
     if last < first:
         raise PeriodError("The end date is before the start date.")
     if (last - first).days > MAX_DAYS:

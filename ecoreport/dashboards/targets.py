@@ -60,6 +60,19 @@ def _history_figure(target: Target) -> dict[str, Any]:
     )
 
 
+def _target_or_404(org: Any, raw_id: str) -> Target:
+    # An id that is not a number (``?edit=abc``) names no target, like an unknown one; as a
+    # lookup it would raise ValueError and answer 500.
+    target = (
+        targets_for_org(org).filter(pk=int(raw_id)).first()
+        if raw_id.isascii() and raw_id.isdigit()
+        else None
+    )
+    if target is None:
+        raise Http404("No such target.")
+    return target
+
+
 @login_required
 def targets(request: HttpRequest) -> HttpResponse:
     membership = current_membership(request)
@@ -67,18 +80,14 @@ def targets(request: HttpRequest) -> HttpResponse:
     is_admin = membership.has_role(Role.ADMIN)
     editing: Target | None = None
     if request.GET.get("edit"):
-        editing = targets_for_org(org).filter(pk=request.GET["edit"]).first()
-        if editing is None:
-            raise Http404("No such target.")
+        editing = _target_or_404(org, request.GET["edit"])
     form_errors: dict[str, Any] = {}
     form_values: dict[str, Any] = {}
     if request.method == "POST":
         if not is_admin:
             return HttpResponse("Only organization admins can change targets.", status=403)
         if request.POST.get("target_id"):
-            editing = targets_for_org(org).filter(pk=request.POST["target_id"]).first()
-            if editing is None:
-                raise Http404("No such target.")
+            editing = _target_or_404(org, request.POST["target_id"])
         form_values = _form_data(request.POST)
         serializer = TargetSerializer(
             instance=editing,

@@ -10,13 +10,14 @@ from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from ecoreport.core.api import ApiError
+from ecoreport.core.api import ApiError, FileNegotiation
 from ecoreport.dashboards.views import current_membership
 from ecoreport.organizations.models import Membership, Organization, Role, Team
 from ecoreport.organizations.permissions import request_membership
@@ -93,10 +94,45 @@ class ReportCreate(serializers.Serializer):
     team = serializers.CharField(required=False, allow_blank=True, default="")
 
 
+class ReportFileOut(serializers.Serializer):
+    format = serializers.ChoiceField(choices=FORMATS)
+    sha256 = serializers.CharField()
+    size_bytes = serializers.IntegerField()
+    url = serializers.CharField()
+
+
+class ReportOut(serializers.Serializer):
+    """The schema of ``report_json``."""
+
+    id = serializers.IntegerField()
+    period = serializers.CharField()
+    period_start = serializers.DateTimeField()
+    period_end = serializers.DateTimeField()
+    team = serializers.CharField(allow_null=True)
+    version = serializers.IntegerField()
+    status = serializers.ChoiceField(choices=Report.Status.choices)
+    trigger = serializers.ChoiceField(choices=Report.Trigger.choices)
+    change_note = serializers.CharField(allow_blank=True)
+    content_sha256 = serializers.CharField(allow_null=True)
+    error = serializers.CharField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    issued_at = serializers.DateTimeField(allow_null=True)
+    files = ReportFileOut(many=True)
+
+
+class ReportList(serializers.Serializer):
+    results = ReportOut(many=True)
+
+
 class ReportListView(APIView):
     @extend_schema(
         summary="Reports of the caller's organization, newest period first",
-        parameters=[OpenApiParameter("period", str), OpenApiParameter("team", str)],
+        operation_id="v1_reports_list",
+        parameters=[
+            OpenApiParameter("period", str, description="2026-Q3, 2026-07 or 2026"),
+            OpenApiParameter("team", str, description="a team's slug; empty: organization-wide"),
+        ],
+        responses=ReportList,
     )
     def get(self, request: Request) -> Response:
         membership = _membership(request)
@@ -111,6 +147,10 @@ class ReportListView(APIView):
     @extend_schema(
         summary="Ask for a report; answers with the issued one if the data is unchanged",
         request=ReportCreate,
+        responses={
+            200: OpenApiResponse(ReportOut, description="issued, and the data is unchanged"),
+            202: OpenApiResponse(ReportOut, description="queued or being built"),
+        },
     )
     def post(self, request: Request) -> Response:
         membership = _membership(request)
@@ -148,7 +188,9 @@ class ReportListView(APIView):
 
 
 class ReportDetailView(APIView):
-    @extend_schema(summary="One report: status, version, change note and files")
+    @extend_schema(
+        summary="One report: status, version, change note and files", responses=ReportOut
+    )
     def get(self, request: Request, pk: int) -> Response:
         report = get_object_or_404(reports_for_org(_membership(request).organization), pk=pk)
         return Response(report_json(report))
@@ -182,7 +224,16 @@ def _file_response(report: Report, fmt: str, *, inline: bool = False) -> HttpRes
 
 
 class ReportDownloadView(APIView):
-    @extend_schema(summary="Download an issued report in one format (pdf, html, csv, xlsx)")
+    content_negotiation_class = FileNegotiation
+
+    @extend_schema(
+        summary="Download an issued report in one format (pdf, html, csv, xlsx)",
+        responses={
+            **{(200, CONTENT_TYPES[fmt].split(";")[0]): OpenApiTypes.BINARY for fmt in FORMATS},
+            400: OpenApiResponse(description="unknown format"),
+            409: OpenApiResponse(description="the report is not issued yet"),
+        },
+    )
     def get(self, request: Request, pk: int, fmt: str) -> HttpResponse:
         report = get_object_or_404(reports_for_org(_membership(request).organization), pk=pk)
         if fmt not in FORMATS:

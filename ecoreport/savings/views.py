@@ -6,14 +6,15 @@ from datetime import timedelta
 from typing import Any
 
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from ecoreport.accounting.views import ApiThrottle
-from ecoreport.core.api import ApiError
+from ecoreport.core.api import ApiError, UtcDateTimeField
 from ecoreport.organizations.models import Organization
 from ecoreport.organizations.permissions import request_membership
 from ecoreport.savings.assumptions import SPECS, AssumptionError, Assumptions, describe
@@ -48,8 +49,8 @@ def _invalid(params: serializers.Serializer) -> ApiError:
 
 class SavingsParams(serializers.Serializer):
     scope = serializers.CharField(required=False, default="org")
-    start = serializers.DateTimeField(required=False)
-    end = serializers.DateTimeField(required=False)
+    start = UtcDateTimeField(required=False)
+    end = UtcDateTimeField(required=False)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         end = attrs.get("end") or timezone.now()
@@ -60,6 +61,59 @@ class SavingsParams(serializers.Serializer):
         return attrs
 
 
+_Savings = inline_serializer(
+    "Savings",
+    fields={
+        "organization": serializers.CharField(),
+        "scope": serializers.CharField(),
+        "start": serializers.DateTimeField(),
+        "end": serializers.DateTimeField(),
+        "assumptions": serializers.DictField(),
+        "levers": serializers.ListField(
+            child=serializers.DictField(),
+            help_text="key, title, kind, energy_kwh, co2e_kg, cost, share_of_scope_pct, ...",
+        ),
+        "recommendations": serializers.ListField(
+            child=inline_serializer(
+                "Recommendation",
+                fields={
+                    "rank": serializers.IntegerField(),
+                    "key": serializers.CharField(),
+                    "co2e_kg": serializers.FloatField(),
+                    "sentence": serializers.CharField(),
+                },
+            )
+        ),
+    },
+)
+
+_Assumptions = inline_serializer(
+    "SavingsAssumptions",
+    fields={"assumptions": serializers.ListField(child=serializers.DictField())},
+)
+
+_BestWindow = inline_serializer(
+    "BestWindow",
+    fields={
+        "zone": serializers.CharField(),
+        "duration_h": serializers.IntegerField(),
+        "within_h": serializers.IntegerField(),
+        "covered_h": serializers.IntegerField(),
+        "start": serializers.DateTimeField(),
+        "end": serializers.DateTimeField(),
+        "avg_intensity_g_per_kwh": serializers.FloatField(),
+        "now": serializers.DictField(),
+        "saving_g_per_kwh": serializers.FloatField(),
+        "saving_pct": serializers.FloatField(),
+        "forecast": serializers.BooleanField(),
+        "sources": serializers.ListField(child=serializers.CharField()),
+        "hours": serializers.ListField(child=serializers.DictField()),
+        "energy_kwh": serializers.FloatField(required=False),
+        "saving_co2e_kg": serializers.FloatField(required=False),
+    },
+)
+
+
 class SavingsView(APIView):
     throttle_classes = [ApiThrottle]
 
@@ -67,8 +121,12 @@ class SavingsView(APIView):
         summary="Savings levers and recommendations for a scope and period",
         parameters=[
             OpenApiParameter("scope", str, description="org (default), team:SLUG or project:SLUG"),
-            OpenApiParameter("start", str, description="ISO 8601; default: end - 30 days"),
-            OpenApiParameter("end", str, description="ISO 8601, exclusive; default: now"),
+            OpenApiParameter(
+                "start", OpenApiTypes.DATETIME, description="ISO 8601; default: end - 30 days"
+            ),
+            OpenApiParameter(
+                "end", OpenApiTypes.DATETIME, description="ISO 8601, exclusive; default: now"
+            ),
             *[
                 OpenApiParameter(
                     name, float, description=f"{spec.help} ({spec.minimum:g} to {spec.maximum:g})"
@@ -76,6 +134,7 @@ class SavingsView(APIView):
                 for name, spec in SPECS.items()
             ],
         ],
+        responses=_Savings,
     )
     def get(self, request: Request) -> Response:
         params = SavingsParams(data=request.query_params)
@@ -119,7 +178,7 @@ class SavingsAssumptionsView(APIView):
 
     throttle_classes = [ApiThrottle]
 
-    @extend_schema(summary="Savings assumptions: defaults and ranges")
+    @extend_schema(summary="Savings assumptions: defaults and ranges", responses=_Assumptions)
     def get(self, request: Request) -> Response:
         return Response({"assumptions": describe()})
 
@@ -162,6 +221,7 @@ class BestWindowView(APIView):
                 "energy_kwh", float, description="optional: the job's energy, for a CO2e saving"
             ),
         ],
+        responses=_BestWindow,
     )
     def get(self, request: Request) -> Response:
         params = BestWindowParams(data=request.query_params)

@@ -6,7 +6,12 @@ import zlib
 
 from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiExample, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiResponse,
+    extend_schema,
+    inline_serializer,
+)
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -111,7 +116,8 @@ class IngestView(APIView):
     @extend_schema(
         summary="Ingest a batch of GPU interval samples (agents only)",
         request={"application/json": OpenApiTypes.OBJECT},
-        responses={200: _IngestAnswer, 400: OpenApiTypes.OBJECT, 401: OpenApiTypes.OBJECT},
+        # 400, 401, 415 and 429 come with the error schema from ecoreport.core.schema.
+        responses={200: _IngestAnswer, 413: OpenApiResponse(description="body too large")},
         examples=[
             OpenApiExample(
                 "answer",

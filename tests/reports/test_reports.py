@@ -169,6 +169,13 @@ def test_only_members_can_see_and_download(cast, q3_data, client, get_report_api
             response["X-Content-SHA256"]
             == ReportFile.objects.get(report=report, format=fmt_name).sha256
         )
+    # A download client that asks for the file's type gets the file, not a 406.
+    response = client.get(
+        f"/api/v1/reports/{report.pk}/download/pdf",
+        HTTP_AUTHORIZATION=f"Bearer {cast.member_token}",
+        HTTP_ACCEPT="application/pdf",
+    )
+    assert response.status_code == 200 and response.content.startswith(b"%PDF")
     # The outsider's organization has no such report: 404, not 403 (nothing hints it exists).
     assert get_report_api(cast.outsider_token).json()["results"] == []
     assert get_report_api(cast.outsider_token, f"/{report.pk}").status_code == 404
