@@ -31,7 +31,7 @@ from ecoreport_agent.attribution import (
 )
 from ecoreport_agent.clock import Clock, iso_utc, ms
 from ecoreport_agent.nvml import Nvml, NvmlError
-from ecoreport_agent.spool import MAX_INTERVAL_S, Reading, Spool, SpoolSample
+from ecoreport_agent.spool import HOUR_S, Reading, Spool, SpoolSample
 from ecoreport_agent.uploader import Uploader
 
 log = logging.getLogger("ecoreport_agent.agent")
@@ -97,16 +97,26 @@ class GpuState:
 def split_interval(
     start_wall: float, end_wall: float, energy_mj: int, counter_start_mj: int | None
 ) -> list[tuple[float, float, int, int | None, int | None]]:
-    """Chunks of at most an hour, energy split by duration in whole millijoules (exact sum)."""
+    """Chunks cut at the UTC hour boundaries inside the interval (so each lies in one hour and
+    none is longer than an hour), energy split by duration in whole millijoules (exact sum).
+
+    Hour-aligned chunks let the backend apply each hour's carbon factor and PUE to that hour's
+    energy without having to prorate them (it would; this is what it would get to).
+    """
     duration = end_wall - start_wall
-    n = max(1, math.ceil(duration / MAX_INTERVAL_S - 1e-9))
-    edges = [start_wall] + [ms(start_wall + duration * k / n) for k in range(1, n)] + [end_wall]
+    edges = [start_wall]
+    boundary = (math.floor(start_wall / HOUR_S) + 1) * HOUR_S
+    while boundary < end_wall:
+        edges.append(boundary)
+        boundary += HOUR_S
+    edges.append(end_wall)
     chunks = []
     booked = 0
-    for k in range(n):
-        if k == n - 1:
+    for k in range(len(edges) - 1):
+        if k == len(edges) - 2:
             part = energy_mj - booked
         else:
+            # cumulative share rounded down, so the parts are whole millijoules adding up exactly
             part = int(energy_mj * (edges[k + 1] - start_wall) / duration) - booked
         c0 = None if counter_start_mj is None else counter_start_mj + booked
         c1 = None if counter_start_mj is None else counter_start_mj + booked + part

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import sqlite3
 import time
@@ -34,6 +35,7 @@ from ecoreport_agent.clock import iso_utc
 log = logging.getLogger("ecoreport_agent.spool")
 
 MAX_INTERVAL_S = 3600.0  # the backend rejects longer samples
+HOUR_S = 3600.0  # hourly carbon factors and PUE periods start on UTC hours
 # Bytes a spooled sample costs beyond its JSON (row header, columns, index entry), measured
 # roughly on SQLite 3.40; the size bound only needs to be right to a few percent.
 ROW_OVERHEAD_BYTES = 120
@@ -356,10 +358,14 @@ class Spool:
 
         Only samples never handed to a batch are touched (a batch id already sent must keep its
         content). Energy is summed exactly, so the GPU's total is unchanged; means are weighted
-        by duration, peaks kept; attribution shares become energy-weighted averages, so the
-        energy attributed to each label is unchanged too. Only contiguous samples of the same
-        method are merged: the merged interval claims no time that was not measured.
-        Returns (rows before, rows after) among those considered.
+        by duration, peaks (power, memory) kept as maxima; attribution shares become
+        energy-weighted averages, so the energy attributed to each label is unchanged too. Only
+        contiguous samples of the same method are merged: the merged interval claims no time that
+        was not measured. Idle samples (no attribution: the backend books them as idle) merge only
+        with idle ones, never with attributed ones, where their energy would become a non-idle
+        unattributed remainder. A merged interval stays inside one UTC hour, so hourly factors and
+        PUE apply to it as they would to its parts (a sample that already crosses an hour is left
+        alone). Returns (rows before, rows after) among those considered.
         """
         with self._tx() as db:
             unsent = db.execute("SELECT count(*) FROM samples WHERE batch_id IS NULL").fetchone()[0]
@@ -377,14 +383,19 @@ class Spool:
             for gpu_rows in by_gpu.values():
                 gpu_rows.sort(key=lambda r: r[2])
                 run: list[tuple[Any, ...]] = []
+                run_idle = False
                 for row in gpu_rows:
+                    idle = not json.loads(row[8]).get("attribution")
                     if run and (
                         row[5] != run[0][5]
                         or abs(row[2] - run[-1][3]) > 0.0005
-                        or row[3] - run[0][2] > MAX_INTERVAL_S
+                        or idle != run_idle
+                        or row[3] > _hour_end(run[0][2]) + 0.0005
                     ):
                         after += self._merge_run(db, run)
                         run = []
+                    if not run:
+                        run_idle = idle
                     run.append(row)
                 if run:
                     after += self._merge_run(db, run)
@@ -486,6 +497,11 @@ class Spool:
         }
 
 
+def _hour_end(epoch_s: float) -> float:
+    """The first UTC hour boundary after ``epoch_s``."""
+    return (math.floor(epoch_s / HOUR_S) + 1) * HOUR_S
+
+
 def _weighted_mean(values: list[tuple[Any, float]]) -> float | None:
     known = [(v, w) for v, w in values if v is not None]
     weight = sum(w for _, w in known)
@@ -517,7 +533,9 @@ def merge_payloads(payloads: list[dict[str, Any]]) -> dict[str, Any]:
         return None if value is None else round(value, digits)
 
     peaks = [p["power_max_w"] for p in payloads if p.get("power_max_w") is not None]
-    mem_used = mean("mem_used_mib", 0)
+    # Memory in use is read for its peak (will the job fit a smaller GPU?): the merged sample
+    # keeps the largest of its parts, as a mean would hide the peak.
+    memory = [p["mem_used_mib"] for p in payloads if p.get("mem_used_mib") is not None]
     temperature = mean("temperature_c", 1)
     return {
         "gpu_uuid": payloads[0]["gpu_uuid"],
@@ -527,7 +545,7 @@ def merge_payloads(payloads: list[dict[str, Any]]) -> dict[str, Any]:
         "method": payloads[0]["method"],
         "gpu_util_pct": mean("gpu_util_pct", 2),
         "mem_util_pct": mean("mem_util_pct", 2),
-        "mem_used_mib": None if mem_used is None else int(mem_used),
+        "mem_used_mib": max(memory) if memory else None,
         "power_max_w": max(peaks) if peaks else None,
         "temperature_c": temperature,
         "attribution": attribution_entries(shares),

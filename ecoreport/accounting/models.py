@@ -12,8 +12,11 @@ from ecoreport.organizations.models import Organization, OrgScopedQuerySet, Proj
 class HourlyUsage(models.Model):
     """Energy of one GPU in one hour charged to one (team, project).
 
-    Rebuilt from the raw samples by ``hours_rollup``; the sum over rows equals the sum of the raw
-    samples whose interval starts in the hour (conservation, tested).
+    Rebuilt from the raw samples by ``hours_rollup``. A sample's energy is booked to each hour
+    its interval overlaps, in proportion to the overlap (``docs/methodology.md``, "Proration"):
+    the sum over rows of an hour is the energy measured in that hour, and the sum over hours
+    equals the raw samples (conservation, tested). Seconds are split the same way;
+    ``sample_count`` counts each sample (share) once, in the hour it starts.
     """
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")

@@ -18,44 +18,132 @@ from django.utils import timezone
 
 from ecoreport.carbon.resolver import NO_SITE, SiteHourFactors, site_hour_factors
 from ecoreport.telemetry.models import DirtyHour
+from ecoreport.telemetry.validation import MAX_INTERVAL_S
 
 log = logging.getLogger(__name__)
 
 # One statement rolls up a run of consecutive hours: the share table has no time column, so
 # each statement may scan it (PostgreSQL picks a hash join when the range is a large part of
 # the table); one scan per run instead of one per hour keeps a backlog linear. The hour is
-# truncated in SQL, as each backend stores it (SQLite: Django's "YYYY-MM-DD HH:MM:SS" text).
+# truncated in SQL, as each backend stores it (SQLite: Django's "YYYY-MM-DD HH:MM:SS[.ffffff]"
+# text, whose minutes and seconds are read by position).
 MAX_RUN_HOURS = 24
 _HOUR_EXPR = {
     "postgresql": "date_trunc('hour', s.start, 'UTC')",
     "sqlite": "strftime('%%Y-%%m-%%d %%H:00:00', s.start)",
 }
+_NEXT_HOUR_EXPR = {
+    "postgresql": "date_trunc('hour', s.start, 'UTC') + interval '1 hour'",
+    "sqlite": "strftime('%%Y-%%m-%%d %%H:00:00', s.start, '+1 hour')",
+}
+# Seconds from the start of the sample's hour to the sample's start.
+_OFFSET_EXPR = {
+    "postgresql": "CAST(EXTRACT(EPOCH FROM s.start - date_trunc('hour', s.start, 'UTC'))"
+    " AS DOUBLE PRECISION)",
+    "sqlite": "(CAST(substr(s.start, 15, 2) AS INTEGER) * 60 + CAST(substr(s.start, 18) AS REAL))",
+}
 
-# One scan of the samples and their shares per run of hours, into a small temporary table of
-# (hour, GPU, team, project, job) parts; HourlyUsage and HourlyJobUsage are both sums over it, so
-# the per-job rollup costs an aggregation over thousands of rows, not a second scan of millions.
-_PARTS_CREATE = """
+# Proration. Ingest refuses samples longer than MAX_INTERVAL_S (an hour), so a sample overlaps
+# at most two hours: the one it starts in (its head) and the next (its tail, when it crosses the
+# boundary, i.e. ends after the next hour's first instant). Each share's energy is split between
+# them by time: the larger part is the product (energy x its fraction of the duration, a
+# fraction >= 0.5) and the smaller part the energy minus it. By Sterbenz' lemma that subtraction
+# is exact in floating point, so the two parts of every share add up to the share's energy
+# exactly, and the hours to the sample. Seconds (GPU time, utilization weights) are split the
+# same way; ``sample_count`` counts a sample in the hour it starts only, so that counts still
+# add up over hours.
+#
+# Crossing samples are few (one per GPU and hour boundary at most, for the agent's aligned
+# intervals), so they are taken apart from the rest: a first statement copies the run's
+# crossing samples (including those of the hour before it whose tails reach into it) into a
+# small temporary table; the main scan is the plain sum over the samples that stay in their
+# hour, as without proration (same plan, no per-row arithmetic for the split); the crossing
+# samples' head and tail parts are then added from the small table through the share index.
+# The parts table may hold several rows per key: the INSERTs below sum them anyway.
+_CROSSING_CREATE = """
+CREATE TEMPORARY TABLE rollup_crossing AS
+SELECT s.id AS id, s.organization_id AS organization_id, s.gpu_id AS gpu_id,
+       s.host_id AS host_id, s.gpu_util_pct AS gpu_util_pct, s.duration_s AS duration_s,
+       {hour_expr} AS head_hour, {next_hour_expr} AS tail_hour,
+       3600.0 - {offset_expr} AS head_s
+FROM telemetry_energysample s
+WHERE s.organization_id = %s AND s.start >= %s AND s.start < %s
+  AND s."end" > {next_hour_expr}
+"""
+_PART_SUMS = [
+    ("energy_j", "{e}"),
+    ("idle_energy_j", "CASE WHEN sh.idle THEN {e} ELSE 0.0 END"),
+    ("unattributed_energy_j", "CASE WHEN sh.attributed THEN 0.0 ELSE {e} END"),
+    ("gpu_seconds", "{t} * sh.share"),
+    ("util_seconds", "CASE WHEN s.gpu_util_pct IS NULL THEN 0.0 ELSE {t} * sh.share END"),
+    ("util_x_seconds", "COALESCE(s.gpu_util_pct, 0.0) * {t} * sh.share"),
+    ("util_x_energy_j", "COALESCE(s.gpu_util_pct, 0.0) * {e}"),
+    ("util_energy_j", "CASE WHEN s.gpu_util_pct IS NULL THEN 0.0 ELSE {e} END"),
+]
+
+
+def _part_sums(energy: str, seconds: str) -> str:
+    return ",\n       ".join(
+        f"SUM({expr.format(e=energy, t=seconds)}) AS {name}" for name, expr in _PART_SUMS
+    )
+
+
+_PART_GROUP = (
+    "GROUP BY s.organization_id, {hour}, s.gpu_id, s.host_id, h.site_id, sh.team_id,"
+    ' sh.project_id, sh.job_id, sh."user"'
+)
+_PARTS_CREATE = f"""
 CREATE TEMPORARY TABLE rollup_parts AS
-SELECT s.organization_id AS organization_id, {hour_expr} AS hour, s.gpu_id AS gpu_id,
+SELECT s.organization_id AS organization_id, {{hour_expr}} AS hour, s.gpu_id AS gpu_id,
        s.host_id AS host_id, h.site_id AS site_id, sh.team_id AS team_id,
        sh.project_id AS project_id, sh.job_id AS job_id, sh."user" AS user_name,
-       SUM(sh.energy_j) AS energy_j,
-       SUM(CASE WHEN sh.idle THEN sh.energy_j ELSE 0.0 END) AS idle_energy_j,
-       SUM(CASE WHEN sh.attributed THEN 0.0 ELSE sh.energy_j END) AS unattributed_energy_j,
-       SUM(s.duration_s * sh.share) AS gpu_seconds,
-       SUM(CASE WHEN s.gpu_util_pct IS NULL THEN 0.0 ELSE s.duration_s * sh.share END)
-           AS util_seconds,
-       SUM(COALESCE(s.gpu_util_pct, 0.0) * s.duration_s * sh.share) AS util_x_seconds,
-       SUM(COALESCE(s.gpu_util_pct, 0.0) * sh.energy_j) AS util_x_energy_j,
-       SUM(CASE WHEN s.gpu_util_pct IS NULL THEN 0.0 ELSE sh.energy_j END) AS util_energy_j,
+       {_part_sums("sh.energy_j", "s.duration_s")},
        COUNT(*) AS sample_count
 FROM telemetry_sampleshare sh
 JOIN telemetry_energysample s ON s.id = sh.sample_id
 JOIN fleet_host h ON h.id = s.host_id
 WHERE s.organization_id = %s AND s.start >= %s AND s.start < %s
-GROUP BY s.organization_id, {hour_expr}, s.gpu_id, s.host_id, h.site_id, sh.team_id,
-         sh.project_id, sh.job_id, sh."user"
-"""
+  AND s."end" <= {{next_hour_expr}}
+{_PART_GROUP.format(hour="{hour_expr}")}
+"""  # noqa: S608 - constants only
+_BIG_FRACTION = (
+    "(CASE WHEN s.head_s * 2.0 >= s.duration_s THEN s.head_s / s.duration_s"
+    " ELSE (s.duration_s - s.head_s) / s.duration_s END)"
+)
+# Head and tail of each crossing share: (part, its energy, its seconds, which hours, count).
+_CROSSING_PARTS = [
+    (
+        "head",
+        f"(CASE WHEN s.head_s * 2.0 >= s.duration_s THEN sh.energy_j * {_BIG_FRACTION}"
+        f" ELSE sh.energy_j - sh.energy_j * {_BIG_FRACTION} END)",
+        "s.head_s",
+        "s.head_hour >= %s",
+        "COUNT(*)",
+    ),
+    (
+        "tail",
+        f"(CASE WHEN s.head_s * 2.0 >= s.duration_s THEN sh.energy_j - sh.energy_j * {_BIG_FRACTION}"
+        f" ELSE sh.energy_j * {_BIG_FRACTION} END)",
+        "(s.duration_s - s.head_s)",
+        "s.tail_hour < %s",
+        "0",
+    ),
+]
+_CROSSING_INSERT = {
+    part: f"""
+INSERT INTO rollup_parts
+SELECT s.organization_id, s.{part}_hour, s.gpu_id, s.host_id, h.site_id, sh.team_id,
+       sh.project_id, sh.job_id, sh."user",
+       {_part_sums(energy, seconds)},
+       {count}
+FROM rollup_crossing s
+JOIN telemetry_sampleshare sh ON sh.sample_id = s.id
+JOIN fleet_host h ON h.id = s.host_id
+WHERE {where}
+{_PART_GROUP.format(hour=f"s.{part}_hour")}
+"""  # noqa: S608 - constants only
+    for part, energy, seconds, where, count in _CROSSING_PARTS
+}
 _USAGE_FROM_PARTS = """
 INSERT INTO accounting_hourlyusage
     (organization_id, hour, gpu_id, host_id, site_id, team_id, project_id,
@@ -145,8 +233,10 @@ def hours_rollup(*, organization_id: int, hours: Iterable[datetime]) -> int:
     organization. Call inside a transaction.
 
     Each run of up to ``MAX_RUN_HOURS`` consecutive hours scans its samples once into a
-    temporary table of (hour, GPU, team, project, job) parts, from which HourlyUsage and the
-    jobs are two small INSERT ... SELECTs; each hour's emissions follow in one UPDATE per table
+    temporary table of (hour, GPU, team, project, job) parts, a sample that crosses an hour
+    boundary contributing to both hours by overlap (also one that starts in the hour before the
+    run: the run's first hour gets its tail; no hour outside the run is touched); HourlyUsage
+    and the jobs are two small INSERT ... SELECTs from the parts; each hour's emissions follow in one UPDATE per table
     that applies each site's PUE and factors (resolved once for all the hours); the summary is
     rebuilt from HourlyUsage last. Returns the number of hours rebuilt.
     """
@@ -163,10 +253,19 @@ def hours_rollup(*, organization_id: int, hours: Iterable[datetime]) -> int:
             runs[-1].append(hour)
         else:
             runs.append([hour])
-    parts_create = _PARTS_CREATE.format(hour_expr=_HOUR_EXPR[connection.vendor])
+    vendor = connection.vendor
+    exprs = {
+        "hour_expr": _HOUR_EXPR[vendor],
+        "next_hour_expr": _NEXT_HOUR_EXPR[vendor],
+        "offset_expr": _OFFSET_EXPR[vendor],
+    }
+    crossing_create = _CROSSING_CREATE.format(**exprs)
+    parts_create = _PARTS_CREATE.format(**exprs)
     for run in runs:
         start = ops.adapt_datetimefield_value(run[0])
         end = ops.adapt_datetimefield_value(run[-1] + timedelta(hours=1))
+        # Samples that start before the run can reach into its first hour.
+        reach = ops.adapt_datetimefield_value(run[0] - timedelta(seconds=MAX_INTERVAL_S))
         with connection.cursor() as cursor:
             if connection.vendor == "postgresql":
                 for hour in run:
@@ -182,7 +281,15 @@ def hours_rollup(*, organization_id: int, hours: Iterable[datetime]) -> int:
                 )
             # The temporary table lives for this run only; on an error the transaction's
             # rollback removes it with everything else.
+            cursor.execute(crossing_create, [organization_id, reach, end])
+            if vendor == "postgresql":
+                # Row counts for the planner: a handful of crossing samples is joined to their
+                # shares through the index, not by a scan of the share table.
+                cursor.execute("ANALYZE rollup_crossing")
             cursor.execute(parts_create, [organization_id, start, end])
+            cursor.execute(_CROSSING_INSERT["head"], [start])
+            cursor.execute(_CROSSING_INSERT["tail"], [end])
+            cursor.execute("DROP TABLE rollup_crossing")
             cursor.execute(_USAGE_FROM_PARTS)
             cursor.execute(_JOBS_FROM_PARTS)
             cursor.execute("DROP TABLE rollup_parts")

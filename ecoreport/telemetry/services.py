@@ -99,6 +99,15 @@ def _hour_of(moment: datetime) -> datetime:
     return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
 
+def _hours_overlapped(start: datetime, end: datetime) -> list[datetime]:
+    """Every hour [start, end) overlaps: the rollup books a sample's energy to each of them."""
+    hours = [_hour_of(start)]
+    # ``end`` is exclusive: a sample ending on the hour does not touch the next one.
+    while hours[-1] + timedelta(hours=1) < end:
+        hours.append(hours[-1] + timedelta(hours=1))
+    return hours
+
+
 def samples_ingest(
     *,
     credential: AgentCredential,
@@ -252,7 +261,7 @@ def _ingest_locked(
         sample_id = inserted_ids.get((gpu_id, start))
         if sample_id is None:
             continue
-        result.hours.add(_hour_of(sample.start))
+        result.hours.update(_hours_overlapped(sample.start, sample.end))
         shares.extend(
             SampleShare(
                 organization=org,
@@ -736,7 +745,7 @@ WITH s AS (
     SELECT %(org)s, g, %(host)s, st, en, du, e, m, gu, mu, mm, pm, tc, %(now)s
     FROM s WHERE NOT EXISTS (SELECT FROM met WHERE met.i = s.i) ORDER BY i
     ON CONFLICT (gpu_id, start) DO NOTHING
-    RETURNING id, gpu_id, start
+    RETURNING id, gpu_id, start, "end"
 ), keyed AS (
     SELECT ins.id, s.i FROM ins JOIN s ON s.g = ins.gpu_id AND s.st = ins.start
 ), shares AS (
@@ -748,7 +757,10 @@ WITH s AS (
     FROM jsonb_array_elements(%(shares)s::jsonb) AS r
     JOIN keyed ON keyed.i = (r->>0)::int
 ), hours AS (
-    SELECT DISTINCT date_trunc('hour', start, 'UTC') AS hour FROM ins
+    -- every hour a sample overlaps (its start's, and the next when it crosses the boundary)
+    SELECT DISTINCT h.hour FROM ins CROSS JOIN LATERAL generate_series(
+        date_trunc('hour', ins.start, 'UTC'), ins."end" - interval '1 microsecond', interval '1 hour'
+    ) AS h(hour)
 ), marks AS (
     INSERT INTO telemetry_dirtyhour (organization_id, hour, created_at)
     SELECT %(org)s, hour, %(now)s FROM hours ORDER BY hour

@@ -183,8 +183,9 @@ def test_a_long_outage_of_readings_is_split_into_samples_of_at_most_an_hour(cloc
     samples = spooled(spool)
     durations = _durations(samples)
     assert max(durations) <= 3600.0
-    # 60-120 s failed ... 7260-7320 s read again: 7260 s covered by three equal samples.
-    assert durations == [60.0, 2420.0, 2420.0, 2420.0]
+    # 60-120 s failed ... 7260-7320 s read again: 7260 s, cut at the two UTC hours inside it.
+    assert durations == [60.0, 3540.0, 3600.0, 120.0]
+    assert [s["end_s"] % 3600 for s in samples[1:3]] == [0.0, 0.0]
     assert_contiguous(samples)
     assert_counter_chain(samples)
     total = sum(s["energy_j"] for s in samples)

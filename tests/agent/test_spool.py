@@ -26,7 +26,12 @@ def test_restart_books_the_counter_advance_across_the_downtime_once(clock, spool
 
     samples = spooled(spool)
     downtime = [s for s in samples if s["end_s"] - s["start_s"] > 11]
-    assert [round(s["end_s"] - s["start_s"]) for s in downtime] == [3000, 3000, 3000]
+    # Cut at the UTC hours inside the downtime (the first agent started on an hour), not into
+    # equal parts: each chunk lies in one hour, and its energy is its share of the time.
+    assert [round(s["end_s"] - s["start_s"]) for s in downtime] == [3570, 3600, 1830]
+    assert [s["end_s"] % 3600 for s in downtime[:-1]] == [0.0, 0.0]
+    for s in downtime:
+        assert s["energy_j"] == pytest.approx(250.0 * (s["end_s"] - s["start_s"]), abs=0.002)
     assert all(s["payload"]["attribution"] == [] for s in downtime)
     for before, after in zip(samples, samples[1:]):
         assert after["payload"]["start"] == before["payload"]["end"]
@@ -125,9 +130,10 @@ def _attributed(samples):
 
 def test_compaction_merges_old_samples_and_conserves_energy_per_gpu_and_label(spool):
     def labels(k):
-        if k % 3 == 0:
+        # Blocks, not alternating samples: idle samples merge only with idle ones.
+        if k < 200:
             return []
-        if k % 3 == 1:
+        if k % 2:
             return [(1.0, NLP)]
         return [(0.6, NLP), (0.4, VISION)]
 
