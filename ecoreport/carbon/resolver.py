@@ -3,11 +3,17 @@
 Location-based: the zone's hourly factor, else its calendar-month factor, else its calendar-year
 factor (the year covering the hour, else the nearest year the zone has), else the world average
 (a *fallback*: the zone has no factor of its own). At each level an organization's own factor
-is preferred over a shared one.
+is preferred over a shared one. Only ``location`` (grid-average) factors take part.
 
 Market-based (GHG Protocol Scope 2): the site's supplier-specific factor, else its residual mix,
 else a market-basis factor of the zone (e.g. a published national residual mix), else the
-location-based factor; certificates then cover their share of consumption at 0 g/kWh.
+location-based factor; certificates then cover their share of consumption at 0 g/kWh. A zone's
+annual market factor of an earlier year is carried forward to later years, flagged
+(``market_basis`` "zone-prior"); a later year's factor is never used for an earlier year (then
+the location-based factor applies): a residual mix is published after its year, never before.
+
+Marginal factors (``marginal``, e.g. WattTime's co2_moer) never enter either: they are timing
+signals, read by ``marginal_signals`` for the best window and the timing lever only.
 
 Everything here reads; resolution happens in Python over a handful of candidate rows per zone,
 so a rollup of many hours costs a few queries, not one per hour.
@@ -34,6 +40,9 @@ from ecoreport.carbon.models import (
 from ecoreport.fleet.models import Site
 
 NO_SITE = 0  # rows of hosts that are placed at no site
+# market_basis of an hour whose zone market factor is the annual factor of an earlier year
+# (the fallback the provenance and the report flag); fits HourlyUsage.market_basis (10 chars).
+MARKET_ZONE_PRIOR_YEAR = "zone-prior"
 
 
 @dataclass(frozen=True)
@@ -54,7 +63,7 @@ class SiteHourFactors:
     resolution: str
     fallback: bool
     market_intensity_g_per_kwh: float
-    market_basis: str  # supplier | residual | zone | location
+    market_basis: str  # supplier | residual | zone | zone-prior | location
     market_instrument_id: int | None
     market_factor_id: int | None
     certificate_share: float
@@ -87,7 +96,12 @@ class _ZoneFactors:
             else:
                 self.years[start.year] = row
 
-    def lookup(self, hour: datetime, *, nearest_year: bool) -> tuple[CarbonIntensity, str] | None:
+    def lookup(
+        self, hour: datetime, *, nearest_year: bool, later_years: bool = True
+    ) -> tuple[CarbonIntensity, str] | None:
+        """The most specific row for ``hour``. ``nearest_year``: without a row of the hour's
+        own year, the latest earlier year's, else (only with ``later_years``) the earliest
+        later year's; resolution "year" either way (the row's own start says which year)."""
         if (row := self.hours.get(hour)) is not None:
             return row, "hour"
         if (row := self.months.get((hour.year, hour.month))) is not None:
@@ -96,10 +110,13 @@ class _ZoneFactors:
             return row, "year"
         if nearest_year and self.years:
             # Annual data lags a year or two: carry the latest earlier year forward (or, before
-            # the first year the zone has, its earliest). The factor's own year stays visible.
+            # the first year the zone has and where allowed, its earliest). The factor's own
+            # year stays visible.
             earlier = [y for y in self.years if y < hour.year]
-            year = max(earlier) if earlier else min(self.years)
-            return self.years[year], "year"
+            if earlier:
+                return self.years[max(earlier)], "year"
+            if later_years:
+                return self.years[min(self.years)], "year"
         return None
 
 
@@ -247,11 +264,15 @@ def site_hour_factors(
                     "residual",
                     residual[-1].pk,
                 )
-            elif (found := market_zone[info.zone].lookup(hour, nearest_year=True)) is not None:
+            elif (
+                found := market_zone[info.zone].lookup(hour, nearest_year=True, later_years=False)
+            ) is not None:
+                row, _resolution = found
+                carried = _resolution == "year" and row.start.astimezone(UTC).year < hour.year
                 base, market_basis, market_factor_id = (
-                    found[0].intensity_g_per_kwh,
-                    "zone",
-                    found[0].pk,
+                    row.intensity_g_per_kwh,
+                    MARKET_ZONE_PRIOR_YEAR if carried else "zone",
+                    row.pk,
                 )
             else:
                 base, market_basis = loc.intensity_g_per_kwh, "location"
@@ -269,4 +290,28 @@ def site_hour_factors(
                 market_factor_id=market_factor_id,
                 certificate_share=certificate_share,
             )
+    return out
+
+
+def marginal_signals(
+    *, zones: Iterable[str], hours: list[datetime], organization_id: int | None = None
+) -> dict[tuple[str, datetime], CarbonIntensity]:
+    """The hourly marginal factor of each (zone, hour) that has one (the organization's own
+    over a shared one). Only hourly rows: a month or year of marginal rates says nothing about
+    which hour is cleaner. For timing decisions only; never for reported emissions."""
+    if not hours:
+        return {}
+    qs = CarbonIntensity.objects.filter(
+        zone__in=set(zones),
+        basis="marginal",
+        resolution="hour",
+        start__gte=min(hours),
+        start__lte=max(hours),
+    ).filter(Q(organization__isnull=True) | Q(organization_id=organization_id))
+    wanted = set(hours)
+    out: dict[tuple[str, datetime], CarbonIntensity] = {}
+    for row in sorted(qs, key=lambda r: (r.organization_id is not None, r.start)):
+        start = row.start.astimezone(UTC)
+        if start in wanted:
+            out[(row.zone, start)] = row
     return out
