@@ -292,7 +292,7 @@ def client_for(provider: str, http: HttpClient) -> Any:
 
 @transaction.atomic
 def provider_factors_store(
-    *, zone: str, source: str, values: list[HourValue], basis: str = Basis.LOCATION
+    *, zone: str, source: str, values: list[HourValue], basis: str = "location"
 ) -> int:
     """Upsert shared hourly factors of ``basis`` for ``zone``; returns how many hours changed.
 

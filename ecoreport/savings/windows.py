@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ecoreport.carbon.models import Basis, CarbonIntensity, Resolution
+from ecoreport.carbon.models import CarbonIntensity, Resolution
 from ecoreport.carbon.resolver import hours_between
 from ecoreport.organizations.models import Organization
 from ecoreport.savings import calc
@@ -54,10 +54,10 @@ def best_window(
         )
     first = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
     last = first + timedelta(hours=within_h)
-    basis = Basis.MARGINAL
+    basis = "marginal"
     series = _series(organization, zone=zone, basis=basis, first=first, last=last)
     if len(series) < duration_h:
-        basis = Basis.LOCATION
+        basis = "location"
         series = _series(organization, zone=zone, basis=basis, first=first, last=last)
     if not series:
         raise SavingsError(
@@ -82,7 +82,7 @@ def best_window(
         "zone": zone,
         # Which signal ranked the hours: "marginal" (the emissions of added load) or "location"
         # (the grid average); the averages and savings below are in that signal's terms.
-        "basis": str(basis),
+        "basis": basis,
         "duration_h": duration_h,
         "within_h": within_h,
         "covered_h": len(series),

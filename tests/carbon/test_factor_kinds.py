@@ -343,3 +343,51 @@ def test_demo_has_marginal_signals_that_the_best_window_uses_and_no_row_uses(db)
     used = HourlyUsage.objects.filter(organization=summary.organization)
     assert not used.filter(intensity_factor_id__in=ids).exists()
     assert not used.filter(market_factor_id__in=ids).exists()
+
+
+def test_upgrade_recomputes_hours_that_borrowed_a_later_years_market_factor(
+    market_2025, django_capture_on_commit_callbacks
+):
+    import importlib
+
+    from django.apps import apps
+
+    migration = importlib.import_module("ecoreport.carbon.migrations.0003_marginal_basis")
+    factor = CarbonIntensity.objects.get(basis="market")
+    # As the previous release stored it: 2024 borrowed the 2025 factor.
+    HourlyUsage.objects.filter(hour=Y2024).update(
+        market_basis="zone", market_factor=factor, co2e_market_g=MARKET_2025_G_PER_KWH
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        migration.reclassify(apps, None)
+    row = HourlyUsage.objects.get(hour=Y2024)
+    assert (row.market_basis, row.market_factor_id) == ("location", None)
+    assert row.co2e_market_g == pytest.approx(DE_2023_G_PER_KWH)
+
+
+@pytest.mark.parametrize(
+    ("basis", "valid"), [("location", True), ("market", True), ("marginal", True), ("avg", False)]
+)
+def test_manage_factor_form_offers_the_three_kinds(basis, valid):
+    from ecoreport.dashboards.manage.forms import FactorForm
+
+    form = FactorForm(
+        data={
+            "zone": "DE",
+            "resolution": "hour",
+            "day": "2026-11-27",
+            "hour": 10,
+            "g_co2e_per_kwh": 600,
+            "basis": basis,
+            "scope": "direct",
+            "source": "signal",
+        }
+    )
+    assert form.is_valid() is valid, form.errors
+    if valid:
+        record = form.record()
+        assert (record["basis"], record["start"], record["end"]) == (
+            basis,
+            "2026-11-27T10:00:00+00:00",
+            "2026-11-27T11:00:00+00:00",
+        )

@@ -1,6 +1,8 @@
 """Basis ``marginal`` beside location and market; WattTime's co2_moer rows (a marginal rate,
 stored until now as location-based factors) become marginal, and the hours whose emissions used
-them are recomputed from grid-average factors once the migration has committed."""
+them are recomputed from grid-average factors once the migration has committed. Zones with
+annual market factors are recomputed too: the resolver no longer lends a later year's market
+factor to an earlier year, and flags an earlier one carried forward."""
 
 from django.db import migrations, models
 
@@ -16,17 +18,23 @@ def reclassify(apps, schema_editor):
     for zone, start, end in rows.values_list("zone", "start", "end"):
         lo, hi = spans.get(zone, (start, end))
         spans[zone] = (min(lo, start), max(hi, end))
-    if not spans:
+    if spans:
+        rows.update(basis="marginal")
+    market_zones = set(
+        model.objects.filter(basis="market", resolution="year").values_list("zone", flat=True)
+    )
+    if not spans and not market_zones:
         return
-    rows.update(basis="marginal")
 
     def enqueue():
         # The worker recomputes with the code and schema of the release, after every migration.
         from ecoreport.carbon.tasks import recompute_emissions
 
         for zone, (lo, hi) in sorted(spans.items()):
+            recompute_emissions.delay(start=lo.isoformat(), end=hi.isoformat(), zone=zone)
+        for zone in sorted(market_zones):
             recompute_emissions.delay(
-                start=lo.isoformat(), end=hi.isoformat(), zone=zone
+                start="2000-01-01T00:00:00+00:00", end="2200-01-01T00:00:00+00:00", zone=zone
             )
 
     transaction.on_commit(enqueue)
