@@ -13,7 +13,8 @@ annual market factor of an earlier year is carried forward to later years, flagg
 the location-based factor applies): a residual mix is published after its year, never before.
 
 Marginal factors (``marginal``, e.g. WattTime's co2_moer) never enter either: they are timing
-signals, read by ``marginal_signals`` for the best window and the timing lever only.
+signals, carried as ``SiteHourFactors.marginal_g_per_kwh`` (hourly rows only) for the timing
+lever, and read by the best window, and nothing else.
 
 Everything here reads; resolution happens in Python over a handful of candidate rows per zone,
 so a rollup of many hours costs a few queries, not one per hour.
@@ -67,6 +68,9 @@ class SiteHourFactors:
     market_instrument_id: int | None
     market_factor_id: int | None
     certificate_share: float
+    # The zone's hourly marginal rate, a timing signal only: never stored with the emissions,
+    # never part of a reported figure.
+    marginal_g_per_kwh: float | None = None
 
 
 def hours_between(start: datetime, end: datetime) -> list[datetime]:
@@ -87,6 +91,7 @@ class _ZoneFactors:
         self.hours: dict[datetime, CarbonIntensity] = {}
         self.months: dict[tuple[int, int], CarbonIntensity] = {}
         self.years: dict[int, CarbonIntensity] = {}
+        self.also: _ZoneFactors | None = None  # another basis's rows, loaded in the same query
         for row in rows:
             start = row.start.astimezone(UTC)
             if row.resolution == "hour":
@@ -121,20 +126,33 @@ class _ZoneFactors:
 
 
 def _load_zone_factors(
-    *, zones: Iterable[str], basis: str, start: datetime, end: datetime, organization_id: int | None
+    *,
+    zones: Iterable[str],
+    basis: str,
+    start: datetime,
+    end: datetime,
+    organization_id: int | None,
+    also: str | None = None,
 ) -> dict[str, _ZoneFactors]:
+    """Candidate factors of ``basis`` per zone; with ``also``, that basis's rows ride along in
+    the same query (``also_by_zone``), so a second kind costs no second query."""
     zones = set(zones)
-    qs = CarbonIntensity.objects.filter(zone__in=zones, basis=basis)
+    bases = [basis] if also is None else [basis, also]
+    qs = CarbonIntensity.objects.filter(zone__in=zones, basis__in=bases)
     qs = qs.filter(Q(organization__isnull=True) | Q(organization_id=organization_id))
     # Hour and month rows only where they overlap the range; every year row (a handful per zone)
     # because the nearest year may lie outside it.
     qs = qs.filter(Q(resolution="year") | Q(start__lt=end, end__gt=start)).only(
-        "id", "organization_id", "zone", "resolution", "start", "intensity_g_per_kwh"
+        "id", "organization_id", "zone", "resolution", "start", "intensity_g_per_kwh", "basis"
     )
     by_zone: dict[str, list[CarbonIntensity]] = defaultdict(list)
+    also_rows: dict[str, list[CarbonIntensity]] = defaultdict(list)
     for row in qs:
-        by_zone[row.zone].append(row)
-    return {zone: _ZoneFactors(by_zone.get(zone, [])) for zone in zones}
+        (by_zone if row.basis == basis else also_rows)[row.zone].append(row)
+    out = {zone: _ZoneFactors(by_zone.get(zone, [])) for zone in zones}
+    for zone, loaded in out.items():
+        loaded.also = _ZoneFactors(also_rows.get(zone, []))
+    return out
 
 
 def location_factors(
@@ -207,12 +225,15 @@ def site_hour_factors(
     location = location_factors(
         zones={i.zone for i in infos}, hours=hours, organization_id=organization_id
     )
+    # Marginal signals ride along with the market factors (same query): the rollup ignores
+    # them, the timing lever reads them from here.
     market_zone = _load_zone_factors(
         zones={i.zone for i in infos},
         basis="market",
         start=range_start,
         end=range_end,
         organization_id=organization_id,
+        also="marginal",
     )
     site_keys = [i.key for i in infos if i.key != NO_SITE]
     pue_periods: dict[int, list[SitePue]] = defaultdict(list)
@@ -276,6 +297,8 @@ def site_hour_factors(
                 )
             else:
                 base, market_basis = loc.intensity_g_per_kwh, "location"
+            signals = market_zone[info.zone].also
+            marginal = signals.hours.get(hour) if signals is not None else None
             out[(info.key, hour)] = SiteHourFactors(
                 pue=pue,
                 intensity_g_per_kwh=loc.intensity_g_per_kwh,
@@ -289,29 +312,6 @@ def site_hour_factors(
                 market_instrument_id=market_instrument_id,
                 market_factor_id=market_factor_id,
                 certificate_share=certificate_share,
+                marginal_g_per_kwh=marginal.intensity_g_per_kwh if marginal is not None else None,
             )
-    return out
-
-
-def marginal_signals(
-    *, zones: Iterable[str], hours: list[datetime], organization_id: int | None = None
-) -> dict[tuple[str, datetime], CarbonIntensity]:
-    """The hourly marginal factor of each (zone, hour) that has one (the organization's own
-    over a shared one). Only hourly rows: a month or year of marginal rates says nothing about
-    which hour is cleaner. For timing decisions only; never for reported emissions."""
-    if not hours:
-        return {}
-    qs = CarbonIntensity.objects.filter(
-        zone__in=set(zones),
-        basis="marginal",
-        resolution="hour",
-        start__gte=min(hours),
-        start__lte=max(hours),
-    ).filter(Q(organization__isnull=True) | Q(organization_id=organization_id))
-    wanted = set(hours)
-    out: dict[tuple[str, datetime], CarbonIntensity] = {}
-    for row in sorted(qs, key=lambda r: (r.organization_id is not None, r.start)):
-        start = row.start.astimezone(UTC)
-        if start in wanted:
-            out[(row.zone, start)] = row
     return out

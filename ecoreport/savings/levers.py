@@ -19,12 +19,7 @@ from django.db.models.functions import NullIf, TruncHour
 from ecoreport.accounting.models import HourlyUsage
 from ecoreport.carbon.emissions import J_PER_KWH
 from ecoreport.carbon.models import Resolution
-from ecoreport.carbon.resolver import (
-    NO_SITE,
-    hours_between,
-    marginal_signals,
-    site_hour_factors,
-)
+from ecoreport.carbon.resolver import NO_SITE, hours_between, site_hour_factors
 from ecoreport.fleet.models import Site
 from ecoreport.organizations.models import Organization
 from ecoreport.savings import calc
@@ -403,14 +398,7 @@ def timing_lever(
         if all_hours
         else {}
     )
-    site_rows = Site.objects.for_org(ctx.organization).values_list("pk", "slug", "grid_zone")
-    zones = {pk: slug for pk, slug, _ in site_rows}
-    grid_zone = {pk: zone for pk, _, zone in site_rows}
-    marginal = marginal_signals(
-        zones={grid_zone[s] for s in energy if s in grid_zone},
-        hours=all_hours,
-        organization_id=ctx.organization.pk,
-    )
+    zones = dict(Site.objects.for_org(ctx.organization).values_list("pk", "slug"))
     baseline, shifted = calc.Amount(), calc.Amount()
     marginal_saving_g = 0.0
     moves: list[dict[str, Any]] = []
@@ -419,11 +407,10 @@ def timing_lever(
     marginal_sites: set[int] = set()
     for site_id, by_hour in sorted(energy.items()):
         price = ctx.prices.price(site_id)
-        zone = grid_zone.get(site_id)
         for block in blocks:
             if not any(h in by_hour for h in block):
                 continue
-            signals = [marginal.get((zone, hour)) if zone else None for hour in block]
+            signals = [factors[(site_id, hour)].marginal_g_per_kwh for hour in block]
             use_marginal = all(sig is not None for sig in signals)
             bases.add("marginal" if use_marginal else "location")
             if use_marginal:
@@ -441,9 +428,7 @@ def timing_lever(
                         intensity_g_per_kwh=f.intensity_g_per_kwh,
                         market_intensity_g_per_kwh=f.market_intensity_g_per_kwh,
                         price_per_kwh=price,
-                        signal_g_per_kwh=sig.intensity_g_per_kwh
-                        if use_marginal and sig is not None
-                        else None,
+                        signal_g_per_kwh=sig if use_marginal else None,
                     )
                 )
             shift = calc.shift_block(slots, flexible_pct=a.flexible_pct)
@@ -478,7 +463,7 @@ def timing_lever(
             # What ranked the hours: "marginal", "location", or "mixed" (some sites or blocks
             # had marginal signals, others not). The saving above is location/market-based.
             "signal_basis": "mixed" if len(bases) > 1 else (bases.pop() if bases else None),
-            "sites_with_marginal_signals": sorted(zones[s] for s in marginal_sites),
+            "sites_with_marginal_signals": sorted(zones[s] for s in marginal_sites if s != NO_SITE),
             # The same move valued at the marginal rates (the emissions avoided at the margin):
             # an estimate beside the reported-basis saving, never added to it.
             "marginal_saving_co2e_kg": marginal_saving_g / 1000.0 if marginal_sites else None,

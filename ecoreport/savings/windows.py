@@ -9,6 +9,7 @@ says which (``basis``); the two are never mixed in one answer, they are not on o
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -54,11 +55,21 @@ def best_window(
         )
     first = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
     last = first + timedelta(hours=within_h)
+    # One query for both kinds of hourly factor; marginal first, the averages where it is short.
+    rows = list(
+        CarbonIntensity.objects.visible_to(organization).filter(
+            zone=zone,
+            basis__in=["marginal", "location"],
+            resolution=Resolution.HOUR,
+            start__gte=first,
+            start__lt=last,
+        )
+    )
     basis = "marginal"
-    series = _series(organization, zone=zone, basis=basis, first=first, last=last)
+    series = _series(rows, basis=basis, first=first, last=last)
     if len(series) < duration_h:
         basis = "location"
-        series = _series(organization, zone=zone, basis=basis, first=first, last=last)
+        series = _series(rows, basis=basis, first=first, last=last)
     if not series:
         raise SavingsError(
             f"Zone '{zone}' has no hourly carbon-intensity data (actual or forecast) from "
@@ -110,15 +121,13 @@ def best_window(
 
 
 def _series(
-    organization: Organization, *, zone: str, basis: str, first: datetime, last: datetime
+    rows: Iterable[CarbonIntensity], *, basis: str, first: datetime, last: datetime
 ) -> list[CarbonIntensity]:
-    """The zone's consecutive hourly factors of ``basis`` from ``first``, up to the first gap."""
-    rows = CarbonIntensity.objects.visible_to(organization).filter(
-        zone=zone, basis=basis, resolution=Resolution.HOUR, start__gte=first, start__lt=last
-    )
+    """The consecutive hourly factors of ``basis`` from ``first``, up to the first gap."""
     by_hour: dict[datetime, CarbonIntensity] = {}
     # The organization's own factor for an hour wins over a shared one.
-    for row in sorted(rows, key=lambda r: (r.organization_id is not None, r.start)):
+    mine = [r for r in rows if r.basis == basis]
+    for row in sorted(mine, key=lambda r: (r.organization_id is not None, r.start)):
         by_hour[row.start.astimezone(UTC)] = row
     series: list[CarbonIntensity] = []
     for hour in hours_between(first, last):
