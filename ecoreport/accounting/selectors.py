@@ -12,7 +12,7 @@ from django.db.models.functions import TruncDay, TruncMonth, TruncQuarter
 
 from ecoreport.accounting.models import HourlyUsage
 from ecoreport.carbon.models import WORLD_ZONE
-from ecoreport.carbon.resolver import hours_between, location_factors
+from ecoreport.carbon.resolver import MARKET_ZONE_PRIOR_YEAR, hours_between, location_factors
 from ecoreport.fleet.models import Site
 from ecoreport.organizations.models import Organization
 
@@ -235,6 +235,23 @@ PROVENANCE_FILTERS = {
 }
 
 
+def _market_fallback(group: dict[str, Any], factor: Any) -> dict[str, Any]:
+    """Whether the market-based factor of a provenance component is a fallback, and which: the
+    zone's annual market factor of an earlier year carried forward to these hours."""
+    if group["market_basis"] != MARKET_ZONE_PRIOR_YEAR or factor is None:
+        return {"fallback": False, "fallback_note": None}
+    years = sorted(
+        {group["first_hour"].astimezone(UTC).year, group["last_hour"].astimezone(UTC).year}
+    )
+    applied = "-".join(str(y) for y in years)
+    return {
+        "fallback": True,
+        "fallback_note": (
+            f"market factor of {factor.start.astimezone(UTC).year} applied to {applied} (fallback)"
+        ),
+    }
+
+
 def usage_provenance(
     *, organization: Organization, start: datetime, end: datetime, filters: dict[str, str]
 ) -> dict[str, Any]:
@@ -327,6 +344,7 @@ def usage_provenance(
                         "year": inst.year,
                     },
                     "factor": factor_doc(g["market_factor_id"]),
+                    **_market_fallback(g, factors.get(g["market_factor_id"])),
                     "co2e_kg": (g["co2e_market_g"] or 0.0) / 1000.0,
                 },
             }

@@ -76,6 +76,23 @@ def period_resolution(start: datetime, end: datetime) -> str:
     )
 
 
+def require_whole_hour(moment: datetime, field: str) -> datetime:
+    """``moment`` if it falls on a whole UTC hour, else FactorError.
+
+    Energy is booked to UTC hours and every factor, PUE and instrument applies to whole hours:
+    a boundary inside an hour would have to apply to part of that hour's energy. We refuse it
+    rather than weight by overlap, so every stored period says exactly which hours it covers.
+    """
+    moment = moment.astimezone(UTC)
+    if moment.minute or moment.second or moment.microsecond:
+        whole = moment.replace(minute=0, second=0, microsecond=0)
+        raise FactorError(
+            f"{field} {moment.isoformat()} is not on a whole UTC hour: periods apply to whole "
+            f"hours (use {whole.isoformat()} or {(whole + timedelta(hours=1)).isoformat()})"
+        )
+    return moment
+
+
 def parse_intensity(raw: object) -> float:
     text = "" if raw is None else str(raw).strip()
     if not text:
@@ -119,7 +136,7 @@ def parse_factor(record: dict[str, object]) -> FactorRow:
     intensity = parse_intensity(record.get("g_co2e_per_kwh"))
     basis = str(record.get("basis") or "").strip().lower()
     if basis not in Basis.values:
-        raise FactorError(f"basis {basis!r} must be 'location' or 'market'")
+        raise FactorError(f"basis {basis!r} must be 'location', 'market' or 'marginal'")
     source = str(record.get("source") or "").strip()
     if not source:
         raise FactorError("source is empty: every factor must name where it comes from")

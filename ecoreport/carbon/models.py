@@ -33,6 +33,9 @@ class Resolution(models.TextChoices):
 class Basis(models.TextChoices):
     LOCATION = "location", "Location-based"
     MARKET = "market", "Market-based"
+    # A marginal rate (e.g. WattTime co2_moer): the emissions of the next kWh, not the grid's
+    # average. It steers timing decisions only; GHG Protocol Scope 2 reports never use it.
+    MARGINAL = "marginal", "Marginal (timing signals only)"
 
 
 class Scope(models.TextChoices):

@@ -5,9 +5,12 @@ provider's credentials are set. Base URLs are settings, so tests point the clien
 HTTP server that speaks each format; nothing here reaches the internet on its own.
 
 Each client returns hourly values in g CO2e/kWh. Sub-hourly data (UK half-hours, WattTime
-5 minutes) is averaged into the UTC hour it starts in. Stored as shared hourly location-based
-factors; an hour already stored from the same provider is updated when its value changed
-(a forecast replaced by the actual), and the recompute runs for the hours that changed.
+5 minutes) is averaged into the UTC hour it starts in; where an hour has both actual and
+forecast points, the actuals alone make its value. Stored as shared hourly factors of the
+client's basis: grid averages (Electricity Maps, NESO) as ``location``, WattTime's marginal
+rate as ``marginal`` (timing decisions only, never reported emissions). An hour already stored
+from the same provider is updated when its value changed (a forecast replaced by the actual),
+and the recompute runs for the hours that changed.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from django.conf import settings
 from django.db import transaction
 
 from ecoreport.carbon.emissions import lbs_per_mwh_to_g_per_kwh
-from ecoreport.carbon.models import MAX_INTENSITY_G_PER_KWH, CarbonIntensity
+from ecoreport.carbon.models import MAX_INTENSITY_G_PER_KWH, Basis, CarbonIntensity
 
 log = logging.getLogger(__name__)
 
@@ -62,15 +65,21 @@ def _parse_time(raw: str) -> datetime:
 
 
 def _hourly(points: list[tuple[datetime, float, bool]]) -> list[HourValue]:
-    """Average sub-hourly points into the hour they start in; an hour is a forecast if any
-    of its points is."""
+    """Average sub-hourly points into the hour they start in.
+
+    An hour with any actual point is the mean of its actual points alone: a forecast of the
+    same hour (Electricity Maps' forecast overlapping its history, a half-hour not yet
+    measured) never dilutes a measurement. Only an hour with no actual point is a forecast.
+    """
     buckets: dict[datetime, list[tuple[float, bool]]] = defaultdict(list)
     for moment, value, forecast in points:
         buckets[moment.replace(minute=0, second=0, microsecond=0)].append((value, forecast))
-    return [
-        HourValue(hour, sum(v for v, _ in vals) / len(vals), any(f for _, f in vals))
-        for hour, vals in sorted(buckets.items())
-    ]
+    out = []
+    for hour, vals in sorted(buckets.items()):
+        actuals = [v for v, forecast in vals if not forecast]
+        chosen = actuals or [v for v, _ in vals]
+        out.append(HourValue(hour, sum(chosen) / len(chosen), not actuals))
+    return out
 
 
 class HttpClient:
@@ -141,6 +150,7 @@ def _iso(moment: datetime) -> str:
 class ElectricityMaps:
     name = "electricitymaps"
     source = "Electricity Maps API v3 (carbon-intensity history, lifecycle)"
+    basis = Basis.LOCATION
 
     def __init__(self, http: HttpClient, *, base_url: str, token: str) -> None:
         self.http, self.base_url, self.token = http, base_url.rstrip("/"), token
@@ -172,10 +182,13 @@ class ElectricityMaps:
 
 class WattTime:
     """WattTime v3: ``/login`` with HTTP Basic gives a bearer token (30 min); the ``co2_moer``
-    signal is a *marginal* rate in lb CO2/MWh, converted to g/kWh (x 0.45359237)."""
+    signal is a *marginal* rate in lb CO2/MWh, converted to g/kWh (x 0.45359237). Stored as
+    basis ``marginal``: it says which hour is cleaner to add load in, not what the grid's
+    average kWh emitted, so it never enters location- or market-based emissions."""
 
     name = "watttime"
     source = "WattTime v3 co2_moer (marginal, lb/MWh converted)"
+    basis = Basis.MARGINAL
 
     def __init__(self, http: HttpClient, *, base_url: str, username: str, password: str) -> None:
         self.http, self.base_url = http, base_url.rstrip("/")
@@ -221,6 +234,7 @@ class UkGrid:
 
     name = "ukgrid"
     source = "NESO Carbon Intensity API (GB, half-hourly)"
+    basis = Basis.LOCATION
 
     def __init__(self, http: HttpClient, *, base_url: str) -> None:
         self.http, self.base_url = http, base_url.rstrip("/")
@@ -277,8 +291,12 @@ def client_for(provider: str, http: HttpClient) -> Any:
 
 
 @transaction.atomic
-def provider_factors_store(*, zone: str, source: str, values: list[HourValue]) -> int:
-    """Upsert shared hourly factors for ``zone``; returns how many hours changed."""
+def provider_factors_store(
+    *, zone: str, source: str, values: list[HourValue], basis: str = "location"
+) -> int:
+    """Upsert shared hourly factors of ``basis`` for ``zone``; returns how many hours changed.
+
+    Marginal signals change no reported emission, so storing them enqueues no recompute."""
     from ecoreport.carbon.services import recompute_enqueue
 
     values = [v for v in values if 0 <= v.g_per_kwh <= MAX_INTENSITY_G_PER_KWH]
@@ -289,7 +307,7 @@ def provider_factors_store(*, zone: str, source: str, values: list[HourValue]) -
         for f in CarbonIntensity.objects.filter(
             organization__isnull=True,
             zone=zone,
-            basis="location",
+            basis=basis,
             resolution="hour",
             start__gte=values[0].hour,
             start__lte=values[-1].hour,
@@ -307,7 +325,7 @@ def provider_factors_store(*, zone: str, source: str, values: list[HourValue]) -
                     start=v.hour,
                     end=v.hour + timedelta(hours=1),
                     intensity_g_per_kwh=v.g_per_kwh,
-                    basis="location",
+                    basis=basis,
                     source=source,
                     year=v.hour.year,
                     scope="lifecycle" if "Electricity Maps" in source else "direct",
@@ -326,7 +344,7 @@ def provider_factors_store(*, zone: str, source: str, values: list[HourValue]) -
             )
             changed.append(v.hour)
     CarbonIntensity.objects.bulk_create(create)
-    if changed:
+    if changed and basis != Basis.MARGINAL:
         recompute_enqueue(start=min(changed), end=max(changed) + timedelta(hours=1), zone=zone)
     return len(changed)
 
@@ -354,7 +372,9 @@ def providers_fetch(*, now: datetime | None = None, http: HttpClient | None = No
                 "carbon.provider.failed provider=%s zone=%s error=%s", pz.provider, pz.zone, exc
             )
             continue
-        n = provider_factors_store(zone=pz.zone, source=client.source, values=values)
+        n = provider_factors_store(
+            zone=pz.zone, source=client.source, values=values, basis=client.basis
+        )
         log.info(
             "carbon.provider.fetched provider=%s zone=%s hours=%d changed=%d",
             pz.provider,

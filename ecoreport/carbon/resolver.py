@@ -3,11 +3,18 @@
 Location-based: the zone's hourly factor, else its calendar-month factor, else its calendar-year
 factor (the year covering the hour, else the nearest year the zone has), else the world average
 (a *fallback*: the zone has no factor of its own). At each level an organization's own factor
-is preferred over a shared one.
+is preferred over a shared one. Only ``location`` (grid-average) factors take part.
 
 Market-based (GHG Protocol Scope 2): the site's supplier-specific factor, else its residual mix,
 else a market-basis factor of the zone (e.g. a published national residual mix), else the
-location-based factor; certificates then cover their share of consumption at 0 g/kWh.
+location-based factor; certificates then cover their share of consumption at 0 g/kWh. A zone's
+annual market factor of an earlier year is carried forward to later years, flagged
+(``market_basis`` "zone-prior"); a later year's factor is never used for an earlier year (then
+the location-based factor applies): a residual mix is published after its year, never before.
+
+Marginal factors (``marginal``, e.g. WattTime's co2_moer) never enter either: they are timing
+signals, carried as ``SiteHourFactors.marginal_g_per_kwh`` (hourly rows only) for the timing
+lever, and read by the best window, and nothing else.
 
 Everything here reads; resolution happens in Python over a handful of candidate rows per zone,
 so a rollup of many hours costs a few queries, not one per hour.
@@ -34,6 +41,9 @@ from ecoreport.carbon.models import (
 from ecoreport.fleet.models import Site
 
 NO_SITE = 0  # rows of hosts that are placed at no site
+# market_basis of an hour whose zone market factor is the annual factor of an earlier year
+# (the fallback the provenance and the report flag); fits HourlyUsage.market_basis (10 chars).
+MARKET_ZONE_PRIOR_YEAR = "zone-prior"
 
 
 @dataclass(frozen=True)
@@ -54,10 +64,13 @@ class SiteHourFactors:
     resolution: str
     fallback: bool
     market_intensity_g_per_kwh: float
-    market_basis: str  # supplier | residual | zone | location
+    market_basis: str  # supplier | residual | zone | zone-prior | location
     market_instrument_id: int | None
     market_factor_id: int | None
     certificate_share: float
+    # The zone's hourly marginal rate, a timing signal only: never stored with the emissions,
+    # never part of a reported figure.
+    marginal_g_per_kwh: float | None = None
 
 
 def hours_between(start: datetime, end: datetime) -> list[datetime]:
@@ -78,6 +91,7 @@ class _ZoneFactors:
         self.hours: dict[datetime, CarbonIntensity] = {}
         self.months: dict[tuple[int, int], CarbonIntensity] = {}
         self.years: dict[int, CarbonIntensity] = {}
+        self.also: _ZoneFactors | None = None  # another basis's rows, loaded in the same query
         for row in rows:
             start = row.start.astimezone(UTC)
             if row.resolution == "hour":
@@ -87,7 +101,12 @@ class _ZoneFactors:
             else:
                 self.years[start.year] = row
 
-    def lookup(self, hour: datetime, *, nearest_year: bool) -> tuple[CarbonIntensity, str] | None:
+    def lookup(
+        self, hour: datetime, *, nearest_year: bool, later_years: bool = True
+    ) -> tuple[CarbonIntensity, str] | None:
+        """The most specific row for ``hour``. ``nearest_year``: without a row of the hour's
+        own year, the latest earlier year's, else (only with ``later_years``) the earliest
+        later year's; resolution "year" either way (the row's own start says which year)."""
         if (row := self.hours.get(hour)) is not None:
             return row, "hour"
         if (row := self.months.get((hour.year, hour.month))) is not None:
@@ -96,28 +115,44 @@ class _ZoneFactors:
             return row, "year"
         if nearest_year and self.years:
             # Annual data lags a year or two: carry the latest earlier year forward (or, before
-            # the first year the zone has, its earliest). The factor's own year stays visible.
+            # the first year the zone has and where allowed, its earliest). The factor's own
+            # year stays visible.
             earlier = [y for y in self.years if y < hour.year]
-            year = max(earlier) if earlier else min(self.years)
-            return self.years[year], "year"
+            if earlier:
+                return self.years[max(earlier)], "year"
+            if later_years:
+                return self.years[min(self.years)], "year"
         return None
 
 
 def _load_zone_factors(
-    *, zones: Iterable[str], basis: str, start: datetime, end: datetime, organization_id: int | None
+    *,
+    zones: Iterable[str],
+    basis: str,
+    start: datetime,
+    end: datetime,
+    organization_id: int | None,
+    also: str | None = None,
 ) -> dict[str, _ZoneFactors]:
+    """Candidate factors of ``basis`` per zone; with ``also``, that basis's rows ride along in
+    the same query (``also_by_zone``), so a second kind costs no second query."""
     zones = set(zones)
-    qs = CarbonIntensity.objects.filter(zone__in=zones, basis=basis)
+    bases = [basis] if also is None else [basis, also]
+    qs = CarbonIntensity.objects.filter(zone__in=zones, basis__in=bases)
     qs = qs.filter(Q(organization__isnull=True) | Q(organization_id=organization_id))
     # Hour and month rows only where they overlap the range; every year row (a handful per zone)
     # because the nearest year may lie outside it.
     qs = qs.filter(Q(resolution="year") | Q(start__lt=end, end__gt=start)).only(
-        "id", "organization_id", "zone", "resolution", "start", "intensity_g_per_kwh"
+        "id", "organization_id", "zone", "resolution", "start", "intensity_g_per_kwh", "basis"
     )
     by_zone: dict[str, list[CarbonIntensity]] = defaultdict(list)
+    also_rows: dict[str, list[CarbonIntensity]] = defaultdict(list)
     for row in qs:
-        by_zone[row.zone].append(row)
-    return {zone: _ZoneFactors(by_zone.get(zone, [])) for zone in zones}
+        (by_zone if row.basis == basis else also_rows)[row.zone].append(row)
+    out = {zone: _ZoneFactors(by_zone.get(zone, [])) for zone in zones}
+    for zone, loaded in out.items():
+        loaded.also = _ZoneFactors(also_rows.get(zone, []))
+    return out
 
 
 def location_factors(
@@ -190,12 +225,15 @@ def site_hour_factors(
     location = location_factors(
         zones={i.zone for i in infos}, hours=hours, organization_id=organization_id
     )
+    # Marginal signals ride along with the market factors (same query): the rollup ignores
+    # them, the timing lever reads them from here.
     market_zone = _load_zone_factors(
         zones={i.zone for i in infos},
         basis="market",
         start=range_start,
         end=range_end,
         organization_id=organization_id,
+        also="marginal",
     )
     site_keys = [i.key for i in infos if i.key != NO_SITE]
     pue_periods: dict[int, list[SitePue]] = defaultdict(list)
@@ -247,14 +285,20 @@ def site_hour_factors(
                     "residual",
                     residual[-1].pk,
                 )
-            elif (found := market_zone[info.zone].lookup(hour, nearest_year=True)) is not None:
+            elif (
+                found := market_zone[info.zone].lookup(hour, nearest_year=True, later_years=False)
+            ) is not None:
+                row, _resolution = found
+                carried = _resolution == "year" and row.start.astimezone(UTC).year < hour.year
                 base, market_basis, market_factor_id = (
-                    found[0].intensity_g_per_kwh,
-                    "zone",
-                    found[0].pk,
+                    row.intensity_g_per_kwh,
+                    MARKET_ZONE_PRIOR_YEAR if carried else "zone",
+                    row.pk,
                 )
             else:
                 base, market_basis = loc.intensity_g_per_kwh, "location"
+            signals = market_zone[info.zone].also
+            marginal = signals.hours.get(hour) if signals is not None else None
             out[(info.key, hour)] = SiteHourFactors(
                 pue=pue,
                 intensity_g_per_kwh=loc.intensity_g_per_kwh,
@@ -268,5 +312,6 @@ def site_hour_factors(
                 market_instrument_id=market_instrument_id,
                 market_factor_id=market_factor_id,
                 certificate_share=certificate_share,
+                marginal_g_per_kwh=marginal.intensity_g_per_kwh if marginal is not None else None,
             )
     return out

@@ -23,7 +23,7 @@ from django.core.cache import cache
 from django.db import transaction
 from django.db.models import Q
 
-from ecoreport.carbon.importer import FactorError, FactorRow, parse_factor
+from ecoreport.carbon.importer import FactorError, FactorRow, parse_factor, require_whole_hour
 from ecoreport.carbon.models import (
     FACTORS_VERSION_KEY,
     MAX_INTENSITY_G_PER_KWH,
@@ -49,7 +49,12 @@ BUILTIN_DEFAULTS = Path(__file__).parent / "data" / "grid-intensity.csv"
 
 
 class CarbonInputError(ValueError):
-    """A write refused for a reason a person can fix; the message says which."""
+    """A write refused for a reason a person can fix; the message says which (and ``field``,
+    where one input is at fault)."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 # --- recompute ---------------------------------------------------------------------------------
@@ -307,6 +312,8 @@ def _factor_from_row(row: FactorRow, organization: Organization | None) -> Carbo
 def _enqueue_for_factors(factors: list[CarbonIntensity], organization: Organization | None) -> None:
     spans: dict[str, tuple[datetime, datetime]] = {}
     for f in factors:
+        if f.basis == Basis.MARGINAL:
+            continue  # a timing signal: no reported emission depends on it
         lo, hi = spans.get(f.zone, (f.start, f.end))
         spans[f.zone] = (min(lo, f.start), max(hi, f.end))
         if f.resolution == Resolution.YEAR:
@@ -391,6 +398,13 @@ def builtin_factors_load(*, path: Path = BUILTIN_DEFAULTS, model: Any = CarbonIn
 
 
 # --- sites, PUE, instruments ---------------------------------------------------------------------
+
+
+def _whole_hour(moment: datetime, field: str) -> datetime:
+    try:
+        return require_whole_hour(moment, field)
+    except FactorError as exc:
+        raise CarbonInputError(str(exc), field=field) from None
 
 
 def _parse_pue(value: object) -> Decimal:
@@ -490,7 +504,7 @@ def site_pue_set(
     value = _parse_pue(pue)
     if valid_from.tzinfo is None:
         raise CarbonInputError("valid_from needs a UTC offset")
-    valid_from = valid_from.astimezone(UTC)
+    valid_from = _whole_hour(valid_from, "valid_from")
     if not SitePue.objects.filter(site=site).exists():
         # The value the site had all along holds before the first dated change.
         SitePue.objects.create(
@@ -541,6 +555,9 @@ def market_instrument_create(
         raise CarbonInputError(f"kind {kind!r} must be one of {', '.join(InstrumentKind.values)}")
     if valid_from.tzinfo is None or (valid_to is not None and valid_to.tzinfo is None):
         raise CarbonInputError("validity dates need a UTC offset")
+    valid_from = _whole_hour(valid_from, "valid_from")
+    if valid_to is not None:
+        valid_to = _whole_hour(valid_to, "valid_to")
     if valid_to is not None and valid_to <= valid_from:
         raise CarbonInputError("valid_to must be after valid_from")
     if not source.strip():
@@ -587,8 +604,10 @@ def demo_carbon_seed(
     *, organization: Organization, days: int = 7, now: datetime | None = None
 ) -> int:
     """For the demo: an hourly diurnal profile for each site's zone over the last ``days``
-    (the organization's own factors, labelled synthetic), a green-tariff contract with
-    certificates for the first site, then the emissions recomputed. Returns rows rewritten."""
+    (the organization's own factors, labelled synthetic), hourly marginal signals for the first
+    zone from ``days`` ago to two days ahead (forecasts beyond now, so the best window has
+    something to rank and says it used them), a green-tariff contract with certificates for the
+    first site, then the emissions recomputed. Returns rows rewritten."""
     import math
 
     now = (now or datetime.now(UTC)).replace(minute=0, second=0, microsecond=0)
@@ -619,6 +638,29 @@ def demo_carbon_seed(
                     source="EcoReport demo: synthetic diurnal profile",
                     year=moment.year,
                     scope="lifecycle",
+                )
+            )
+            moment += _HOUR
+    for zone in sorted({s.grid_zone for s in sites})[:1]:
+        mean = annual.get(zone, annual.get(WORLD_ZONE, 481.0))
+        moment = start
+        while moment < now + timedelta(days=2):
+            # A gas plant is on the margin most hours (well above the average); overnight, when
+            # wind is curtailed, the margin is cleaner. Its cleanest hours are not the average's.
+            swing = 0.25 * math.sin((moment.hour - 15) / 24 * 2 * math.pi)
+            factors.append(
+                CarbonIntensity(
+                    organization=organization,
+                    zone=zone,
+                    resolution="hour",
+                    start=moment,
+                    end=moment + _HOUR,
+                    intensity_g_per_kwh=round(max(mean * 1.6, 350.0) * (1 + swing), 1),
+                    basis="marginal",
+                    source="EcoReport demo: synthetic marginal signal",
+                    year=moment.year,
+                    scope="direct",
+                    is_forecast=moment >= now,
                 )
             )
             moment += _HOUR

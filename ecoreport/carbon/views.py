@@ -249,7 +249,7 @@ class SitePueView(APIView):
         try:
             period = site_pue_set(site=site, **data.validated_data)
         except CarbonInputError as exc:
-            raise ApiError(str(exc), details={"pue": [str(exc)]}) from None
+            raise ApiError(str(exc), details={exc.field or "pue": [str(exc)]}) from None
         return Response(PuePeriodOut(period).data, status=status.HTTP_201_CREATED)
 
 
@@ -283,7 +283,9 @@ class SiteInstrumentsView(APIView):
         try:
             instrument = market_instrument_create(site=site, **data.validated_data)
         except CarbonInputError as exc:
-            raise ApiError(str(exc)) from None
+            raise ApiError(
+                str(exc), details={exc.field: [str(exc)]} if exc.field else None
+            ) from None
         return Response(InstrumentOut(instrument).data, status=status.HTTP_201_CREATED)
 
 

@@ -261,10 +261,13 @@ def _methodology(
             min_g=Min("intensity_g_per_kwh"),
             max_g=Max("intensity_g_per_kwh"),
             certificate_share=Max("certificate_share"),
+            first_hour=Min("hour"),
+            last_hour=Max("hour"),
         )
         .order_by()
     )
     from ecoreport.carbon.models import CarbonIntensity, MarketInstrument
+    from ecoreport.carbon.resolver import MARKET_ZONE_PRIOR_YEAR
 
     factor_ids = {g["intensity_factor_id"] for g in groups} | {
         g["market_factor_id"] for g in groups
@@ -272,7 +275,7 @@ def _methodology(
     described = {
         f.pk: f
         for f in CarbonIntensity.objects.filter(pk__in=[i for i in factor_ids if i]).only(
-            "zone", "source", "year"
+            "zone", "source", "year", "start"
         )
     }
     instruments = {
@@ -319,8 +322,18 @@ def _methodology(
             or "location-based factor"
         )
         macc = market_acc.setdefault(
-            (g["market_basis"] or "-", source), {"facility_j": 0.0, "co2e_g": 0.0, "cert": 0.0}
+            (g["market_basis"] or "-", source),
+            {"facility_j": 0.0, "co2e_g": 0.0, "cert": 0.0, "carried": set()},
         )
+        if g["market_basis"] == MARKET_ZONE_PRIOR_YEAR and market_factor is not None:
+            # An earlier year's zone market factor carried forward: flagged, with its years.
+            macc["carried"].add(
+                (
+                    market_factor.start.year,
+                    g["first_hour"].astimezone(UTC).year,
+                    g["last_hour"].astimezone(UTC).year,
+                )
+            )
         macc["facility_j"] += facility
         macc["co2e_g"] += g["co2e_market_g"] or 0.0
         macc["cert"] = max(macc["cert"], g["certificate_share"] or 0.0)
@@ -349,6 +362,13 @@ def _methodology(
             "weighted_g_per_kwh": weighted(acc["co2e_g"], acc["facility_j"]),
             "max_certificate_share": acc["cert"],
             "facility_energy_share_pct": share(acc["facility_j"]),
+            "fallback": bool(acc["carried"]),
+            "fallback_note": "; ".join(
+                f"market factor of {of} applied to "
+                f"{'-'.join(str(y) for y in sorted({lo, hi}))} (fallback)"
+                for of, lo, hi in sorted(acc["carried"])
+            )
+            or None,
         }
         for (basis, source), acc in sorted(market_acc.items())
     ]

@@ -224,6 +224,8 @@ def report_tables(content: dict[str, Any]) -> list[Table]:
                     Column("source", "Source", digits=None),
                     Column("weighted_g_per_kwh", "Weighted", "g/kWh", 1),
                     Column("facility_energy_share_pct", "Energy share", "%", 1),
+                    Column("fallback", "Fallback", digits=None),
+                    Column("fallback_note", "Fallback applied", digits=None),
                 ],
                 method["market"],
             )

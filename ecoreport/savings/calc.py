@@ -114,6 +114,13 @@ class Slot:
     intensity_g_per_kwh: float
     market_intensity_g_per_kwh: float
     price_per_kwh: float = 0.0
+    # What ranks the hour for a timing decision: the zone's marginal rate where it has one
+    # (None: the location-based intensity). It never enters the footprint.
+    signal_g_per_kwh: float | None = None
+
+    @property
+    def signal(self) -> float:
+        return self.intensity_g_per_kwh if self.signal_g_per_kwh is None else self.signal_g_per_kwh
 
     def footprint(self, energy_j: float) -> Amount:
         return footprint(
@@ -141,9 +148,10 @@ def shift_block(slots: Sequence[Slot], *, flexible_pct: float) -> Shift:
 
     The block's busiest hour is taken as the site's capacity for this scope: an hour can take
     flexible work up to ``peak - its own inflexible work``, so the shifted plan never runs more
-    at once than the scope already did. Hours are filled cheapest first (location-based
-    intensity, then market-based, then the earlier hour). Work stays at its site; IT energy does
-    not change, emissions do.
+    at once than the scope already did. Hours are filled cheapest first (the timing signal:
+    marginal rate where given, else location-based intensity; then location-based, then
+    market-based, then the earlier hour). Work stays at its site; IT energy does not change,
+    emissions do.
     """
     share = pct(flexible_pct)
     out = Shift()
@@ -156,7 +164,8 @@ def shift_block(slots: Sequence[Slot], *, flexible_pct: float) -> Shift:
         remaining_j += flexible_j
         out.baseline = out.baseline + slot.footprint(flexible_j)
     order = sorted(
-        slots, key=lambda s: (s.intensity_g_per_kwh, s.market_intensity_g_per_kwh, s.hour)
+        slots,
+        key=lambda s: (s.signal, s.intensity_g_per_kwh, s.market_intensity_g_per_kwh, s.hour),
     )
     for slot in order:
         if remaining_j <= 0.0:

@@ -378,7 +378,12 @@ def timing_lever(
     ctx: Context, fp: Footprint, energy: dict[int, dict[datetime, float]]
 ) -> dict[str, Any]:
     """The flexible share of each block's work (idle energy is not work: it is not moved) moved
-    to the block's lowest-intensity hours."""
+    to the block's lowest-intensity hours.
+
+    Which hours are lowest: by the zone's marginal rate where it has one for every hour of the
+    block (the emissions that added load causes), else by the location-based factors; never a
+    mix within a block. The saving is then stated in reported (location- and market-based)
+    terms, from the same factors the rollup uses; the marginal estimate is a detail beside it."""
     a = ctx.assumptions
     blocks = [
         b
@@ -393,17 +398,25 @@ def timing_lever(
         if all_hours
         else {}
     )
+    zones = dict(Site.objects.for_org(ctx.organization).values_list("pk", "slug"))
     baseline, shifted = calc.Amount(), calc.Amount()
+    marginal_saving_g = 0.0
     moves: list[dict[str, Any]] = []
     hourly_sites: set[int] = set()
-    zones = dict(Site.objects.for_org(ctx.organization).values_list("pk", "slug"))
+    bases: set[str] = set()
+    marginal_sites: set[int] = set()
     for site_id, by_hour in sorted(energy.items()):
         price = ctx.prices.price(site_id)
         for block in blocks:
             if not any(h in by_hour for h in block):
                 continue
+            signals = [factors[(site_id, hour)].marginal_g_per_kwh for hour in block]
+            use_marginal = all(sig is not None for sig in signals)
+            bases.add("marginal" if use_marginal else "location")
+            if use_marginal:
+                marginal_sites.add(site_id)
             slots = []
-            for hour in block:
+            for hour, sig in zip(block, signals, strict=True):
                 f = factors[(site_id, hour)]
                 if f.resolution == Resolution.HOUR:
                     hourly_sites.add(site_id)
@@ -415,11 +428,20 @@ def timing_lever(
                         intensity_g_per_kwh=f.intensity_g_per_kwh,
                         market_intensity_g_per_kwh=f.market_intensity_g_per_kwh,
                         price_per_kwh=price,
+                        signal_g_per_kwh=sig if use_marginal else None,
                     )
                 )
             shift = calc.shift_block(slots, flexible_pct=a.flexible_pct)
             baseline += shift.baseline
             shifted += shift.shifted
+            if use_marginal:
+                by_slot = {s.hour: s for s in slots}
+                marginal_saving_g += sum(
+                    s.energy_j * calc.pct(a.flexible_pct) * s.pue / J_PER_KWH * s.signal
+                    for s in slots
+                ) - sum(
+                    e * by_slot[h].pue / J_PER_KWH * by_slot[h].signal for h, e in shift.placements
+                )
             site_name = zones.get(site_id) if site_id != NO_SITE else None
             for hour, energy_j in shift.placements:
                 moves.append({"site": site_name, "hour": hour, "energy_kwh": _kwh(energy_j)})
@@ -438,6 +460,13 @@ def timing_lever(
             "shifted_co2e_kg": shifted.co2e_g / 1000.0,
             # Without hourly factors every hour of a zone weighs the same: nothing to gain.
             "sites_with_hourly_factors": sorted(zones[s] for s in hourly_sites if s != NO_SITE),
+            # What ranked the hours: "marginal", "location", or "mixed" (some sites or blocks
+            # had marginal signals, others not). The saving above is location/market-based.
+            "signal_basis": "mixed" if len(bases) > 1 else (bases.pop() if bases else None),
+            "sites_with_marginal_signals": sorted(zones[s] for s in marginal_sites if s != NO_SITE),
+            # The same move valued at the marginal rates (the emissions avoided at the margin):
+            # an estimate beside the reported-basis saving, never added to it.
+            "marginal_saving_co2e_kg": marginal_saving_g / 1000.0 if marginal_sites else None,
             "chosen_hours": moves,
         },
     )

@@ -1,12 +1,19 @@
 """The best time to run: the start hour with the lowest average grid intensity in a window,
-from a zone's hourly factors or forecasts (the Carbon Aware SDK's "best window" question)."""
+from a zone's hourly factors or forecasts (the Carbon Aware SDK's "best window" question).
+
+The signal is the zone's marginal rate (basis ``marginal``, e.g. WattTime) where it has one
+for the coming hours: the emissions a job adds are those of the marginal plant, so that is what
+a timing decision should minimise. Without one, the grid-average (location) factors. The answer
+says which (``basis``); the two are never mixed in one answer, they are not on one scale.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ecoreport.carbon.models import Basis, CarbonIntensity, Resolution
+from ecoreport.carbon.models import CarbonIntensity, Resolution
 from ecoreport.carbon.resolver import hours_between
 from ecoreport.organizations.models import Organization
 from ecoreport.savings import calc
@@ -25,7 +32,8 @@ def best_window(
     energy_kwh: float | None = None,
 ) -> dict[str, Any]:
     """The start hour within the next ``within_h`` hours whose ``duration_h`` hours have the
-    lowest average location-based intensity of ``zone``, from its hourly factors or forecasts.
+    lowest average intensity of ``zone``, from its hourly factors or forecasts: marginal ones
+    where at least ``duration_h`` consecutive hours of them start now, else location-based.
 
     Only hourly factors count: a month or year average says nothing about which hour is cleaner,
     so a zone without hourly data for the coming hours is an error, never a guess.
@@ -47,26 +55,21 @@ def best_window(
         )
     first = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
     last = first + timedelta(hours=within_h)
-    rows = (
-        CarbonIntensity.objects.visible_to(organization)
-        .filter(
+    # One query for both kinds of hourly factor; marginal first, the averages where it is short.
+    rows = list(
+        CarbonIntensity.objects.visible_to(organization).filter(
             zone=zone,
-            basis=Basis.LOCATION,
+            basis__in=["marginal", "location"],
             resolution=Resolution.HOUR,
             start__gte=first,
             start__lt=last,
         )
-        .order_by("start")
     )
-    by_hour: dict[datetime, CarbonIntensity] = {}
-    # The organization's own factor for an hour wins over a shared one.
-    for row in sorted(rows, key=lambda r: (r.organization_id is not None, r.start)):
-        by_hour[row.start.astimezone(UTC)] = row
-    series: list[CarbonIntensity] = []
-    for hour in hours_between(first, last):
-        if hour not in by_hour:
-            break
-        series.append(by_hour[hour])
+    basis = "marginal"
+    series = _series(rows, basis=basis, first=first, last=last)
+    if len(series) < duration_h:
+        basis = "location"
+        series = _series(rows, basis=basis, first=first, last=last)
     if not series:
         raise SavingsError(
             f"Zone '{zone}' has no hourly carbon-intensity data (actual or forecast) from "
@@ -88,6 +91,9 @@ def best_window(
     start = chosen[0].start.astimezone(UTC)
     answer: dict[str, Any] = {
         "zone": zone,
+        # Which signal ranked the hours: "marginal" (the emissions of added load) or "location"
+        # (the grid average); the averages and savings below are in that signal's terms.
+        "basis": basis,
         "duration_h": duration_h,
         "within_h": within_h,
         "covered_h": len(series),
@@ -112,3 +118,20 @@ def best_window(
         answer["energy_kwh"] = energy_kwh
         answer["saving_co2e_kg"] = energy_kwh * (now_avg - best_avg) / 1000.0
     return answer
+
+
+def _series(
+    rows: Iterable[CarbonIntensity], *, basis: str, first: datetime, last: datetime
+) -> list[CarbonIntensity]:
+    """The consecutive hourly factors of ``basis`` from ``first``, up to the first gap."""
+    by_hour: dict[datetime, CarbonIntensity] = {}
+    # The organization's own factor for an hour wins over a shared one.
+    mine = [r for r in rows if r.basis == basis]
+    for row in sorted(mine, key=lambda r: (r.organization_id is not None, r.start)):
+        by_hour[row.start.astimezone(UTC)] = row
+    series: list[CarbonIntensity] = []
+    for hour in hours_between(first, last):
+        if hour not in by_hour:
+            break
+        series.append(by_hour[hour])
+    return series

@@ -75,7 +75,11 @@ class FakeApis(BaseHTTPRequestHandler):
                 200,
                 {
                     "zone": "FR",
-                    "forecast": [{"carbonIntensity": 70, "datetime": "2026-11-27T12:00:00.000Z"}],
+                    # 11:00 is also in the history (an actual): the forecast must not dilute it.
+                    "forecast": [
+                        {"carbonIntensity": 90, "datetime": "2026-11-27T11:00:00.000Z"},
+                        {"carbonIntensity": 70, "datetime": "2026-11-27T12:00:00.000Z"},
+                    ],
                 },
             )
         if path == "/login":
@@ -164,6 +168,32 @@ def test_electricity_maps_history_and_forecast(fake, http):
         (12, 70, True),
     ]
     assert FakeApis.requests[0][0] == "/v3/carbon-intensity/history?zone=FR"
+
+
+def test_an_hour_with_an_actual_and_a_forecast_keeps_the_actual(fake, http):
+    values = ElectricityMaps(http, base_url=fake, token="em-token").fetch(
+        zone="FR", start=NOW, end=NOW
+    )
+    eleven = next(v for v in values if v.hour.hour == 11)
+    # History says 51 g/kWh, the forecast 90: the measurement stands, not their mean (70.5).
+    assert (eleven.g_per_kwh, eleven.is_forecast) == (51, False)
+
+
+@pytest.mark.parametrize(
+    ("points", "expected"),
+    [
+        # (minute, value, forecast) -> (value, is_forecast)
+        ([(0, 100.0, False), (30, 300.0, True)], (100.0, False)),
+        ([(0, 100.0, True), (30, 300.0, True)], (200.0, True)),
+        ([(0, 100.0, False), (30, 200.0, False), (30, 900.0, True)], (150.0, False)),
+    ],
+)
+def test_hourly_averages_actuals_only_where_an_hour_has_any(points, expected):
+    from ecoreport.carbon.providers import _hourly
+
+    hour = datetime(2026, 11, 27, 10, tzinfo=UTC)
+    (value,) = _hourly([(hour + timedelta(minutes=m), v, f) for m, v, f in points])
+    assert (value.hour, value.g_per_kwh, value.is_forecast) == (hour, *expected)
 
 
 def test_electricity_maps_bad_token_is_an_error_without_retries(fake, http, sleeps):
@@ -269,3 +299,35 @@ def test_fetch_is_scheduled_and_registered():
     assert entry["task"] == "carbon.fetch_provider_factors" and entry["options"]["expires"] < 3600
     app.loader.import_default_modules()
     assert {"carbon.fetch_provider_factors", "carbon.recompute_emissions"} <= set(app.tasks)
+
+
+@pytest.mark.django_db
+def test_watttime_is_stored_as_marginal_and_changes_no_reported_emission(
+    fake, http, settings, site_agent, post_batch, django_capture_on_commit_callbacks
+):
+    from ecoreport.accounting.models import HourlyUsage
+    from tests.conftest import make_batch, make_sample
+
+    settings.CARBON_PROVIDER_ZONES = ["watttime:US-CAL-CISO@CAISO_NORTH"]
+    settings.WATTTIME_BASE_URL = fake
+    settings.WATTTIME_USERNAME, settings.WATTTIME_PASSWORD = "wt-user", "wt-pass"
+    hour = datetime(2026, 11, 27, 10, tzinfo=UTC)
+    _, agent = site_agent("US-CAL-CISO", pue="1.0")
+    post_batch(
+        agent.token,
+        make_batch([make_sample(start=hour, seconds=3600, energy_j=3_600_000)], power_limit_w=1500),
+    )
+    before = HourlyUsage.objects.values_list("co2e_g", "intensity_factor_id", "intensity_fallback")
+    before = list(before)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert providers_fetch(now=NOW, http=http) == 2
+    stored = CarbonIntensity.objects.filter(zone="US-CAL-CISO").order_by("start")
+    assert [(f.basis, f.resolution, round(f.intensity_g_per_kwh, 2)) for f in stored] == [
+        ("marginal", "hour", 453.59),
+        ("marginal", "hour", 907.18),
+    ]
+    after = list(
+        HourlyUsage.objects.values_list("co2e_g", "intensity_factor_id", "intensity_fallback")
+    )
+    assert after == before  # still the world average, flagged: the zone has no average factor
+    assert after[0][2] is True

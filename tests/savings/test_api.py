@@ -10,6 +10,34 @@ import time_machine
 from tests.conftest import iso
 from tests.savings.conftest import DAY, PROFILE_ZA
 
+# A marginal signal for zone ZA over the fixture's 48 hours: a gas plant on the margin at
+# 600 g/kWh, except 15:00-18:00 each day (300 g/kWh), when the grid average is at its highest.
+MARGINAL_ZA = [300.0 if h % 24 in (15, 16, 17) else 600.0 for h in range(48)]
+
+
+def load_marginal(zone: str, values: list[float]) -> None:
+    from ecoreport.carbon.services import factors_import
+
+    result = factors_import(
+        records=[
+            (
+                line,
+                {
+                    "zone": zone,
+                    "start": iso(DAY + timedelta(hours=h)),
+                    "end": iso(DAY + timedelta(hours=h + 1)),
+                    "g_co2e_per_kwh": value,
+                    "basis": "marginal",
+                    "source": "test marginal signal",
+                    "year": 2026,
+                },
+            )
+            for line, (h, value) in enumerate(enumerate(values), start=2)
+        ]
+    )
+    assert not result.errors, result.errors
+
+
 pytestmark = pytest.mark.django_db
 
 PERIOD = {"start": iso(DAY), "end": iso(DAY + timedelta(days=1))}
@@ -146,3 +174,76 @@ def test_assumptions_endpoint_lists_defaults_and_ranges(client, cast):
     body = get(client, "/api/v1/savings/assumptions", cast.member_token).json()
     flexible = next(a for a in body["assumptions"] if a["name"] == "flexible_pct")
     assert flexible["default"] == 30.0 and flexible["maximum"] == 100
+
+
+def _reported(client, cast) -> dict:
+    """Every reported figure of the fixture's day: the rows, the usage API, the report."""
+    from ecoreport.accounting.models import HourlyUsage
+    from ecoreport.reports.content import build
+    from ecoreport.reports.periods import ReportPeriod
+
+    rows = sorted(
+        HourlyUsage.objects.values_list(
+            "hour", "gpu_id", "co2e_g", "co2e_market_g", "intensity_factor_id", "market_basis"
+        )
+    )
+    usage = get(client, "/api/v1/usage", cast.member_token, **PERIOD).json()["totals"]
+    report = build(
+        organization=cast.org,
+        team=None,
+        period=ReportPeriod("month", 2026, 11),
+        generated_at=DAY + timedelta(days=10),
+    )
+    return {
+        "rows": rows,
+        "usage": usage,
+        "report_totals": report["totals"],
+        "report_factors": report["methodology"]["factors"],
+        "report_market": report["methodology"]["market"],
+    }
+
+
+def test_a_marginal_factor_changes_no_reported_emissions_but_changes_the_best_window(
+    client, cast, fleet, django_capture_on_commit_callbacks
+):
+    def window() -> dict:
+        with time_machine.travel(DAY + timedelta(minutes=20), tick=False):
+            response = get(
+                client,
+                "/api/v1/carbon/best-window",
+                cast.member_token,
+                zone="ZA",
+                duration_h=3,
+                within_h=24,
+            )
+        assert response.status_code == 200, response.json()
+        return response.json()
+
+    before, window_before = _reported(client, cast), window()
+    assert (window_before["basis"], window_before["start"][:16]) == ("location", "2026-11-27T02:00")
+    with django_capture_on_commit_callbacks(execute=True):  # any recompute it enqueues runs
+        load_marginal("ZA", MARGINAL_ZA)
+    after, window_after = _reported(client, cast), window()
+    assert after == before
+    assert before["usage"]["co2e_kg"] > 0
+    # The best window now follows the marginal signal: 15:00-18:00, the margin's clean hours.
+    assert (window_after["basis"], window_after["start"][:16]) == ("marginal", "2026-11-27T15:00")
+    assert window_after["avg_intensity_g_per_kwh"] == pytest.approx(300.0)
+    assert window_after["now"]["avg_intensity_g_per_kwh"] == pytest.approx(600.0)
+    assert window_after["sources"] == ["test marginal signal (2026)"]
+
+
+def test_best_window_uses_average_factors_where_marginal_ones_do_not_cover_the_duration(
+    client, cast, zone_factors
+):
+    load_marginal("ZA", MARGINAL_ZA[:2])  # two hours of marginal signal: too few for 3 h
+    with time_machine.travel(DAY + timedelta(minutes=20), tick=False):
+        body = get(
+            client,
+            "/api/v1/carbon/best-window",
+            cast.member_token,
+            zone="ZA",
+            duration_h=3,
+            within_h=24,
+        ).json()
+    assert (body["basis"], body["start"][:16]) == ("location", "2026-11-27T02:00")

@@ -97,6 +97,35 @@ def test_timing_respects_the_busiest_hour_as_capacity(cast, fleet):
     assert a_moves == {DAY + timedelta(hours=h): pytest.approx(1.0) for h in (2, 3, 4)}
 
 
+def test_timing_picks_hours_by_the_marginal_signal_and_states_the_saving_as_reported(cast, fleet):
+    from tests.savings.test_api import MARGINAL_ZA, load_marginal
+
+    before = levers(cast.org, flexible_pct=30.0)
+    assert before["carbon_aware_timing"]["details"]["signal_basis"] == "location"
+    load_marginal("ZA", MARGINAL_ZA)
+    after = levers(cast.org, flexible_pct=30.0)
+    timing = after["carbon_aware_timing"]
+    # ZA's margin is cleanest 15:00-18:00: the flexible 0.9 kWh goes there, not to 03:00;
+    # among those equal hours the lower grid average breaks the tie (17:00, 380 g/kWh).
+    a_moves = [m for m in timing["details"]["chosen_hours"] if m["site"] == "dc-a"]
+    assert a_moves == [
+        {"site": "dc-a", "hour": DAY + timedelta(hours=17), "energy_kwh": pytest.approx(0.9)}
+    ]
+    # The saving stays in reported terms: the location-based factors of the hours moved from
+    # and to (the marginal rates only chose the hours), plus the margin's own estimate beside it.
+    assert timing["co2e_kg"] == pytest.approx(
+        (sum(0.3 * PROFILE_ZA[h] for h in (10, 11, 12)) - 0.9 * PROFILE_ZA[17]) * PUE_A / 1000
+    )
+    assert timing["details"]["marginal_saving_co2e_kg"] == pytest.approx(
+        (0.3 * 3 * 600.0 - 0.9 * 300.0) * PUE_A / 1000
+    )
+    assert timing["details"]["signal_basis"] == "mixed"  # site B (zone ZB) has no signal
+    assert timing["details"]["sites_with_marginal_signals"] == ["dc-a"]
+    # Nothing measured changed: every other lever's figures are the same.
+    for key in ("idle", "low_utilization", "region", "precision"):
+        assert after[key]["co2e_kg"] == pytest.approx(before[key]["co2e_kg"])
+
+
 def test_region_lever_equals_the_energy_times_the_other_sites_pue_and_factor(cast, fleet):
     region = levers(cast.org)["region"]
     current_kg = HourlyUsage.objects.for_org(cast.org).aggregate(c=Sum("co2e_g"))["c"] / 1000
