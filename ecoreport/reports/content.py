@@ -196,13 +196,17 @@ def _zone_averages(
 
 
 def _methodology(
-    qs: QuerySet[HourlyUsage], organization: Organization, total_facility_j: float = 0.0
+    qs: QuerySet[HourlyUsage], organization: Organization, sums: dict[str, Any] | None = None
 ) -> dict[str, Any]:
+    """Formulas, PUE and factors used. Energy shares here are shares of IT energy, the same base
+    as the fallback share of the usage API (``usage.fallback_share_pct``): the factor rows
+    marked as fallback add up to the printed fallback share."""
     out: dict[str, Any] = {"formulas": [{"name": n, "formula": f} for n, f in FORMULAS]}
     if not HAS_EMISSIONS:
         out.update(available=False, pue=[], factors=[], market=[], fallbacks={})
         return out
-    total_facility = total_facility_j
+    sums = sums or {}
+    total_it = float(sums.get("energy_j") or 0.0)
     pue_rows = list(
         qs.values("site__slug", "pue")
         .annotate(
@@ -255,6 +259,7 @@ def _methodology(
             "market_factor_id",
         )
         .annotate(
+            energy_j=Sum("energy_j"),
             facility_j=Sum("facility_energy_j"),
             co2e_g=Sum("co2e_g"),
             co2e_market_g=Sum("co2e_market_g"),
@@ -282,17 +287,17 @@ def _methodology(
         ).only("source")
     }
 
-    def share(facility: float) -> float | None:
-        return facility / total_facility * 100.0 if total_facility else None
+    def share(energy_j: float) -> float | None:
+        return energy_j / total_it * 100.0 if total_it else None
 
     def weighted(co2e: float, facility: float) -> float | None:
         return co2e / (facility / J_PER_KWH) if facility else None
 
     location: dict[tuple[Any, ...], dict[str, Any]] = {}
     market_acc: dict[tuple[str, str], dict[str, Any]] = {}
-    fallback_j = 0.0
     for g in groups:
         facility = g["facility_j"] or 0.0
+        energy = g["energy_j"] or 0.0
         factor = described.get(g["intensity_factor_id"])
         key = (
             factor.zone if factor else "(built-in default)",
@@ -302,16 +307,23 @@ def _methodology(
             bool(g["intensity_fallback"]),
         )
         acc = location.setdefault(
-            key, {"facility_j": 0.0, "co2e_g": 0.0, "ids": set(), "min_g": None, "max_g": None}
+            key,
+            {
+                "energy_j": 0.0,
+                "facility_j": 0.0,
+                "co2e_g": 0.0,
+                "ids": set(),
+                "min_g": None,
+                "max_g": None,
+            },
         )
+        acc["energy_j"] += energy
         acc["facility_j"] += facility
         acc["co2e_g"] += g["co2e_g"] or 0.0
         acc["ids"].add(g["intensity_factor_id"])
         for bound, pick in (("min_g", min), ("max_g", max)):
             if g[bound] is not None:
                 acc[bound] = g[bound] if acc[bound] is None else pick(acc[bound], g[bound])
-        if g["intensity_fallback"]:
-            fallback_j += facility
         market_factor = described.get(g["market_factor_id"])
         source = (
             instruments.get(g["market_instrument_id"])
@@ -319,8 +331,10 @@ def _methodology(
             or "location-based factor"
         )
         macc = market_acc.setdefault(
-            (g["market_basis"] or "-", source), {"facility_j": 0.0, "co2e_g": 0.0, "cert": 0.0}
+            (g["market_basis"] or "-", source),
+            {"energy_j": 0.0, "facility_j": 0.0, "co2e_g": 0.0, "cert": 0.0},
         )
+        macc["energy_j"] += energy
         macc["facility_j"] += facility
         macc["co2e_g"] += g["co2e_market_g"] or 0.0
         macc["cert"] = max(macc["cert"], g["certificate_share"] or 0.0)
@@ -335,7 +349,7 @@ def _methodology(
             "min_g_per_kwh": acc["min_g"],
             "max_g_per_kwh": acc["max_g"],
             "weighted_g_per_kwh": weighted(acc["co2e_g"], acc["facility_j"]),
-            "facility_energy_share_pct": share(acc["facility_j"]),
+            "energy_share_pct": share(acc["energy_j"]),
             "fallback": fallback,
         }
         for (zone, resolution, source, year, fallback), acc in sorted(
@@ -348,21 +362,21 @@ def _methodology(
             "source": source,
             "weighted_g_per_kwh": weighted(acc["co2e_g"], acc["facility_j"]),
             "max_certificate_share": acc["cert"],
-            "facility_energy_share_pct": share(acc["facility_j"]),
+            "energy_share_pct": share(acc["energy_j"]),
         }
         for (basis, source), acc in sorted(market_acc.items())
     ]
-    no_site_j = sum((r["facility_j"] or 0.0) for r in pue_rows if r["site__slug"] is None)
+    no_site_j = sum((r["energy_j"] or 0.0) for r in pue_rows if r["site__slug"] is None)
     out.update(
         available=True,
         pue=pue,
         factors=factors,
         market=market,
         fallbacks={
-            "world_average_share_pct": fallback_j / total_facility * 100.0
-            if total_facility
-            else 0.0,
-            "no_site_share_pct": no_site_j / total_facility * 100.0 if total_facility else 0.0,
+            # The usage API's own function on the same sums: one number everywhere.
+            "world_average_share_pct": usage.fallback_share_pct(sums) or 0.0,
+            "no_site_share_pct": no_site_j / total_it * 100.0 if total_it else 0.0,
+            "base": "IT energy",
         },
     )
     return out
@@ -569,7 +583,8 @@ def build(
     qs = scope_usage(organization, team)
     window = _window(qs, period.start, period.end)
     progress("totals")
-    current = metrics(window.aggregate(**SUMS))
+    current_sums = window.aggregate(**SUMS)
+    current = metrics(current_sums)
     previous = metrics(_window(qs, period.previous.start, period.previous.end).aggregate(**SUMS))
     last_year = metrics(
         _window(qs, period.year_before.start, period.year_before.end).aggregate(**SUMS)
@@ -643,9 +658,7 @@ def build(
     content["targets"] = _targets(organization, team, period)
     content["recommendations"] = _recommendations(organization, team, period)
     progress("methodology")
-    content["methodology"] = _methodology(
-        window, organization, (current.get("facility_energy_kwh") or 0.0) * J_PER_KWH
-    )
+    content["methodology"] = _methodology(window, organization, current_sums)
     progress("data quality")
     content["data_quality"] = _data_quality(organization, period)
     return content

@@ -350,9 +350,9 @@ def render_pdf(
     if fb:
         story.append(
             Paragraph(
-                f"Fallbacks: {fb['world_average_share_pct']:.1f}% of facility energy used the world-average factor "
-                f"(the zone had none of its own); {fb['no_site_share_pct']:.1f}% came from hosts at no site "
-                "(default PUE).",
+                f"Fallbacks: {fb['world_average_share_pct']:.1f}% of IT energy used the world-average "
+                f"factor (the zone had none of its own; the usage API's fallback_share_pct); "
+                f"{fb['no_site_share_pct']:.1f}% of IT energy came from hosts at no site (default PUE).",
                 small,
             )
         )

@@ -206,7 +206,7 @@ def report_tables(content: dict[str, Any]) -> list[Table]:
                     Column("source", "Source", digits=None),
                     Column("year", "Year", digits=None),
                     Column("weighted_g_per_kwh", "Weighted", "g/kWh", 1),
-                    Column("facility_energy_share_pct", "Energy share", "%", 1),
+                    Column("energy_share_pct", "IT energy share", "%", 1),
                     Column("fallback", "Fallback", digits=None),
                 ],
                 method["factors"],
@@ -221,9 +221,31 @@ def report_tables(content: dict[str, Any]) -> list[Table]:
                     Column("basis", "Basis", digits=None),
                     Column("source", "Source", digits=None),
                     Column("weighted_g_per_kwh", "Weighted", "g/kWh", 1),
-                    Column("facility_energy_share_pct", "Energy share", "%", 1),
+                    Column("energy_share_pct", "IT energy share", "%", 1),
                 ],
                 method["market"],
+            )
+        )
+    fallbacks = method.get("fallbacks") or {}
+    if fallbacks:
+        tables.append(
+            Table(
+                "fallbacks",
+                "Fallbacks",
+                [
+                    Column("item", "Fallback", digits=None),
+                    Column("share_pct", "Share of IT energy", "%", 1),
+                ],
+                [
+                    {
+                        "item": "world-average factor (zone had none)",
+                        "share_pct": fallbacks["world_average_share_pct"],
+                    },
+                    {
+                        "item": "host at no site (default PUE)",
+                        "share_pct": fallbacks["no_site_share_pct"],
+                    },
+                ],
             )
         )
     dq = content.get("data_quality") or {}
