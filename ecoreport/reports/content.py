@@ -17,6 +17,7 @@ from ecoreport.accounting import selectors as usage
 from ecoreport.accounting.models import HourlyUsage
 from ecoreport.fleet.models import Gpu, Host
 from ecoreport.organizations.models import Organization, Team
+from ecoreport.reports import coverage
 from ecoreport.reports.periods import ReportPeriod
 
 log = logging.getLogger(__name__)
@@ -491,6 +492,25 @@ def _gaps(hours: list[datetime], period: ReportPeriod) -> list[dict[str, Any]]:
     ]
 
 
+def _comparisons(organization: Organization, period: ReportPeriod) -> dict[str, Any]:
+    """Coverage of this period and of the two it is compared with, and whether each comparison
+    holds (see ``reports.coverage``)."""
+    min_pct = coverage.min_coverage_pct()
+    now = coverage.period_coverage(organization, period)
+    before = coverage.period_coverage(organization, period.previous)
+    year = coverage.period_coverage(organization, period.year_before)
+    return {
+        "min_coverage_pct": min_pct,
+        "coverage": [
+            {"role": "this period", **now.as_dict()},
+            {"role": "previous period", **before.as_dict()},
+            {"role": "same period a year before", **year.as_dict()},
+        ],
+        "previous": coverage.comparison(now, before, min_pct=min_pct),
+        "year_before": coverage.comparison(now, year, min_pct=min_pct),
+    }
+
+
 def _targets(organization: Organization, team: Team | None, period: ReportPeriod) -> dict[str, Any]:
     try:
         from ecoreport.policies.models import Target, TargetEvaluation
@@ -590,6 +610,10 @@ def build(
         _window(qs, period.year_before.start, period.year_before.end).aggregate(**SUMS)
     )
     has_data = bool(current["gpu_hours"] or current["energy_kwh"])
+    progress("coverage of the compared periods")
+    comparisons = _comparisons(organization, period)
+    vs_previous = comparisons["previous"]["comparable"]
+    vs_last_year = comparisons["year_before"]["comparable"]
     headline = [
         {
             "key": key,
@@ -599,8 +623,15 @@ def build(
             "value": current.get(key),
             "previous": previous.get(key),
             "last_year": last_year.get(key),
-            "change_previous_pct": change_pct(current.get(key), previous.get(key)),
-            "change_last_year_pct": change_pct(current.get(key), last_year.get(key)),
+            # A change against a partly measured period is not printed: it measures the gap.
+            "change_previous_pct": change_pct(current.get(key), previous.get(key))
+            if vs_previous
+            else None,
+            "change_last_year_pct": change_pct(current.get(key), last_year.get(key))
+            if vs_last_year
+            else None,
+            "previous_comparable": vs_previous,
+            "last_year_comparable": vs_last_year,
         }
         for key, label, unit, digits in HEADLINE
     ]
@@ -622,6 +653,7 @@ def build(
         "has_data": has_data,
         "totals": current,
         "headline": headline,
+        "comparisons": comparisons,
     }
     if not has_data:
         content.update(

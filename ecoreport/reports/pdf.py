@@ -8,7 +8,14 @@ from datetime import datetime
 from typing import Any
 
 from ecoreport.dashboards.figures import PALETTE
-from ecoreport.reports.tables import UNATTRIBUTED, Table, fmt, fmt_change, report_tables
+from ecoreport.reports.tables import (
+    UNATTRIBUTED,
+    Table,
+    comparison_sentence,
+    fmt,
+    fmt_change,
+    report_tables,
+)
 
 
 def _chart_png(draw: Any, *, width_in: float = 7.0, height_in: float = 2.6) -> io.BytesIO:
@@ -235,8 +242,9 @@ def render_pdf(
         Paragraph(
             f"{esc(h['label'])}<br/><font size=13><b>{fmt(h['value'], h['digits'])}</b></font> "
             f"{esc(h['unit'])}<br/><font size=6.5 color='#555555'>vs {meta['previous_period']}: "
-            f"{fmt_change(h['change_previous_pct'])} · vs {meta['year_before_period']}: "
-            f"{fmt_change(h['change_last_year_pct'])}</font>",
+            f"{fmt_change(h['change_previous_pct'], h.get('previous_comparable', True))} · vs "
+            f"{meta['year_before_period']}: "
+            f"{fmt_change(h['change_last_year_pct'], h.get('last_year_comparable', True))}</font>",
             card,
         )
         for h in content["headline"]
@@ -256,8 +264,13 @@ def render_pdf(
     story += [
         cards_table,
         Spacer(1, 6),
-        table(tables["headline"], col_widths=widths(tables["headline"], 4.2 * cm)),
+        table(tables["headline"], col_widths=widths(tables["headline"], 3.4 * cm)),
     ]
+    comparisons = content.get("comparisons") or {}
+    if "coverage" in tables:
+        story.append(Paragraph("Coverage of the compared periods", h3))
+        story.append(Paragraph(esc(comparison_sentence(comparisons)), small))
+        story.append(table(tables["coverage"], col_widths=widths(tables["coverage"], 1.8 * cm)))
 
     if content["has_data"]:
         charts = _charts(content)

@@ -23,8 +23,33 @@ def fmt(value: Any, digits: int = 2) -> str:
     return str(value)
 
 
-def fmt_change(value: float | None) -> str:
+def fmt_change(value: float | None, comparable: bool = True) -> str:
+    if not comparable:
+        return NOT_COMPARABLE
     return "—" if value is None else f"{value:+,.1f}%"
+
+
+NOT_COMPARABLE = "not comparable"
+
+
+def comparison_text(comparable: bool | None) -> str:
+    return NOT_COMPARABLE if comparable is False else "comparable"
+
+
+def comparison_sentence(comparisons: dict[str, Any]) -> str:
+    """The coverage rule and, for each comparison that fails it, why (PDF and HTML)."""
+    rule = (
+        f"A change is shown only when both periods had data in at least "
+        f"{comparisons['min_coverage_pct']:g}% of their hours and from at least "
+        f"{comparisons['min_coverage_pct']:g}% of the GPUs known then; otherwise it is marked "
+        f"{NOT_COMPARABLE}."
+    )
+    reasons = [
+        f"vs {c['period']}: {NOT_COMPARABLE}, {c['reason']}."
+        for c in (comparisons["previous"], comparisons["year_before"])
+        if not c["comparable"]
+    ]
+    return " ".join([rule, *dict.fromkeys(reasons)])
 
 
 @dataclass(frozen=True)
@@ -84,6 +109,9 @@ def report_tables(content: dict[str, Any]) -> list[Table]:
             "last_year": h["last_year"],
             "change_previous_pct": h["change_previous_pct"],
             "change_last_year_pct": h["change_last_year_pct"],
+            # Reports issued before coverage was stated have no flag: read as they were.
+            "previous_comparison": comparison_text(h.get("previous_comparable")),
+            "last_year_comparison": comparison_text(h.get("last_year_comparable")),
         }
         for h in content["headline"]
     ]
@@ -98,8 +126,10 @@ def report_tables(content: dict[str, Any]) -> list[Table]:
                 Column("value", meta["period"]),
                 Column("previous", meta["previous_period"]),
                 Column("change_previous_pct", "Change", "%", 1),
+                Column("previous_comparison", "Comparison", digits=None),
                 Column("last_year", meta["year_before_period"]),
                 Column("change_last_year_pct", "Change", "%", 1),
+                Column("last_year_comparison", "Comparison", digits=None),
             ],
             headline_rows,
         ),
@@ -122,6 +152,38 @@ def report_tables(content: dict[str, Any]) -> list[Table]:
             [{**r, "period_start": r["period_start"][:10]} for r in content.get("daily", [])],
         ),
     ]
+    comparisons = content.get("comparisons") or {}
+    if comparisons.get("coverage"):
+        verdicts = {
+            comparisons["previous"]["period"]: comparisons["previous"]["comparable"],
+            comparisons["year_before"]["period"]: comparisons["year_before"]["comparable"],
+        }
+        tables.append(
+            Table(
+                "coverage",
+                "Coverage of the compared periods (organization's fleet)",
+                [
+                    Column("period", "Period", digits=None),
+                    Column("role", "Role", digits=None),
+                    Column("hours_with_data", "Hours with data", "h"),
+                    Column("hours_in_period", "Hours in period", "h"),
+                    Column("hours_with_data_pct", "Hours with data", "%", 1),
+                    Column("gpus_reporting", "GPUs reporting", "GPUs"),
+                    Column("gpus_known", "GPUs known then", "GPUs"),
+                    Column("gpus_reporting_pct", "GPUs reporting", "%", 1),
+                    Column("comparison", "Comparison", digits=None),
+                ],
+                [
+                    {
+                        **c,
+                        "comparison": comparison_text(verdicts[c["period"]])
+                        if c["role"] != "this period"
+                        else "—",
+                    }
+                    for c in comparisons["coverage"]
+                ],
+            )
+        )
     if content.get("intensity"):
         tables.append(
             Table(
