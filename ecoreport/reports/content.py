@@ -19,6 +19,7 @@ from ecoreport.fleet.models import Gpu, Host
 from ecoreport.organizations.models import Organization, Team
 from ecoreport.reports import coverage
 from ecoreport.reports.periods import ReportPeriod
+from ecoreport.reports.targets import report_targets
 
 log = logging.getLogger(__name__)
 
@@ -511,49 +512,6 @@ def _comparisons(organization: Organization, period: ReportPeriod) -> dict[str, 
     }
 
 
-def _targets(organization: Organization, team: Team | None, period: ReportPeriod) -> dict[str, Any]:
-    try:
-        from ecoreport.policies.models import Target, TargetEvaluation
-    except ImportError:  # pragma: no cover
-        return {"available": False, "rows": []}
-    targets = Target.objects.for_org(organization).select_related("team", "project")
-    if team is not None:
-        targets = targets.filter(
-            Q(team=team) | Q(project__team=team) | Q(scope_kind=Target.Scope.ORG)
-        )
-    rows = []
-    for target in targets.order_by("name", "id"):
-        evaluations = list(
-            TargetEvaluation.objects.for_org(organization)
-            .filter(target=target, period_start__lt=period.end, period_end__gt=period.start)
-            .order_by("evaluated_at", "id")
-            .values("evaluated_at", "status", "value", "threshold_value", "final", "period_start")
-        )
-        if not evaluations and not target.is_active:
-            continue
-        history: list[dict[str, Any]] = []
-        for e in evaluations:
-            if not history or history[-1]["status"] != e["status"]:
-                history.append({"at": e["evaluated_at"].isoformat(), "status": e["status"]})
-        last = evaluations[-1] if evaluations else None
-        rows.append(
-            {
-                "name": target.name,
-                "scope": target.scope,
-                "metric": target.metric,
-                "comparator": target.comparator,
-                "period": target.period,
-                "threshold": last["threshold_value"] if last else target.threshold,
-                "value": last["value"] if last else None,
-                "status": last["status"] if last else "not evaluated",
-                "final": bool(last and last["final"]),
-                "evaluations": len(evaluations),
-                "history": history[-12:],
-            }
-        )
-    return {"available": True, "rows": rows}
-
-
 def _recommendations(
     organization: Organization, team: Team | None, period: ReportPeriod
 ) -> dict[str, Any]:
@@ -662,7 +620,7 @@ def build(
             monthly_by_team=[],
             daily=[],
             intensity=[],
-            targets=_targets(organization, team, period),
+            targets=report_targets(organization, team, period, generated_at=generated_at),
             recommendations={"available": False, "rows": []},
             methodology=_methodology(window.none(), organization),
             data_quality=_data_quality(organization, period),
@@ -687,7 +645,7 @@ def build(
     progress("carbon intensity")
     content["intensity"] = _intensity(window, organization, period)
     progress("targets and recommendations")
-    content["targets"] = _targets(organization, team, period)
+    content["targets"] = report_targets(organization, team, period, generated_at=generated_at)
     content["recommendations"] = _recommendations(organization, team, period)
     progress("methodology")
     content["methodology"] = _methodology(window, organization, current_sums)

@@ -306,17 +306,26 @@ def render_pdf(
     story.append(Paragraph("Target compliance", h2))
     if "targets" in tables:
         story.append(
+            Paragraph(
+                "Each target evaluated for its periods within this report's, from the hourly "
+                "figures, as of the end of the report's period. A period that has ended passes "
+                "or fails; one still running reads on track or at risk.",
+                small,
+            )
+        )
+        story.append(
             table(
                 tables["targets"],
                 col_widths=[
-                    3.4 * cm,
-                    2.3 * cm,
-                    2.9 * cm,
+                    3.0 * cm,
+                    2.0 * cm,
+                    2.6 * cm,
                     1.4 * cm,
-                    1.6 * cm,
+                    1.3 * cm,
+                    1.5 * cm,
+                    1.5 * cm,
                     1.4 * cm,
-                    1.6 * cm,
-                    width - 14.6 * cm,
+                    width - 14.7 * cm,
                 ],
             )
         )

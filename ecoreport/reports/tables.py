@@ -210,14 +210,21 @@ def report_tables(content: dict[str, Any]) -> list[Table]:
                     Column("name", "Target", digits=None),
                     Column("scope", "Scope", digits=None),
                     Column("metric", "Metric", digits=None),
+                    Column("target_period", "Period", digits=None),
                     Column("comparator", "Rule", digits=None),
                     Column("threshold", "Limit"),
                     Column("value", "Value"),
-                    Column("status", "Status", digits=None),
-                    Column("history_text", "Status history", digits=None),
+                    Column("result", "Result", digits=None),
+                    Column("history_text", "Hourly status history", digits=None),
                 ],
                 [
-                    {**r, "history_text": " → ".join(h["status"] for h in r["history"]) or "—"}
+                    {
+                        # Issued before the report evaluated targets itself: the stored status.
+                        "target_period": "—",
+                        "result": r.get("status"),
+                        **r,
+                        "history_text": " → ".join(h["status"] for h in r["history"]) or "—",
+                    }
                     for r in targets["rows"]
                 ],
             )
