@@ -493,11 +493,13 @@ def _gaps(hours: list[datetime], period: ReportPeriod) -> list[dict[str, Any]]:
     ]
 
 
-def _comparisons(organization: Organization, period: ReportPeriod) -> dict[str, Any]:
-    """Coverage of this period and of the two it is compared with, and whether each comparison
-    holds (see ``reports.coverage``)."""
+def _comparisons(
+    organization: Organization, period: ReportPeriod, data_quality: dict[str, Any]
+) -> dict[str, Any]:
+    """Coverage of this period (from its data quality figures) and of the two it is compared
+    with, and whether each comparison holds (see ``reports.coverage``)."""
     min_pct = coverage.min_coverage_pct()
-    now = coverage.period_coverage(organization, period)
+    now = coverage.from_data_quality(period, data_quality)
     before = coverage.period_coverage(organization, period.previous)
     year = coverage.period_coverage(organization, period.year_before)
     return {
@@ -568,8 +570,9 @@ def build(
         _window(qs, period.year_before.start, period.year_before.end).aggregate(**SUMS)
     )
     has_data = bool(current["gpu_hours"] or current["energy_kwh"])
-    progress("coverage of the compared periods")
-    comparisons = _comparisons(organization, period)
+    progress("data quality and coverage of the compared periods")
+    data_quality = _data_quality(organization, period)
+    comparisons = _comparisons(organization, period, data_quality)
     vs_previous = comparisons["previous"]["comparable"]
     vs_last_year = comparisons["year_before"]["comparable"]
     headline = [
@@ -623,7 +626,7 @@ def build(
             targets=report_targets(organization, team, period, generated_at=generated_at),
             recommendations={"available": False, "rows": []},
             methodology=_methodology(window.none(), organization),
-            data_quality=_data_quality(organization, period),
+            data_quality=data_quality,
         )
         return content
     progress("teams, projects and time series")
@@ -649,6 +652,5 @@ def build(
     content["recommendations"] = _recommendations(organization, team, period)
     progress("methodology")
     content["methodology"] = _methodology(window, organization, current_sums)
-    progress("data quality")
-    content["data_quality"] = _data_quality(organization, period)
+    content["data_quality"] = data_quality
     return content

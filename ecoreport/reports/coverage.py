@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Q
+from django.db.models import Count, Q
 
 from ecoreport.accounting.models import HourlyUsage
 from ecoreport.fleet.models import Gpu
@@ -56,17 +56,31 @@ class Coverage:
 
 
 def period_coverage(organization: Organization, period: ReportPeriod) -> Coverage:
+    """One scan of the period's rollup rows (distinct hours and GPUs together), and a count of
+    the GPUs known then. The report's own period takes these figures from its data quality
+    section instead (same definitions), so this runs for the compared periods only."""
     window = HourlyUsage.objects.for_org(organization).filter(
         hour__gte=period.start, hour__lt=period.end
     )
-    hours = window.values("hour").distinct().count()
-    reporting = set(window.values_list("gpu_id", flat=True).distinct().order_by())
+    found = window.aggregate(
+        hours=Count("hour", distinct=True), gpus=Count("gpu_id", distinct=True)
+    )
     known = (
         Gpu.objects.for_org(organization)
-        .filter(Q(created_at__lt=period.end) | Q(pk__in=list(reporting)))
+        .filter(Q(created_at__lt=period.end) | Q(pk__in=window.values("gpu_id")))
         .count()
     )
-    return Coverage(period.label, period.hours, hours, known, len(reporting))
+    return Coverage(period.label, period.hours, found["hours"] or 0, known, found["gpus"] or 0)
+
+
+def from_data_quality(period: ReportPeriod, dq: dict[str, Any]) -> Coverage:
+    return Coverage(
+        period.label,
+        dq["hours_in_period"],
+        dq["hours_with_data"],
+        dq["gpus_known"],
+        dq["gpus_reporting"],
+    )
 
 
 def min_coverage_pct() -> float:
