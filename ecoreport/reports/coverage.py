@@ -93,6 +93,8 @@ def comparison(now: Coverage, before: Coverage, *, min_pct: float) -> dict[str, 
     short = [
         f"{c.period} had data in {c.hours_pct:.1f}% of hours and from {c.gpus_pct:.1f}% of "
         f"the GPUs known then"
+        if c.hours_with_data
+        else f"{c.period} has no data"
         for c in (now, before)
         if c.hours_pct < min_pct or c.gpus_pct < min_pct
     ]

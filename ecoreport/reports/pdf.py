@@ -264,7 +264,10 @@ def render_pdf(
     story += [
         cards_table,
         Spacer(1, 6),
-        table(tables["headline"], col_widths=widths(tables["headline"], 3.4 * cm)),
+        table(
+            tables["headline"],
+            col_widths=[w * cm for w in (3.6, 1.5, 1.8, 1.8, 1.5, 2.1, 1.8, 1.5, 2.1)],
+        ),
     ]
     comparisons = content.get("comparisons") or {}
     if "coverage" in tables:
@@ -317,11 +320,11 @@ def render_pdf(
             table(
                 tables["targets"],
                 col_widths=[
-                    3.0 * cm,
+                    2.7 * cm,
                     2.0 * cm,
                     2.6 * cm,
                     1.4 * cm,
-                    1.3 * cm,
+                    1.6 * cm,
                     1.5 * cm,
                     1.5 * cm,
                     1.4 * cm,

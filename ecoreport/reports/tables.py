@@ -33,7 +33,9 @@ NOT_COMPARABLE = "not comparable"
 
 
 def comparison_text(comparable: bool | None) -> str:
-    return NOT_COMPARABLE if comparable is False else "comparable"
+    if comparable is None:  # content built before coverage was stated
+        return "—"
+    return "comparable" if comparable else NOT_COMPARABLE
 
 
 def comparison_sentence(comparisons: dict[str, Any]) -> str:

@@ -115,6 +115,7 @@ def test_fully_measured_periods_are_compared(cast, agent, post_batch, after_q3):
     assert _cell(rows, "headline", "IT energy", "last_year_comparison") == "not comparable"
     html = bytes(ReportFile.objects.get(report=report, format="html").content).decode()
     assert "vs 2026-07: +50.0%" in html
+    assert "vs 2025-08: not comparable, 2025-08 has no data" in html
 
 
 def test_a_silent_part_of_the_fleet_makes_a_period_not_comparable(
