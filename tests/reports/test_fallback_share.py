@@ -64,6 +64,8 @@ def test_api_and_report_give_the_same_fallback_share_when_pue_differs(
     assert totals["fallback_share_pct"] == pytest.approx(50.0)
 
     report = services.report_generate(organization=cast.org, period=parse_period("2026-Q3"))
+    html = bytes(ReportFile.objects.get(report=report, format="html").content).decode()
+    assert "50.0% of IT energy used the world-average factor" in html  # was "66.7% of facility"
     rows = _csv_rows(report)
     fallback = next(
         float(r["value"])
@@ -78,5 +80,3 @@ def test_api_and_report_give_the_same_fallback_share_when_pue_differs(
         if r["table"] == "factors" and r["column"] == "energy_share_pct"
     }
     assert shares == {"WORLD": pytest.approx(50.0), "FR": pytest.approx(50.0)}
-    html = bytes(ReportFile.objects.get(report=report, format="html").content).decode()
-    assert "50.0% of IT energy used the world-average factor" in html
