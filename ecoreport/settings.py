@@ -389,6 +389,14 @@ REPORT_ISSUE_DELAY_DAYS = env_int("REPORT_ISSUE_DELAY_DAYS", 7)
 REPORT_LATE_DATA_WINDOW_DAYS = env_int("REPORT_LATE_DATA_WINDOW_DAYS", 120)
 # The address people open: links in report e-mails are absolute.
 REPORT_LINK_BASE_URL = env_str("REPORT_LINK_BASE_URL", "http://localhost:8000")
+# A change against an earlier period is printed only when both periods had data in at least
+# this share of their hours and from this share of the GPUs known then; else "not comparable".
+REPORT_COMPARISON_MIN_COVERAGE_PCT = env_float("REPORT_COMPARISON_MIN_COVERAGE_PCT", 90.0)
+if not 0.0 <= REPORT_COMPARISON_MIN_COVERAGE_PCT <= 100.0:
+    raise ImproperlyConfigured(
+        f"REPORT_COMPARISON_MIN_COVERAGE_PCT={REPORT_COMPARISON_MIN_COVERAGE_PCT!r} is not a "
+        "percentage (0 to 100)"
+    )
 
 # --- Invitations ----------------------------------------------------------------------------
 # Days an invitation link (single use) stays valid; see docs/settings.md.

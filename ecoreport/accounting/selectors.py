@@ -77,6 +77,19 @@ def _pct(part: float, whole: float) -> float | None:
     return 100.0 * part / whole if whole else None
 
 
+def fallback_share_pct(sums: Mapping[str, float | None]) -> float | None:
+    """The one definition of the "fallback share", used by the usage API, the dashboards and
+    the reports: the share of **IT energy** (measured joules) whose location-based factor was
+    a fallback (the world average; the zone had no factor of its own), in %.
+
+    IT energy rather than facility energy: the share says how much of what was *measured* rests
+    on a made-up factor, a property of the factor table's coverage that a PUE assumption must not
+    move. Both rollup tables store it the same way (``fallback_energy_j`` is IT joules), so the
+    API, the dashboards and the report read one number. None when there is no energy.
+    """
+    return _pct(sums.get("fallback_energy_j") or 0.0, sums.get("energy_j") or 0.0)
+
+
 def usage_metrics(
     sums: Mapping[str, float | None], zone_avg_intensity_g_per_kwh: float | None = None
 ) -> dict[str, float | None]:
@@ -114,7 +127,7 @@ def usage_metrics(
         "energy_per_gpu_hour_wh": (energy_j / 3600.0) / (gpu_seconds / 3600.0)
         if gpu_seconds
         else None,
-        "fallback_share_pct": _pct(sums.get("fallback_energy_j") or 0.0, energy_j),
+        "fallback_share_pct": fallback_share_pct(sums),
     }
 
 

@@ -17,7 +17,9 @@ from ecoreport.accounting import selectors as usage
 from ecoreport.accounting.models import HourlyUsage
 from ecoreport.fleet.models import Gpu, Host
 from ecoreport.organizations.models import Organization, Team
+from ecoreport.reports import coverage
 from ecoreport.reports.periods import ReportPeriod
+from ecoreport.reports.targets import report_targets
 
 log = logging.getLogger(__name__)
 
@@ -196,13 +198,17 @@ def _zone_averages(
 
 
 def _methodology(
-    qs: QuerySet[HourlyUsage], organization: Organization, total_facility_j: float = 0.0
+    qs: QuerySet[HourlyUsage], organization: Organization, sums: dict[str, Any] | None = None
 ) -> dict[str, Any]:
+    """Formulas, PUE and factors used. Energy shares here are shares of IT energy, the same base
+    as the fallback share of the usage API (``usage.fallback_share_pct``): the factor rows
+    marked as fallback add up to the printed fallback share."""
     out: dict[str, Any] = {"formulas": [{"name": n, "formula": f} for n, f in FORMULAS]}
     if not HAS_EMISSIONS:
         out.update(available=False, pue=[], factors=[], market=[], fallbacks={})
         return out
-    total_facility = total_facility_j
+    sums = sums or {}
+    total_it = float(sums.get("energy_j") or 0.0)
     pue_rows = list(
         qs.values("site__slug", "pue")
         .annotate(
@@ -255,6 +261,7 @@ def _methodology(
             "market_factor_id",
         )
         .annotate(
+            energy_j=Sum("energy_j"),
             facility_j=Sum("facility_energy_j"),
             co2e_g=Sum("co2e_g"),
             co2e_market_g=Sum("co2e_market_g"),
@@ -285,17 +292,17 @@ def _methodology(
         ).only("source")
     }
 
-    def share(facility: float) -> float | None:
-        return facility / total_facility * 100.0 if total_facility else None
+    def share(energy_j: float) -> float | None:
+        return energy_j / total_it * 100.0 if total_it else None
 
     def weighted(co2e: float, facility: float) -> float | None:
         return co2e / (facility / J_PER_KWH) if facility else None
 
     location: dict[tuple[Any, ...], dict[str, Any]] = {}
     market_acc: dict[tuple[str, str], dict[str, Any]] = {}
-    fallback_j = 0.0
     for g in groups:
         facility = g["facility_j"] or 0.0
+        energy = g["energy_j"] or 0.0
         factor = described.get(g["intensity_factor_id"])
         key = (
             factor.zone if factor else "(built-in default)",
@@ -305,16 +312,23 @@ def _methodology(
             bool(g["intensity_fallback"]),
         )
         acc = location.setdefault(
-            key, {"facility_j": 0.0, "co2e_g": 0.0, "ids": set(), "min_g": None, "max_g": None}
+            key,
+            {
+                "energy_j": 0.0,
+                "facility_j": 0.0,
+                "co2e_g": 0.0,
+                "ids": set(),
+                "min_g": None,
+                "max_g": None,
+            },
         )
+        acc["energy_j"] += energy
         acc["facility_j"] += facility
         acc["co2e_g"] += g["co2e_g"] or 0.0
         acc["ids"].add(g["intensity_factor_id"])
         for bound, pick in (("min_g", min), ("max_g", max)):
             if g[bound] is not None:
                 acc[bound] = g[bound] if acc[bound] is None else pick(acc[bound], g[bound])
-        if g["intensity_fallback"]:
-            fallback_j += facility
         market_factor = described.get(g["market_factor_id"])
         source = (
             instruments.get(g["market_instrument_id"])
@@ -323,7 +337,7 @@ def _methodology(
         )
         macc = market_acc.setdefault(
             (g["market_basis"] or "-", source),
-            {"facility_j": 0.0, "co2e_g": 0.0, "cert": 0.0, "carried": set()},
+            {"energy_j": 0.0, "facility_j": 0.0, "co2e_g": 0.0, "cert": 0.0, "carried": set()},
         )
         if g["market_basis"] == MARKET_ZONE_PRIOR_YEAR and market_factor is not None:
             # An earlier year's zone market factor carried forward: flagged, with its years.
@@ -334,6 +348,7 @@ def _methodology(
                     g["last_hour"].astimezone(UTC).year,
                 )
             )
+        macc["energy_j"] += energy
         macc["facility_j"] += facility
         macc["co2e_g"] += g["co2e_market_g"] or 0.0
         macc["cert"] = max(macc["cert"], g["certificate_share"] or 0.0)
@@ -348,7 +363,7 @@ def _methodology(
             "min_g_per_kwh": acc["min_g"],
             "max_g_per_kwh": acc["max_g"],
             "weighted_g_per_kwh": weighted(acc["co2e_g"], acc["facility_j"]),
-            "facility_energy_share_pct": share(acc["facility_j"]),
+            "energy_share_pct": share(acc["energy_j"]),
             "fallback": fallback,
         }
         for (zone, resolution, source, year, fallback), acc in sorted(
@@ -361,7 +376,7 @@ def _methodology(
             "source": source,
             "weighted_g_per_kwh": weighted(acc["co2e_g"], acc["facility_j"]),
             "max_certificate_share": acc["cert"],
-            "facility_energy_share_pct": share(acc["facility_j"]),
+            "energy_share_pct": share(acc["energy_j"]),
             "fallback": bool(acc["carried"]),
             "fallback_note": "; ".join(
                 f"market factor of {of} applied to "
@@ -372,17 +387,17 @@ def _methodology(
         }
         for (basis, source), acc in sorted(market_acc.items())
     ]
-    no_site_j = sum((r["facility_j"] or 0.0) for r in pue_rows if r["site__slug"] is None)
+    no_site_j = sum((r["energy_j"] or 0.0) for r in pue_rows if r["site__slug"] is None)
     out.update(
         available=True,
         pue=pue,
         factors=factors,
         market=market,
         fallbacks={
-            "world_average_share_pct": fallback_j / total_facility * 100.0
-            if total_facility
-            else 0.0,
-            "no_site_share_pct": no_site_j / total_facility * 100.0 if total_facility else 0.0,
+            # The usage API's own function on the same sums: one number everywhere.
+            "world_average_share_pct": usage.fallback_share_pct(sums) or 0.0,
+            "no_site_share_pct": no_site_j / total_it * 100.0 if total_it else 0.0,
+            "base": "IT energy",
         },
     )
     return out
@@ -497,47 +512,25 @@ def _gaps(hours: list[datetime], period: ReportPeriod) -> list[dict[str, Any]]:
     ]
 
 
-def _targets(organization: Organization, team: Team | None, period: ReportPeriod) -> dict[str, Any]:
-    try:
-        from ecoreport.policies.models import Target, TargetEvaluation
-    except ImportError:  # pragma: no cover
-        return {"available": False, "rows": []}
-    targets = Target.objects.for_org(organization).select_related("team", "project")
-    if team is not None:
-        targets = targets.filter(
-            Q(team=team) | Q(project__team=team) | Q(scope_kind=Target.Scope.ORG)
-        )
-    rows = []
-    for target in targets.order_by("name", "id"):
-        evaluations = list(
-            TargetEvaluation.objects.for_org(organization)
-            .filter(target=target, period_start__lt=period.end, period_end__gt=period.start)
-            .order_by("evaluated_at", "id")
-            .values("evaluated_at", "status", "value", "threshold_value", "final", "period_start")
-        )
-        if not evaluations and not target.is_active:
-            continue
-        history: list[dict[str, Any]] = []
-        for e in evaluations:
-            if not history or history[-1]["status"] != e["status"]:
-                history.append({"at": e["evaluated_at"].isoformat(), "status": e["status"]})
-        last = evaluations[-1] if evaluations else None
-        rows.append(
-            {
-                "name": target.name,
-                "scope": target.scope,
-                "metric": target.metric,
-                "comparator": target.comparator,
-                "period": target.period,
-                "threshold": last["threshold_value"] if last else target.threshold,
-                "value": last["value"] if last else None,
-                "status": last["status"] if last else "not evaluated",
-                "final": bool(last and last["final"]),
-                "evaluations": len(evaluations),
-                "history": history[-12:],
-            }
-        )
-    return {"available": True, "rows": rows}
+def _comparisons(
+    organization: Organization, period: ReportPeriod, data_quality: dict[str, Any]
+) -> dict[str, Any]:
+    """Coverage of this period (from its data quality figures) and of the two it is compared
+    with, and whether each comparison holds (see ``reports.coverage``)."""
+    min_pct = coverage.min_coverage_pct()
+    now = coverage.from_data_quality(period, data_quality)
+    before = coverage.period_coverage(organization, period.previous)
+    year = coverage.period_coverage(organization, period.year_before)
+    return {
+        "min_coverage_pct": min_pct,
+        "coverage": [
+            {"role": "this period", **now.as_dict()},
+            {"role": "previous period", **before.as_dict()},
+            {"role": "same period a year before", **year.as_dict()},
+        ],
+        "previous": coverage.comparison(now, before, min_pct=min_pct),
+        "year_before": coverage.comparison(now, year, min_pct=min_pct),
+    }
 
 
 def _recommendations(
@@ -589,12 +582,18 @@ def build(
     qs = scope_usage(organization, team)
     window = _window(qs, period.start, period.end)
     progress("totals")
-    current = metrics(window.aggregate(**SUMS))
+    current_sums = window.aggregate(**SUMS)
+    current = metrics(current_sums)
     previous = metrics(_window(qs, period.previous.start, period.previous.end).aggregate(**SUMS))
     last_year = metrics(
         _window(qs, period.year_before.start, period.year_before.end).aggregate(**SUMS)
     )
     has_data = bool(current["gpu_hours"] or current["energy_kwh"])
+    progress("data quality and coverage of the compared periods")
+    data_quality = _data_quality(organization, period)
+    comparisons = _comparisons(organization, period, data_quality)
+    vs_previous = comparisons["previous"]["comparable"]
+    vs_last_year = comparisons["year_before"]["comparable"]
     headline = [
         {
             "key": key,
@@ -604,8 +603,15 @@ def build(
             "value": current.get(key),
             "previous": previous.get(key),
             "last_year": last_year.get(key),
-            "change_previous_pct": change_pct(current.get(key), previous.get(key)),
-            "change_last_year_pct": change_pct(current.get(key), last_year.get(key)),
+            # A change against a partly measured period is not printed: it measures the gap.
+            "change_previous_pct": change_pct(current.get(key), previous.get(key))
+            if vs_previous
+            else None,
+            "change_last_year_pct": change_pct(current.get(key), last_year.get(key))
+            if vs_last_year
+            else None,
+            "previous_comparable": vs_previous,
+            "last_year_comparable": vs_last_year,
         }
         for key, label, unit, digits in HEADLINE
     ]
@@ -627,6 +633,7 @@ def build(
         "has_data": has_data,
         "totals": current,
         "headline": headline,
+        "comparisons": comparisons,
     }
     if not has_data:
         content.update(
@@ -635,10 +642,10 @@ def build(
             monthly_by_team=[],
             daily=[],
             intensity=[],
-            targets=_targets(organization, team, period),
+            targets=report_targets(organization, team, period, generated_at=generated_at),
             recommendations={"available": False, "rows": []},
             methodology=_methodology(window.none(), organization),
-            data_quality=_data_quality(organization, period),
+            data_quality=data_quality,
         )
         return content
     progress("teams, projects and time series")
@@ -660,12 +667,9 @@ def build(
     progress("carbon intensity")
     content["intensity"] = _intensity(window, organization, period)
     progress("targets and recommendations")
-    content["targets"] = _targets(organization, team, period)
+    content["targets"] = report_targets(organization, team, period, generated_at=generated_at)
     content["recommendations"] = _recommendations(organization, team, period)
     progress("methodology")
-    content["methodology"] = _methodology(
-        window, organization, (current.get("facility_energy_kwh") or 0.0) * J_PER_KWH
-    )
-    progress("data quality")
-    content["data_quality"] = _data_quality(organization, period)
+    content["methodology"] = _methodology(window, organization, current_sums)
+    content["data_quality"] = data_quality
     return content

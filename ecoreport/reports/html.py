@@ -10,7 +10,7 @@ from django.template.loader import render_to_string
 from django.utils.safestring import mark_safe
 
 from ecoreport.dashboards import figures
-from ecoreport.reports.tables import fmt, fmt_change, report_tables
+from ecoreport.reports.tables import comparison_sentence, fmt, fmt_change, report_tables
 
 _PLOTLY_JS: str | None = None
 
@@ -96,8 +96,8 @@ def render_html(
         {
             **h,
             "value_text": fmt(h["value"], h["digits"]),
-            "prev_text": fmt_change(h["change_previous_pct"]),
-            "year_text": fmt_change(h["change_last_year_pct"]),
+            "prev_text": fmt_change(h["change_previous_pct"], h.get("previous_comparable", True)),
+            "year_text": fmt_change(h["change_last_year_pct"], h.get("last_year_comparable", True)),
         }
         for h in content["headline"]
     ]
@@ -112,6 +112,9 @@ def render_html(
             "tables": {t.name: {"table": t, "cells": t.formatted()} for t in tables},
             "figures": report_figures(content),
             "plotly_js": mark_safe(_plotly_js()),  # noqa: S308 - the plotly package's own bundle
+            "comparison_sentence": comparison_sentence(content["comparisons"])
+            if content.get("comparisons")
+            else "",
             "dq": content.get("data_quality") or {},
             "method": content.get("methodology") or {},
         },

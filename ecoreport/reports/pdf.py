@@ -8,7 +8,14 @@ from datetime import datetime
 from typing import Any
 
 from ecoreport.dashboards.figures import PALETTE
-from ecoreport.reports.tables import UNATTRIBUTED, Table, fmt, fmt_change, report_tables
+from ecoreport.reports.tables import (
+    UNATTRIBUTED,
+    Table,
+    comparison_sentence,
+    fmt,
+    fmt_change,
+    report_tables,
+)
 
 
 def _chart_png(draw: Any, *, width_in: float = 7.0, height_in: float = 2.6) -> io.BytesIO:
@@ -235,8 +242,9 @@ def render_pdf(
         Paragraph(
             f"{esc(h['label'])}<br/><font size=13><b>{fmt(h['value'], h['digits'])}</b></font> "
             f"{esc(h['unit'])}<br/><font size=6.5 color='#555555'>vs {meta['previous_period']}: "
-            f"{fmt_change(h['change_previous_pct'])} · vs {meta['year_before_period']}: "
-            f"{fmt_change(h['change_last_year_pct'])}</font>",
+            f"{fmt_change(h['change_previous_pct'], h.get('previous_comparable', True))} · vs "
+            f"{meta['year_before_period']}: "
+            f"{fmt_change(h['change_last_year_pct'], h.get('last_year_comparable', True))}</font>",
             card,
         )
         for h in content["headline"]
@@ -256,8 +264,16 @@ def render_pdf(
     story += [
         cards_table,
         Spacer(1, 6),
-        table(tables["headline"], col_widths=widths(tables["headline"], 4.2 * cm)),
+        table(
+            tables["headline"],
+            col_widths=[w * cm for w in (3.6, 1.5, 1.8, 1.8, 1.5, 2.1, 1.8, 1.5, 2.1)],
+        ),
     ]
+    comparisons = content.get("comparisons") or {}
+    if "coverage" in tables:
+        story.append(Paragraph("Coverage of the compared periods", h3))
+        story.append(Paragraph(esc(comparison_sentence(comparisons)), small))
+        story.append(table(tables["coverage"], col_widths=widths(tables["coverage"], 1.8 * cm)))
 
     if content["has_data"]:
         charts = _charts(content)
@@ -293,17 +309,26 @@ def render_pdf(
     story.append(Paragraph("Target compliance", h2))
     if "targets" in tables:
         story.append(
+            Paragraph(
+                "Each target evaluated for its periods within this report's, from the hourly "
+                "figures, as of the end of the report's period. A period that has ended passes "
+                "or fails; one still running reads on track or at risk.",
+                small,
+            )
+        )
+        story.append(
             table(
                 tables["targets"],
                 col_widths=[
-                    3.4 * cm,
-                    2.3 * cm,
-                    2.9 * cm,
+                    2.7 * cm,
+                    2.0 * cm,
+                    2.6 * cm,
                     1.4 * cm,
                     1.6 * cm,
+                    1.5 * cm,
+                    1.5 * cm,
                     1.4 * cm,
-                    1.6 * cm,
-                    width - 14.6 * cm,
+                    width - 14.7 * cm,
                 ],
             )
         )
@@ -350,9 +375,9 @@ def render_pdf(
     if fb:
         story.append(
             Paragraph(
-                f"Fallbacks: {fb['world_average_share_pct']:.1f}% of facility energy used the world-average factor "
-                f"(the zone had none of its own); {fb['no_site_share_pct']:.1f}% came from hosts at no site "
-                "(default PUE).",
+                f"Fallbacks: {fb['world_average_share_pct']:.1f}% of IT energy used the world-average "
+                f"factor (the zone had none of its own; the usage API's fallback_share_pct); "
+                f"{fb['no_site_share_pct']:.1f}% of IT energy came from hosts at no site (default PUE).",
                 small,
             )
         )

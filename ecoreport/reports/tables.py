@@ -25,8 +25,35 @@ def fmt(value: Any, digits: int = 2) -> str:
     return str(value)
 
 
-def fmt_change(value: float | None) -> str:
+def fmt_change(value: float | None, comparable: bool = True) -> str:
+    if not comparable:
+        return NOT_COMPARABLE
     return "—" if value is None else f"{value:+,.1f}%"
+
+
+NOT_COMPARABLE = "not comparable"
+
+
+def comparison_text(comparable: bool | None) -> str:
+    if comparable is None:  # content built before coverage was stated
+        return "—"
+    return "comparable" if comparable else NOT_COMPARABLE
+
+
+def comparison_sentence(comparisons: dict[str, Any]) -> str:
+    """The coverage rule and, for each comparison that fails it, why (PDF and HTML)."""
+    rule = (
+        f"A change is shown only when both periods had data in at least "
+        f"{comparisons['min_coverage_pct']:g}% of their hours and from at least "
+        f"{comparisons['min_coverage_pct']:g}% of the GPUs known then; otherwise it is marked "
+        f"{NOT_COMPARABLE}."
+    )
+    reasons = [
+        f"vs {c['period']}: {NOT_COMPARABLE}, {c['reason']}."
+        for c in (comparisons["previous"], comparisons["year_before"])
+        if not c["comparable"]
+    ]
+    return " ".join([rule, *dict.fromkeys(reasons)])
 
 
 @dataclass(frozen=True)
@@ -86,6 +113,9 @@ def report_tables(content: dict[str, Any]) -> list[Table]:
             "last_year": h["last_year"],
             "change_previous_pct": h["change_previous_pct"],
             "change_last_year_pct": h["change_last_year_pct"],
+            # Reports issued before coverage was stated have no flag: read as they were.
+            "previous_comparison": comparison_text(h.get("previous_comparable")),
+            "last_year_comparison": comparison_text(h.get("last_year_comparable")),
         }
         for h in content["headline"]
     ]
@@ -100,8 +130,10 @@ def report_tables(content: dict[str, Any]) -> list[Table]:
                 Column("value", meta["period"]),
                 Column("previous", meta["previous_period"]),
                 Column("change_previous_pct", "Change", "%", 1),
+                Column("previous_comparison", "Comparison", digits=None),
                 Column("last_year", meta["year_before_period"]),
                 Column("change_last_year_pct", "Change", "%", 1),
+                Column("last_year_comparison", "Comparison", digits=None),
             ],
             headline_rows,
         ),
@@ -124,6 +156,38 @@ def report_tables(content: dict[str, Any]) -> list[Table]:
             [{**r, "period_start": r["period_start"][:10]} for r in content.get("daily", [])],
         ),
     ]
+    comparisons = content.get("comparisons") or {}
+    if comparisons.get("coverage"):
+        verdicts = {
+            comparisons["previous"]["period"]: comparisons["previous"]["comparable"],
+            comparisons["year_before"]["period"]: comparisons["year_before"]["comparable"],
+        }
+        tables.append(
+            Table(
+                "coverage",
+                "Coverage of the compared periods (organization's fleet)",
+                [
+                    Column("period", "Period", digits=None),
+                    Column("role", "Role", digits=None),
+                    Column("hours_with_data", "Hours with data", "h"),
+                    Column("hours_in_period", "Hours in period", "h"),
+                    Column("hours_with_data_pct", "Hours with data", "%", 1),
+                    Column("gpus_reporting", "GPUs reporting", "GPUs"),
+                    Column("gpus_known", "GPUs known then", "GPUs"),
+                    Column("gpus_reporting_pct", "GPUs reporting", "%", 1),
+                    Column("comparison", "Comparison", digits=None),
+                ],
+                [
+                    {
+                        **c,
+                        "comparison": comparison_text(verdicts[c["period"]])
+                        if c["role"] != "this period"
+                        else "—",
+                    }
+                    for c in comparisons["coverage"]
+                ],
+            )
+        )
     if content.get("intensity"):
         tables.append(
             Table(
@@ -150,14 +214,21 @@ def report_tables(content: dict[str, Any]) -> list[Table]:
                     Column("name", "Target", digits=None),
                     Column("scope", "Scope", digits=None),
                     Column("metric", "Metric", digits=None),
+                    Column("target_period", "Period", digits=None),
                     Column("comparator", "Rule", digits=None),
                     Column("threshold", "Limit"),
                     Column("value", "Value"),
-                    Column("status", "Status", digits=None),
-                    Column("history_text", "Status history", digits=None),
+                    Column("result", "Result", digits=None),
+                    Column("history_text", "Hourly status history", digits=None),
                 ],
                 [
-                    {**r, "history_text": " → ".join(h["status"] for h in r["history"]) or "—"}
+                    {
+                        # Issued before the report evaluated targets itself: the stored status.
+                        "target_period": "—",
+                        "result": r.get("status"),
+                        **r,
+                        "history_text": " → ".join(h["status"] for h in r["history"]) or "—",
+                    }
                     for r in targets["rows"]
                 ],
             )
@@ -208,7 +279,7 @@ def report_tables(content: dict[str, Any]) -> list[Table]:
                     Column("source", "Source", digits=None),
                     Column("year", "Year", digits=None),
                     Column("weighted_g_per_kwh", "Weighted", "g/kWh", 1),
-                    Column("facility_energy_share_pct", "Energy share", "%", 1),
+                    Column("energy_share_pct", "IT energy share", "%", 1),
                     Column("fallback", "Fallback", digits=None),
                 ],
                 method["factors"],
@@ -223,11 +294,33 @@ def report_tables(content: dict[str, Any]) -> list[Table]:
                     Column("basis", "Basis", digits=None),
                     Column("source", "Source", digits=None),
                     Column("weighted_g_per_kwh", "Weighted", "g/kWh", 1),
-                    Column("facility_energy_share_pct", "Energy share", "%", 1),
+                    Column("energy_share_pct", "IT energy share", "%", 1),
                     Column("fallback", "Fallback", digits=None),
                     Column("fallback_note", "Fallback applied", digits=None),
                 ],
                 method["market"],
+            )
+        )
+    fallbacks = method.get("fallbacks") or {}
+    if fallbacks:
+        tables.append(
+            Table(
+                "fallbacks",
+                "Fallbacks",
+                [
+                    Column("item", "Fallback", digits=None),
+                    Column("share_pct", "Share of IT energy", "%", 1),
+                ],
+                [
+                    {
+                        "item": "world-average factor (zone had none)",
+                        "share_pct": fallbacks["world_average_share_pct"],
+                    },
+                    {
+                        "item": "host at no site (default PUE)",
+                        "share_pct": fallbacks["no_site_share_pct"],
+                    },
+                ],
             )
         )
     dq = content.get("data_quality") or {}

@@ -1,0 +1,109 @@
+"""Target compliance in a report: each target evaluated for the report's own period from the
+rollups, whether or not the hourly evaluation ran (a target created after the fact, a worker
+that was down, or an installation without beat still gets a real value and verdict).
+
+The evaluation is the policies app's own (``_evaluate_period``: same metric, threshold, baseline
+and forecast rules as the hourly job), run "as of" the end of the report's period, so a report
+of an ended period reads the same whenever it is generated. A target whose period kind differs
+from the report's is evaluated for each of its periods that overlap the report's: a monthly
+target in a quarterly report gives three rows; a yearly target gives its year to date at the
+report's end, with its forecast.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.db.models import Q
+
+from ecoreport.organizations.models import Organization, Team
+from ecoreport.reports.periods import ReportPeriod
+
+# Verdicts printed in the report. A period that has ended passes or fails; one still running
+# at the report's end is "on track" or "at risk" (or already failed: a cumulative figure past an
+# "at most" limit can only grow).
+PASS, FAIL, NO_DATA = "pass", "fail", "no data"
+
+
+def verdict(status: str, *, final: bool) -> str:
+    if status == "no_data":
+        return NO_DATA
+    if status == "breached":
+        return FAIL
+    if final:
+        return PASS if status == "on_track" else FAIL
+    return "on track" if status == "on_track" else "at risk"
+
+
+def _target_periods(target: Any, period: ReportPeriod) -> list[datetime]:
+    """Starts of the target's periods that overlap the report's period."""
+    from ecoreport.policies import calc
+
+    if target.period_label:
+        start = calc.parse_period_label(target.period, target.period_label)
+        end = calc.period_shift(target.period, start, 1)
+        return [start] if start < period.end and end > period.start else []
+    starts = []
+    start = calc.period_start(target.period, period.start)
+    while start < period.end:
+        starts.append(start)
+        start = calc.period_shift(target.period, start, 1)
+    return starts
+
+
+def report_targets(
+    organization: Organization, team: Team | None, period: ReportPeriod, *, generated_at: datetime
+) -> dict[str, Any]:
+    try:
+        from ecoreport.policies import calc
+        from ecoreport.policies.models import Target, TargetEvaluation
+
+        # The hourly job's own evaluation of one period; it reads the rollups and writes nothing.
+        from ecoreport.policies.services import _evaluate_period
+    except ImportError:  # pragma: no cover - policies app absent
+        return {"available": False, "rows": []}
+    targets = Target.objects.for_org(organization).select_related("team", "project")
+    if team is not None:
+        targets = targets.filter(
+            Q(team=team) | Q(project__team=team) | Q(scope_kind=Target.Scope.ORG)
+        )
+    as_of = min(period.end, generated_at)
+    rows = []
+    for target in targets.order_by("name", "id"):
+        stored = list(
+            TargetEvaluation.objects.for_org(organization)
+            .filter(target=target, period_start__lt=period.end, period_end__gt=period.start)
+            .order_by("evaluated_at", "id")
+            .values("evaluated_at", "status")
+        )
+        if not stored and not target.is_active:
+            continue
+        history: list[dict[str, Any]] = []
+        for e in stored:
+            if not history or history[-1]["status"] != e["status"]:
+                history.append({"at": e["evaluated_at"].isoformat(), "status": e["status"]})
+        for start in _target_periods(target, period):
+            result = _evaluate_period(target, start=start, now=as_of)
+            rows.append(
+                {
+                    "name": target.name,
+                    "scope": target.scope,
+                    "metric": target.metric,
+                    "comparator": target.comparator,
+                    "period": target.period,
+                    "target_period": calc.period_label(target.period, start),
+                    "threshold": result["threshold_value"],
+                    "baseline": result["baseline_value"],
+                    "value": result["value"],
+                    "forecast": None if result["final"] else result["forecast_value"],
+                    "status": result["status"],
+                    "result": verdict(result["status"], final=result["final"]),
+                    "final": result["final"],
+                    "note": result["note"],
+                    "evaluated_as_of": as_of.isoformat(),
+                    "evaluations": len(stored),
+                    "history": history[-12:],
+                }
+            )
+    return {"available": True, "evaluated_as_of": as_of.isoformat(), "rows": rows}
