@@ -16,7 +16,13 @@ from ecoreport.accounting.views import ApiThrottle
 from ecoreport.core.api import ApiError
 from ecoreport.organizations.models import Organization
 from ecoreport.organizations.permissions import request_membership
-from ecoreport.savings.assumptions import SPECS, AssumptionError, Assumptions, describe
+from ecoreport.savings.assumptions import (
+    SPECS,
+    AssumptionError,
+    Assumptions,
+    describe,
+    sources_used,
+)
 from ecoreport.savings.selectors import (
     SavingsError,
     recommendations,
@@ -100,6 +106,9 @@ class SavingsView(APIView):
                 "start": data["start"],
                 "end": data["end"],
                 "assumptions": assumptions.as_dict(),
+                # Where each default comes from, next to the value used: a source and where it
+                # says so, or the unsourced flag.
+                "assumption_sources": sources_used(assumptions),
                 "levers": levers,
                 "recommendations": [
                     {
@@ -115,11 +124,11 @@ class SavingsView(APIView):
 
 
 class SavingsAssumptionsView(APIView):
-    """The inputs of the calculator: defaults, allowed and typical ranges."""
+    """The inputs of the calculator: defaults, allowed and typical ranges, and their sources."""
 
     throttle_classes = [ApiThrottle]
 
-    @extend_schema(summary="Savings assumptions: defaults and ranges")
+    @extend_schema(summary="Savings assumptions: defaults, ranges and sources")
     def get(self, request: Request) -> Response:
         return Response({"assumptions": describe()})
 
