@@ -322,6 +322,8 @@ def _lever_rows(levers: list[dict[str, Any]], ranked: list[dict[str, Any]]) -> l
                 "share_of_scope_pct": lever["share_of_scope_pct"],
                 "rank": by_key[lever["key"]]["rank"] if lever["key"] in by_key else None,
                 "assumptions": "; ".join(f"{k}={_fmt(v)}" for k, v in used.items()),
+                # Where each input's default comes from, so the CSV stands on its own.
+                "assumption_sources": "; ".join(f"{k}: {SPECS[k].provenance}" for k in used),
                 "recommendation": by_key[lever["key"]]["sentence"]
                 if lever["key"] in by_key
                 else "",

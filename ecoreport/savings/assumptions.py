@@ -212,7 +212,7 @@ SPECS: dict[str, Spec] = {
     "power_cap_reduction_pct": Spec(
         0,
         100,
-        "energy saved by capping GPU power (at a few % longer run time)",
+        "energy saved by capping GPU power (for a somewhat longer run time)",
         default=15.0,
         basis=Basis.SOURCE,
         rationale="the source's figure, for training a transformer language model; the top of "

@@ -255,6 +255,12 @@ def test_lever_table_downloads_as_csv_with_the_assumptions_used(client, cast, fl
     assert float(capping["energy_kwh"]) == pytest.approx(0.7)
     assert capping["kind"] == "what-if" and capping["currency"] == "EUR"
     assert capping["assumptions"] == "power_cap_reduction_pct=20; power_cap_already_pct=0"
+    assert capping["assumption_sources"] == (
+        "power_cap_reduction_pct: J. McDonald, B. Li, N. Frey, D. Tiwari, V. Gadepally, S. Samsi, "
+        "Great Power, Great Responsibility: Recommendations for Reducing Energy for Training "
+        "Language Models, Findings of NAACL 2022, abstract; "
+        "power_cap_already_pct: unsourced: engineering estimate"
+    )
     assert capping["recommendation"].startswith("Capping GPU power")
 
 

@@ -241,3 +241,41 @@ def test_the_docs_table_matches_each_assumptions_default_and_source(name):
     else:
         assert where == f"{spec.source.short}: {spec.source.where}"
     assert basis.startswith(spec.basis.value)
+
+
+@pytest.mark.parametrize(
+    ("key", "assumptions", "says"),
+    [
+        (
+            "power_capping",
+            {"power_cap_reduction_pct": 15.0, "power_cap_already_pct": 0.0},
+            "15% of its energy, for somewhat longer runs; McDonald et al. 2022",
+        ),
+        (
+            "power_capping",
+            {"power_cap_reduction_pct": 8.0, "power_cap_already_pct": 0.0},
+            "8% of its energy, for somewhat longer runs; your figure)",
+        ),
+        (
+            "architecture",
+            {"architecture_reduction_pct": 37.5, "architecture_applicable_pct": 20.0},
+            "at a 37.5% reduction (Sanh et al. 2019 (DistilBERT)).",
+        ),
+        (
+            "precision",
+            {"precision_reduction_pct": 20.0, "precision_already_pct": 0.0},
+            "at a 20% reduction (an unsourced engineering estimate).",
+        ),
+    ],
+)
+def test_a_what_if_sentence_says_whose_figure_the_reduction_is(key, assumptions, says):
+    from ecoreport.savings.sentences import sentence
+
+    lever = {
+        "key": key,
+        "energy_kwh": 1.0,
+        "co2e_kg": 0.5,
+        "assumptions": assumptions,
+        "details": {"projects": []},
+    }
+    assert says in sentence(lever)
