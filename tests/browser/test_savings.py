@@ -49,6 +49,10 @@ def test_calculator_updates_without_a_reload(signed_in, live_server):
     assert urlparse(page.url).path == "/savings/"
     assert parse_qs(urlparse(page.url).query)["power_cap_reduction_pct"] == ["30"]
     assert page.locator("#savings-status").inner_text() == "Results updated."
+    # The table of where the assumptions come from follows: the value used, then the default.
+    used = page.locator("#source-power_cap_reduction_pct td.n")
+    assert [used.nth(0).inner_text(), used.nth(1).inner_text()] == ["30", "15"]
+    assert "McDonald" in page.locator("#source-power_cap_reduction_pct").inner_text()
     assert (
         page.locator("a", has_text="Download CSV")
         .get_attribute("href")
