@@ -383,7 +383,7 @@ def test_the_calculator_shows_each_assumptions_source_or_its_unsourced_flag(clie
     # The value used is the typed one, the default beside it.
     cells = re.findall(r"<td[^>]*>(.*?)</td>", _source_row(html, "architecture_reduction_pct"))
     assert cells[:2] == ["<strong>25</strong>", "37.5"]
-    assert "60 % faster" in cells[2] and "Table 3" in cells[3]
+    assert "60 % faster" in cells[2] and "DistilBERT" in cells[3] and "abstract" in cells[3]
 
 
 def test_the_json_update_carries_the_sources_table_with_the_value_used(client, cast, fleet):
