@@ -30,7 +30,14 @@ from ecoreport.dashboards.periods import Period
 from ecoreport.dashboards.selectors import Scope, projects_of, teams_of
 from ecoreport.dashboards.views import _page, _period, current_membership
 from ecoreport.organizations.models import Membership, Organization
-from ecoreport.savings.assumptions import SPECS, AssumptionError, Assumptions, describe
+from ecoreport.savings.assumptions import (
+    SPECS,
+    UNSOURCED,
+    AssumptionError,
+    Assumptions,
+    describe,
+    sources_used,
+)
 from ecoreport.savings.conf import default_currency
 from ecoreport.savings.levers import TITLES
 from ecoreport.savings.selectors import (
@@ -192,6 +199,11 @@ def _fields(request: HttpRequest, errors: dict[str, str], currency: str) -> list
                     ),
                     "step": "1" if d["integer"] else "any",
                     "error": errors.get(name),
+                    "source_text": (
+                        f"Source: {d['source']['short']}, {d['source']['where']}"
+                        if d["source"]
+                        else d["unsourced"].capitalize()
+                    ),
                 }
             )
         groups.append({"legend": legend, "inputs": inputs})
@@ -243,6 +255,32 @@ def _figure(levers: list[dict[str, Any]]) -> dict[str, Any]:
     )
 
 
+def _source_rows(assumptions: Assumptions, currency: str) -> list[dict[str, Any]]:
+    """The table of where each assumption comes from: the value used, the default, the
+    source's own figure and where it is stated, or the unsourced flag."""
+    rows = []
+    for name, record in sources_used(assumptions).items():
+        source = record["source"]
+        unit = _unit(name, currency)
+        rows.append(
+            {
+                "name": name,
+                "label": LABELS[name],
+                "unit": unit,
+                "value_text": _fmt(record["value"]) or "each site's price",
+                "default_text": _fmt(record["default"]) or "each site's price",
+                "figure": source["figure"] if source else None,
+                "title": source["title"] if source else None,
+                "where": source["where"] if source else None,
+                "unsourced": record["unsourced"],
+                "rationale": record["rationale"].rstrip("."),
+                "typical_basis": record["typical_basis"],
+                "changed": record["value"] != record["default"],
+            }
+        )
+    return rows
+
+
 def _results_context(
     request: HttpRequest,
     inputs: Inputs,
@@ -258,6 +296,8 @@ def _results_context(
         "period": inputs.period,
         "state_query": _state_query(request, inputs),
         "cost_currency": currencies.pop() if len(currencies) == 1 else None,
+        "sources": _source_rows(inputs.assumptions, default_currency()),
+        "unsourced_flag": UNSOURCED,
     }
 
 
@@ -282,6 +322,8 @@ def _lever_rows(levers: list[dict[str, Any]], ranked: list[dict[str, Any]]) -> l
                 "share_of_scope_pct": lever["share_of_scope_pct"],
                 "rank": by_key[lever["key"]]["rank"] if lever["key"] in by_key else None,
                 "assumptions": "; ".join(f"{k}={_fmt(v)}" for k, v in used.items()),
+                # Where each input's default comes from, so the CSV stands on its own.
+                "assumption_sources": "; ".join(f"{k}: {SPECS[k].provenance}" for k in used),
                 "recommendation": by_key[lever["key"]]["sentence"]
                 if lever["key"] in by_key
                 else "",
@@ -368,6 +410,7 @@ def savings_results(request: HttpRequest) -> JsonResponse:
             "end": inputs.period.end,
             "query": context["state_query"],
             "assumptions": inputs.assumptions.as_dict(),
+            "assumption_sources": sources_used(inputs.assumptions),
             "levers": [{k: v for k, v in lever.items() if k != "details"} for lever in levers],
             "recommendations": [
                 {k: r[k] for k in ("rank", "key", "energy_kwh", "co2e_kg", "sentence")}

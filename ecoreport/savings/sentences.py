@@ -6,6 +6,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from ecoreport.savings.assumptions import SPECS
+
 
 def _num(value: float | None, unit: str) -> str:
     if value is None:
@@ -15,6 +17,16 @@ def _num(value: float | None, unit: str) -> str:
     if abs(value) >= 1:
         return f"{value:,.1f} {unit}"
     return f"{value:.3g} {unit}"
+
+
+def _figure_basis(name: str, value: float) -> str:
+    """Whose figure a what-if reduction is: the user's own, a named source's, or an estimate."""
+    spec = SPECS[name]
+    if value != spec.default:
+        return "your figure"
+    if spec.source is None:
+        return "an unsourced engineering estimate"
+    return spec.source.short
 
 
 def _saved(lever: dict[str, Any]) -> str:
@@ -94,18 +106,21 @@ def sentence(lever: dict[str, Any]) -> str:
         return (
             f"Mixed precision (BF16/FP16 training, INT8 inference) on the "
             f"{100 - a['precision_already_pct']:g}% of the work not using it yet{where} would "
-            f"save about {saved} at a {a['precision_reduction_pct']:g}% reduction."
+            f"save about {saved} at a {a['precision_reduction_pct']:g}% reduction "
+            f"({_figure_basis('precision_reduction_pct', a['precision_reduction_pct'])})."
         )
     if key == "architecture":
         return (
             f"A smaller model (pruning, distillation, early exit) for "
             f"{a['architecture_applicable_pct']:g}% of the work{where} would save about {saved} "
-            f"at a {a['architecture_reduction_pct']:g}% reduction."
+            f"at a {a['architecture_reduction_pct']:g}% reduction "
+            f"({_figure_basis('architecture_reduction_pct', a['architecture_reduction_pct'])})."
         )
     if key == "power_capping":
         return (
             f"Capping GPU power on the {100 - a['power_cap_already_pct']:g}% of the work not "
             f"capped yet{where} would save about {saved} "
-            f"({a['power_cap_reduction_pct']:g}% of its energy, for a few % longer runs)."
+            f"({a['power_cap_reduction_pct']:g}% of its energy, for somewhat longer runs; "
+            f"{_figure_basis('power_cap_reduction_pct', a['power_cap_reduction_pct'])})."
         )
     raise ValueError(f"unknown lever {key!r}")

@@ -17,7 +17,13 @@ from ecoreport.accounting.views import ApiThrottle
 from ecoreport.core.api import ApiError, UtcDateTimeField
 from ecoreport.organizations.models import Organization
 from ecoreport.organizations.permissions import request_membership
-from ecoreport.savings.assumptions import SPECS, AssumptionError, Assumptions, describe
+from ecoreport.savings.assumptions import (
+    SPECS,
+    AssumptionError,
+    Assumptions,
+    describe,
+    sources_used,
+)
 from ecoreport.savings.selectors import (
     SavingsError,
     recommendations,
@@ -159,6 +165,9 @@ class SavingsView(APIView):
                 "start": data["start"],
                 "end": data["end"],
                 "assumptions": assumptions.as_dict(),
+                # Where each default comes from, next to the value used: a source and where it
+                # says so, or the unsourced flag.
+                "assumption_sources": sources_used(assumptions),
                 "levers": levers,
                 "recommendations": [
                     {
@@ -174,11 +183,11 @@ class SavingsView(APIView):
 
 
 class SavingsAssumptionsView(APIView):
-    """The inputs of the calculator: defaults, allowed and typical ranges."""
+    """The inputs of the calculator: defaults, allowed and typical ranges, and their sources."""
 
     throttle_classes = [ApiThrottle]
 
-    @extend_schema(summary="Savings assumptions: defaults and ranges", responses=_Assumptions)
+    @extend_schema(summary="Savings assumptions: defaults, ranges and sources", responses=_Assumptions)
     def get(self, request: Request) -> Response:
         return Response({"assumptions": describe()})
 

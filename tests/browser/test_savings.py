@@ -39,20 +39,24 @@ def test_calculator_updates_without_a_reload(signed_in, live_server):
     page.evaluate("window.__sameDocument = true")
 
     before = _energy(page, "power_capping")
-    page.fill("#a-power_cap_reduction_pct", "24")
+    page.fill("#a-power_cap_reduction_pct", "30")
     _changes(page, "power_capping", before)
     page.wait_for_selector("#savings-chart[data-drawn='true']", timeout=15_000)
-    # Twice the default reduction (12 %): twice the energy saved.
+    # Twice the default reduction (15 %, McDonald et al. 2022): twice the energy saved.
     after = _energy(page, "power_capping")
     assert float(after) == pytest.approx(2 * float(before), rel=0.02)
     assert page.evaluate("window.__sameDocument") is True
     assert urlparse(page.url).path == "/savings/"
-    assert parse_qs(urlparse(page.url).query)["power_cap_reduction_pct"] == ["24"]
+    assert parse_qs(urlparse(page.url).query)["power_cap_reduction_pct"] == ["30"]
     assert page.locator("#savings-status").inner_text() == "Results updated."
+    # The table of where the assumptions come from follows: the value used, then the default.
+    used = page.locator("#source-power_cap_reduction_pct td.n")
+    assert [used.nth(0).inner_text(), used.nth(1).inner_text()] == ["30", "15"]
+    assert "McDonald" in page.locator("#source-power_cap_reduction_pct").inner_text()
     assert (
         page.locator("a", has_text="Download CSV")
         .get_attribute("href")
-        .endswith("power_cap_reduction_pct=24&download=levers")
+        .endswith("power_cap_reduction_pct=30&download=levers")
     )
 
     # Enter in a field updates in place too (the form's submit is the script's).

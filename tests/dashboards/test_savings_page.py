@@ -114,13 +114,14 @@ def test_power_capping_saves_the_stated_share_of_the_measured_work(client, cast,
     _login(client, cast.member)
     default = client.get("/savings/", DAY)
     capping = _levers(default)["power_capping"]
-    assert capping["energy_kwh"] == pytest.approx(0.12 * (ORG_KWH - IDLE_KWH))
-    assert _row(default.content.decode(), "power_capping")[1] == "0.42"
+    # The default is McDonald et al. 2022's 15 % (it was 12 %, a figure no cited source states).
+    assert capping["energy_kwh"] == pytest.approx(0.15 * (ORG_KWH - IDLE_KWH))
+    assert _row(default.content.decode(), "power_capping")[1] == "0.53"
 
     changed = client.get("/savings/", {**DAY, "power_cap_reduction_pct": "20"})
     more = _levers(changed)["power_capping"]
     assert more["energy_kwh"] == pytest.approx(0.20 * (ORG_KWH - IDLE_KWH))
-    assert more["co2e_kg"] == pytest.approx(capping["co2e_kg"] * 20 / 12)
+    assert more["co2e_kg"] == pytest.approx(capping["co2e_kg"] * 20 / 15)
     assert more["co2e_kg"] > 0
     # The table shows it, with the unit in the header; the form keeps the typed value.
     html = changed.content.decode()
@@ -150,7 +151,7 @@ def test_a_team_scope_counts_only_the_teams_work(client, cast, fleet):
     response = _login(client, cast.member).get("/savings/", {**DAY, "scope": "team:nlp"})
     assert response.status_code == 200
     assert _levers(response)["power_capping"]["energy_kwh"] == pytest.approx(
-        0.12 * (NLP_KWH - NLP_IDLE_KWH)
+        0.15 * (NLP_KWH - NLP_IDLE_KWH)
     )
     assert 'value="team:nlp" selected' in response.content.decode()
 
@@ -254,6 +255,12 @@ def test_lever_table_downloads_as_csv_with_the_assumptions_used(client, cast, fl
     assert float(capping["energy_kwh"]) == pytest.approx(0.7)
     assert capping["kind"] == "what-if" and capping["currency"] == "EUR"
     assert capping["assumptions"] == "power_cap_reduction_pct=20; power_cap_already_pct=0"
+    assert capping["assumption_sources"] == (
+        "power_cap_reduction_pct: J. McDonald, B. Li, N. Frey, D. Tiwari, V. Gadepally, S. Samsi, "
+        "Great Power, Great Responsibility: Recommendations for Reducing Energy for Training "
+        "Language Models, Findings of NAACL 2022, abstract; "
+        "power_cap_already_pct: unsourced: engineering estimate"
+    )
     assert capping["recommendation"].startswith("Capping GPU power")
 
 
@@ -341,3 +348,52 @@ def test_savings_figure_has_one_bar_per_lever_and_tells_kinds_apart_without_colo
     assert measured["marker"]["pattern"]["shape"] == ""
     assert fig["layout"]["xaxis"]["title"]["text"] == "kg CO₂e"
     assert fig["layout"]["height"] >= 260
+
+
+# --- where the assumptions come from ------------------------------------------------------------
+
+
+def _source_row(html, name):
+    row = re.search(rf'<tr id="source-{name}"[^>]*>.*?</tr>', html, re.S)
+    assert row is not None, name
+    return row.group(0)
+
+
+def test_the_calculator_shows_each_assumptions_source_or_its_unsourced_flag(client, cast, fleet):
+    from ecoreport.savings.assumptions import SPECS, UNSOURCED
+
+    response = _login(client, cast.member).get(
+        "/savings/", {**DAY, "architecture_reduction_pct": "25"}
+    )
+    assert response.status_code == 200
+    html = unescape(response.content.decode())
+    assert "Where the assumptions come from" in html
+    for name, spec in SPECS.items():
+        row = _source_row(html, name)
+        if spec.source is None:
+            assert UNSOURCED in row and 'data-unsourced="true"' in row, name
+        else:
+            assert spec.source.figure in row and spec.source.where in row, name
+            assert "data-unsourced" not in row, name
+        # Next to the input as well.
+        help_text = re.search(rf'<small id="help-{name}"[^>]*>.*?</small>', html, re.S)
+        assert help_text is not None
+        expected = f"Source: {spec.source.short}" if spec.source else "Unsourced: engineering"
+        assert expected in help_text.group(0), name
+    # The value used is the typed one, the default beside it.
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", _source_row(html, "architecture_reduction_pct"))
+    assert cells[:2] == ["<strong>25</strong>", "37.5"]
+    assert "60 % faster" in cells[2] and "DistilBERT" in cells[3] and "abstract" in cells[3]
+
+
+def test_the_json_update_carries_the_sources_table_with_the_value_used(client, cast, fleet):
+    body = (
+        _login(client, cast.member)
+        .get("/savings/results.json", {**DAY, "power_cap_reduction_pct": "20"})
+        .json()
+    )
+    html = unescape(body["html"])
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", _source_row(html, "power_cap_reduction_pct"))
+    assert cells[:2] == ["<strong>20</strong>", "15"]
+    assert "Great Power, Great Responsibility" in cells[3]
+    assert body["assumption_sources"]["power_cap_reduction_pct"]["value"] == 20

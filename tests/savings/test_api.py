@@ -247,3 +247,42 @@ def test_best_window_uses_average_factors_where_marginal_ones_do_not_cover_the_d
             within_h=24,
         ).json()
     assert (body["basis"], body["start"][:16]) == ("location", "2026-11-27T02:00")
+def test_assumptions_endpoint_names_each_defaults_source_or_flags_it(client, cast):
+    body = get(client, "/api/v1/savings/assumptions", cast.member_token).json()
+    by_name = {a["name"]: a for a in body["assumptions"]}
+    capping = by_name["power_cap_reduction_pct"]
+    assert capping["default"] == 15.0 and capping["unsourced"] is None
+    assert capping["source"]["where"] == "abstract"
+    assert "Findings of NAACL 2022" in capping["source"]["title"]
+    assert by_name["precision_reduction_pct"]["source"] is None
+    assert by_name["precision_reduction_pct"]["unsourced"] == "unsourced: engineering estimate"
+    for item in body["assumptions"]:
+        assert (item["source"] is None) != (item["unsourced"] is None), item["name"]
+        assert item["default_basis"] in {"midpoint", "source", "estimate"}
+
+
+def test_savings_answer_keeps_its_shape_and_adds_the_sources_of_the_values_used(
+    client, cast, fleet
+):
+    body = get(
+        client, "/api/v1/savings", cast.member_token, power_cap_reduction_pct="20", **PERIOD
+    ).json()
+    # The shape consumers read is unchanged ...
+    assert {
+        "organization",
+        "scope",
+        "start",
+        "end",
+        "assumptions",
+        "levers",
+        "recommendations",
+    } <= (set(body))
+    assert body["assumptions"]["power_cap_reduction_pct"] == 20.0
+    # ... and each input's source travels next to the value used.
+    sources = body["assumption_sources"]
+    assert set(sources) == set(body["assumptions"])
+    capping = sources["power_cap_reduction_pct"]
+    assert (capping["value"], capping["default"]) == (20.0, 15.0)
+    assert "McDonald" in capping["source"]["title"]
+    assert sources["flexible_pct"]["unsourced"] == "unsourced: engineering estimate"
+    assert sources["flexible_pct"]["source"] is None

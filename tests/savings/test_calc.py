@@ -7,7 +7,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from ecoreport.savings import calc
-from ecoreport.savings.assumptions import AssumptionError, Assumptions, describe
+from ecoreport.savings.assumptions import (
+    SPECS,
+    UNSOURCED,
+    AssumptionError,
+    Assumptions,
+    Basis,
+    describe,
+)
 
 H0 = datetime(2026, 11, 27, tzinfo=UTC)
 
@@ -29,6 +36,73 @@ def test_defaults_are_within_their_ranges_and_described():
     for item in described.values():
         if item["default"] is not None:
             assert item["minimum"] <= item["default"] <= item["maximum"]
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_every_assumption_has_a_located_source_or_the_unsourced_flag(name):
+    spec = SPECS[name]
+    item = next(d for d in describe() if d["name"] == name)
+    assert spec.rationale.strip(), name
+    if spec.source is None:
+        assert item["unsourced"] == UNSOURCED and item["source"] is None
+        assert spec.provenance == UNSOURCED
+        # A default said to be the source's figure needs a source.
+        assert spec.basis != Basis.SOURCE, name
+    else:
+        assert item["unsourced"] is None
+        for part in ("title", "short", "where", "figure"):
+            assert item["source"][part].strip(), (name, part)
+        assert spec.source.where in spec.provenance
+    if spec.typical is not None:
+        # The typical range says where its ends come from; "the sources" is not an answer.
+        assert spec.typical_basis, name
+        assert spec.minimum <= spec.typical[0] <= spec.typical[1] <= spec.maximum
+
+
+@pytest.mark.parametrize("name", sorted(n for n, s in SPECS.items() if s.basis == Basis.MIDPOINT))
+def test_a_default_said_to_be_the_middle_of_its_range_is_the_middle(name):
+    spec = SPECS[name]
+    assert spec.typical is not None
+    assert getattr(Assumptions(), name) == pytest.approx(sum(spec.typical) / 2)
+
+
+@pytest.mark.parametrize("name", sorted(n for n, s in SPECS.items() if s.basis != Basis.MIDPOINT))
+def test_a_default_that_is_not_the_middle_does_not_claim_to_be(name):
+    spec = SPECS[name]
+    middle = sum(spec.typical) / 2 if spec.typical else None
+    if middle is not None and getattr(Assumptions(), name) != pytest.approx(middle):
+        assert "the middle of the typical range" not in spec.rationale, name
+
+
+def test_no_default_claims_to_be_the_middle_in_general():
+    # The class once said every default was "the middle of the ranges"; most were not.
+    assert "middle of the ranges" not in (Assumptions.__doc__ or "")
+
+
+def test_the_architecture_default_is_distilberts_speedup_as_time_saved():
+    # Sanh et al. 2019: "60 % faster" at inference, i.e. 1/1.6 of the time: 37.5 % less time,
+    # not 60 % less energy.
+    assert Assumptions().architecture_reduction_pct == pytest.approx((1 - 1 / 1.6) * 100)
+    spec = SPECS["architecture_reduction_pct"]
+    assert spec.source is not None and "DistilBERT" in spec.source.title
+    assert "60 % faster" in spec.source.figure
+    assert spec.typical is not None and spec.typical[1] < 60  # 60 % was the speed-up, misread
+
+
+def test_the_power_cap_default_is_mcdonald_et_al_not_zeus():
+    spec = SPECS["power_cap_reduction_pct"]
+    assert Assumptions().power_cap_reduction_pct == 15.0
+    assert spec.source is not None
+    assert "Great Power, Great Responsibility" in spec.source.title
+    assert "NAACL 2022" in spec.source.title and "15 %" in spec.source.figure
+    # Zeus tunes batch size and power limit together: named only to say it is not the source.
+    assert "Zeus" not in spec.source.title and "together" in spec.rationale
+
+
+def test_mixed_precision_has_no_energy_source():
+    # NVIDIA's and Micikevicius et al.'s figures are speedups, not energy.
+    assert SPECS["precision_reduction_pct"].source is None
+    assert "speedups" in SPECS["precision_reduction_pct"].rationale
 
 
 @pytest.mark.parametrize(
@@ -140,3 +214,68 @@ def test_a_figure_a_lever_makes_worse_is_said_as_such():
 
 def test_a_saving_that_cancels_out_is_zero_not_minus_zero():
     assert str(calc.Amount(co2e_g=-0.0).shown()["co2e_kg"]) == "0.0"
+
+
+def _docs_rows() -> dict[str, list[str]]:
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "savings.md").read_text()
+    section = text.split("## Where the defaults come from", 1)[1].split("\n## ", 1)[0]
+    rows = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if cells and cells[0].startswith("`") and cells[0].endswith("`"):
+            rows[cells[0].strip("`")] = cells
+    return rows
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_the_docs_table_matches_each_assumptions_default_and_source(name):
+    spec = SPECS[name]
+    row = _docs_rows()[name]
+    _name, default, typical, _figure, where, basis = row
+    assert default == ("each site's price" if spec.default is None else f"{spec.default:g}")
+    assert typical == (f"{spec.typical[0]:g}\u2013{spec.typical[1]:g}" if spec.typical else "—")
+    if spec.source is None:
+        assert where == f"*{UNSOURCED}*"
+    else:
+        assert where == f"{spec.source.short}: {spec.source.where}"
+    assert basis.startswith(spec.basis.value)
+
+
+@pytest.mark.parametrize(
+    ("key", "assumptions", "says"),
+    [
+        (
+            "power_capping",
+            {"power_cap_reduction_pct": 15.0, "power_cap_already_pct": 0.0},
+            "15% of its energy, for somewhat longer runs; McDonald et al. 2022",
+        ),
+        (
+            "power_capping",
+            {"power_cap_reduction_pct": 8.0, "power_cap_already_pct": 0.0},
+            "8% of its energy, for somewhat longer runs; your figure)",
+        ),
+        (
+            "architecture",
+            {"architecture_reduction_pct": 37.5, "architecture_applicable_pct": 20.0},
+            "at a 37.5% reduction (Sanh et al. 2019 (DistilBERT)).",
+        ),
+        (
+            "precision",
+            {"precision_reduction_pct": 20.0, "precision_already_pct": 0.0},
+            "at a 20% reduction (an unsourced engineering estimate).",
+        ),
+    ],
+)
+def test_a_what_if_sentence_says_whose_figure_the_reduction_is(key, assumptions, says):
+    from ecoreport.savings.sentences import sentence
+
+    lever = {
+        "key": key,
+        "energy_kwh": 1.0,
+        "co2e_kg": 0.5,
+        "assumptions": assumptions,
+        "details": {"projects": []},
+    }
+    assert says in sentence(lever)
