@@ -187,7 +187,9 @@ class SavingsAssumptionsView(APIView):
 
     throttle_classes = [ApiThrottle]
 
-    @extend_schema(summary="Savings assumptions: defaults, ranges and sources", responses=_Assumptions)
+    @extend_schema(
+        summary="Savings assumptions: defaults, ranges and sources", responses=_Assumptions
+    )
     def get(self, request: Request) -> Response:
         return Response({"assumptions": describe()})
 

@@ -247,6 +247,8 @@ def test_best_window_uses_average_factors_where_marginal_ones_do_not_cover_the_d
             within_h=24,
         ).json()
     assert (body["basis"], body["start"][:16]) == ("location", "2026-11-27T02:00")
+
+
 def test_assumptions_endpoint_names_each_defaults_source_or_flags_it(client, cast):
     body = get(client, "/api/v1/savings/assumptions", cast.member_token).json()
     by_name = {a["name"]: a for a in body["assumptions"]}
