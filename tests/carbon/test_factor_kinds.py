@@ -241,8 +241,9 @@ MARKET_2025_G_PER_KWH = 550.0
 
 
 @pytest.fixture
-def market_2025(site_agent, post_batch, run_on_commit):
+def market_2025(site_agent, post_batch, run_on_commit, settings):
     """A DE site with an hour of 1 kWh in 2024, 2025 and 2026; DE's market factor for 2025 only."""
+    settings.INGEST_MAX_SAMPLE_AGE_DAYS = 3650  # mid-2024 is older than the default bound
     site, agent = site_agent("DE", pue="1.0")
     post_batch(agent.token, make_batch([hour_sample(h) for h in (Y2024, Y2025, Y2026)]))
     result = run_on_commit(
