@@ -83,8 +83,10 @@ def _run(stack: Any, tokens: dict[str, str], tmp_path: Path) -> tuple[int, str, 
             "examples,coverage,fuzzing",
             "--seed",
             "12",
+            # One worker: with two threads, CPython 3.11's AST constructor raised "recursion depth
+            # mismatch" inside Schemathesis's coverage phase (an internal error, not our answer).
             "--workers",
-            "2",
+            "1",
             "--no-color",
             # Same seed, no example database: the run is repeatable and writes nothing here.
             "--generation-database",
