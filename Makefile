@@ -33,6 +33,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy ecoreport
+	$(BIN)/mypy --config-file agents/pyproject.toml agents/ecoreport_agent
 	$(BIN)/python manage.py makemigrations --check --dry-run
 
 format: $(STAMP)

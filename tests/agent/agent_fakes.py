@@ -18,7 +18,7 @@ import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 AGENTS_DIR = Path(__file__).resolve().parents[2] / "agents"
 try:
@@ -109,7 +109,7 @@ class FakeGpu:
     memory_mib: int = 81559
     power_w: float = 300.0
     # Power as a function of monotonic time, for ramps; overrides power_w when set.
-    power_fn: Optional[Callable[[float], float]] = None
+    power_fn: Callable[[float], float] | None = None
     has_counter: bool = True
     energy_mj: float = 123_456_789.0  # the counter: since "driver load"
     util: int = 80
@@ -118,11 +118,11 @@ class FakeGpu:
     temperature: int = 60
     pids: list[int] = field(default_factory=list)
     # pid -> SM %; None: the GPU does not report per-process utilization.
-    process_util: Optional[dict[int, int]] = field(default_factory=dict)
+    process_util: dict[int, int] | None = field(default_factory=dict)
     lost: bool = False
     present: bool = True
     failing: dict[str, int] = field(default_factory=dict)  # function name -> NVML error code
-    mig: Optional[list[tuple[int, list[int]]]] = None  # [(instance memory MiB, pids)]
+    mig: list[tuple[int, list[int]]] | None = None  # [(instance memory MiB, pids)]
 
     def power_at(self, mono: float) -> float:
         return self.power_fn(mono) if self.power_fn else self.power_w
