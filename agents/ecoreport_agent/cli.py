@@ -14,10 +14,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from ecoreport_agent import __version__
-from ecoreport_agent.agent import COUNTER, POWER_INTEGRATION, Agent
+from ecoreport_agent.agent import Agent
 from ecoreport_agent.attribution import LABEL_KEYS, LabelSource, ProcLabelSource
 from ecoreport_agent.clock import Clock
 from ecoreport_agent.config import ConfigError, Settings, resolve
+from ecoreport_agent.gpu import COUNTER, POWER_INTEGRATION
 from ecoreport_agent.nvml import Nvml, NvmlError, NvmlUnavailable, load_pynvml
 from ecoreport_agent.spool import Spool, default_spool_path
 from ecoreport_agent.uploader import Uploader, ping

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 from agent_fakes import spooled
-from ecoreport_agent.agent import split_interval
 from ecoreport_agent.clock import iso_utc
+from ecoreport_agent.samples import split_interval
 from ecoreport_agent.spool import SpoolSample
 
 HOUR = 3600.0

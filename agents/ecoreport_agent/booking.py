@@ -1,0 +1,184 @@
+"""Closing a GPU's interval at a boundary: its energy, who used it, and its samples.
+
+- GPUs with an energy counter book the counter's advance (millijoules, exact);
+- GPUs without one book the trapezoidal integral of the polled power;
+- the processes seen at each tick share that tick's energy (by per-process utilization where the
+  GPU reports it, evenly where not); ticks with no process are idle energy, left unattributed.
+
+A counter that went backwards (driver reload) or a hole in the power readings books nothing for
+the interval: the GPU's timeline restarts, leaving a gap, never a made-up figure.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from ecoreport_agent.attribution import (
+    Labels,
+    LabelSource,
+    attribution_entries,
+    tick_contributions,
+)
+from ecoreport_agent.clock import Clock, ms
+from ecoreport_agent.gpu import COUNTER, GpuLost, GpuState, read_metric
+from ecoreport_agent.nvml import Nvml, NvmlError
+from ecoreport_agent.samples import make_sample, mean, split_interval
+from ecoreport_agent.spool import Reading, SpoolSample
+
+# The agent's log channel, whichever of its modules the measurement loop is in.
+log = logging.getLogger("ecoreport_agent.agent")
+
+
+CLOCK_STEP_S = 2.0  # wall clock vs. monotonic disagreement treated as a step (NTP slews less)
+
+
+class Booker:
+    def __init__(self, *, nvml: Nvml, clock: Clock, labels: LabelSource, boot_id: str) -> None:
+        self.nvml = nvml
+        self.clock = clock
+        self.labels = labels
+        self.boot_id = boot_id
+        self._clock_step_logged = False
+
+    def close_gpu(
+        self,
+        state: GpuState,
+        samples: list[SpoolSample],
+        readings: list[Reading],
+        live_pids: set[int],
+    ) -> None:
+        """Append the interval's samples and the GPU's new reading; raises ``GpuLost``."""
+        now = self.clock.monotonic()
+        counter_mj: int | None = None
+        if state.method == COUNTER:
+            try:
+                counter_mj = self.nvml.energy_mj(state.handle)
+            except NvmlError as exc:
+                if exc.lost:
+                    raise GpuLost(str(exc)) from exc
+                # Not emitted: no made-up zero. The baseline stays, so the next interval covers
+                # this one too. Logged once per episode, not every interval.
+                state.failures += 1
+                level = logging.WARNING if state.failures == 1 else logging.DEBUG
+                log.log(level, "gpu.counter_read_failed uuid=%s error=%r", state.uuid, str(exc))
+                return
+            if state.failures:
+                log.info("gpu.counter_read_ok uuid=%s failures=%d", state.uuid, state.failures)
+                state.failures = 0
+            assert state.start_mj is not None
+            if counter_mj < state.start_mj:
+                log.warning(
+                    "gpu.counter_reset uuid=%s previous_mj=%d now_mj=%d: driver reload; this"
+                    " interval's energy cannot be known and is not booked",
+                    state.uuid,
+                    state.start_mj,
+                    counter_mj,
+                )
+                self._restart_interval(state, now, counter_mj, readings)
+                return
+            energy_mj = counter_mj - state.start_mj
+        else:
+            if state.pi_last is None or state.pi_last[0] != state.last_poll_mono:
+                # The boundary's own power reading failed: keep integrating into the next one.
+                return
+            # The interval ends at the boundary's power reading, where the integral ends.
+            now = state.pi_last[0]
+            if state.pi_gap:
+                log.warning(
+                    "gpu.power_gap uuid=%s: power readings missing for too long; interval not"
+                    " booked",
+                    state.uuid,
+                )
+                self._restart_interval(state, now, None, readings)
+                return
+            energy_mj = round(state.pi_energy_j * 1000)
+        end_wall = ms(state.start_wall + (now - state.start_mono))
+        if end_wall <= state.start_wall:
+            return  # shorter than a millisecond (a stop right after a boundary)
+        shares = self._shares(state, live_pids)
+        stats = {
+            "gpu_util_pct": mean(state.util, 2),
+            "mem_util_pct": mean(state.mem_util, 2),
+            "mem_used_mib": None
+            if not state.mem_used_mib
+            else int(mean(state.mem_used_mib, 0) or 0),
+            "power_max_w": None if state.power_max_w is None else round(state.power_max_w, 1),
+            "temperature_c": mean(state.temperature, 1),
+        }
+        entries = attribution_entries(shares)
+        for s, e, mj, c0, c1 in split_interval(
+            state.start_wall, end_wall, energy_mj, state.start_mj
+        ):
+            samples.append(make_sample(state.uuid, state.method, s, e, mj, c0, c1, stats, entries))
+        readings.append(Reading(state.uuid, state.method, counter_mj, now, end_wall, self.boot_id))
+        state.start_mono, state.start_wall, state.start_mj = now, end_wall, counter_mj
+        state.reset_interval()
+        self._check_wall_clock(state)
+
+    def _restart_interval(
+        self, state: GpuState, now: float, counter_mj: int | None, readings: list[Reading]
+    ) -> None:
+        """Drop the open interval and start a new one now (a gap in this GPU's timeline)."""
+        state.start_wall = ms(state.start_wall + (now - state.start_mono))
+        state.start_mono, state.start_mj = now, counter_mj
+        state.reset_interval()
+        readings.append(
+            Reading(state.uuid, state.method, counter_mj, now, state.start_wall, self.boot_id)
+        )
+
+    def _check_wall_clock(self, state: GpuState) -> None:
+        """Follow a wall clock stepped forward (gap); never follow it backwards (overlap).
+
+        Going back would give the next sample a start the backend already has for this GPU,
+        and it would drop it as a duplicate: energy lost. Keeping the monotonic timeline instead
+        leaves timestamps ahead of the wall clock until it catches up.
+        """
+        real = self.clock.time()
+        drift = real - state.start_wall
+        if drift > CLOCK_STEP_S:
+            log.warning("clock.step_forward uuid=%s seconds=%.3f", state.uuid, drift)
+            state.start_wall = ms(real)
+        elif drift < -CLOCK_STEP_S and not self._clock_step_logged:
+            self._clock_step_logged = True
+            log.warning(
+                "clock.step_backward seconds=%.3f: timestamps follow the monotonic clock until"
+                " the wall clock catches up",
+                -drift,
+            )
+
+    def _shares(self, state: GpuState, live_pids: set[int]) -> dict[Labels, float]:
+        total_weight = sum(w for w, _, _ in state.ticks)
+        seen = {pid for _, pids, _ in state.ticks for pid in pids}
+        if not seen or total_weight <= 0:
+            return {}
+        live_pids.update(seen)
+        util: dict[int, float] | None = None
+        if not state.mig_devices and "process_util" not in state.unsupported:
+            util = self._process_util(state)
+        per_pid: dict[int, float] = {}
+        for weight, pids, fixed in state.ticks:
+            for pid, part in tick_contributions(pids, util, fixed).items():
+                per_pid[pid] = per_pid.get(pid, 0.0) + weight * part
+        shares: dict[Labels, float] = {}
+        for pid, value in per_pid.items():
+            labels = self.labels.labels(pid)
+            shares[labels] = shares.get(labels, 0.0) + value / total_weight
+        return shares
+
+    def _process_util(self, state: GpuState) -> dict[int, float] | None:
+        samples = read_metric(
+            state,
+            "process_util",
+            self.nvml.process_utilization,
+            state.handle,
+            state.proc_util_since_us,
+        )
+        if not samples:
+            return None
+        sums: dict[int, list[float]] = {}
+        for s in samples:
+            acc = sums.setdefault(s.pid, [0.0, 0])
+            acc[0] += s.sm_util
+            acc[1] += 1
+            state.proc_util_since_us = max(state.proc_util_since_us, s.timestamp_us)
+        return {pid: total / n for pid, (total, n) in sums.items()}
