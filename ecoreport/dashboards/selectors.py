@@ -116,11 +116,13 @@ def _add(acc: dict[str, float], row: dict[str, Any]) -> None:
 def _labels(organization: Organization, by: str) -> dict[int | None, tuple[str | None, str | None]]:
     """id -> (slug, name to show): teams and projects by their name (the slug where it is
     blank), sites by their slug as before."""
-    model = {"team": Team, "project": Project}.get(by)
-    if model is None:
+    if by == "team":
+        rows = Team.objects.for_org(organization).values_list("pk", "slug", "name")
+    elif by == "project":
+        rows = Project.objects.for_org(organization).values_list("pk", "slug", "name")
+    else:
         sites = Site.objects.for_org(organization).values_list("pk", "slug")
         return {None: (None, None), **{pk: (slug, slug) for pk, slug in sites}}
-    rows = model.objects.for_org(organization).values_list("pk", "slug", "name")
     return {None: (None, None), **{pk: (slug, name or slug) for pk, slug, name in rows}}
 
 
