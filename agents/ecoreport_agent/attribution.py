@@ -32,10 +32,16 @@ Labels = tuple[Optional[str], Optional[str], Optional[str], Optional[str]]
 LABEL_MAX_CHARS = 200
 LABEL_SHORT_MAX_CHARS = 128
 _SPACES = re.compile(r"\s+")
-# Controls (NUL, escape sequences), format characters (zero-width space, bidi overrides), lone
-# surrogates, private-use and unassigned code points: nothing a person can read or the backend
-# can store.
-_DROPPED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn"})
+# Controls (NUL, escape sequences) and lone surrogates: nothing the backend can store. Invisible
+# characters (zero-width space) are kept, they tell labels apart; a label of nothing but them
+# (Unicode's Default_Ignorable_Code_Point) is no label. Same tables as the backend's
+# (ecoreport.telemetry.validation), both fixed whatever the Python's Unicode version.
+_DROPPED_CATEGORIES = frozenset({"Cc", "Cs"})
+_IGNORABLE = re.compile(
+    "[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e"
+    "\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufff8\U0001bca0-\U0001bca3"
+    "\U0001d173-\U0001d17a\U000e0000-\U000e0fff]"
+)
 
 
 def _is_clean_ascii(value: str) -> bool:
@@ -51,10 +57,11 @@ def _is_clean_ascii(value: str) -> bool:
 
 
 def clean_label(value: str | None, max_chars: int = LABEL_MAX_CHARS) -> str | None:
-    """A label as the backend stores it: NFC, without control, zero-width or surrogate
-    characters, whitespace runs as one space, at most ``max_chars`` characters; None if nothing
-    is left. The backend applies the same rules (``ecoreport.telemetry.validation``); cleaning
-    here keeps the spool and the uploads small and the answers free of warnings."""
+    """A label as the backend stores it: NFC, without control or lone surrogate characters,
+    whitespace runs as one space, at most ``max_chars`` characters; None if nothing visible is
+    left. The backend applies the same rules (``ecoreport.telemetry.validation``); cleaning
+    here keeps the spool and the uploads small (a label with invisible characters is still
+    answered with a warning: how the backend shows it)."""
     if value is None:
         return None
     if len(value) <= max_chars and _is_clean_ascii(value):
@@ -62,7 +69,8 @@ def clean_label(value: str | None, max_chars: int = LABEL_MAX_CHARS) -> str | No
     text = _SPACES.sub(" ", value)
     text = "".join(ch for ch in text if unicodedata.category(ch) not in _DROPPED_CATEGORIES)
     text = _SPACES.sub(" ", unicodedata.normalize("NFC", text)).strip()
-    return text[:max_chars].rstrip() or None
+    text = text[:max_chars].rstrip()
+    return text if _IGNORABLE.sub("", text).strip() else None
 
 
 def labels_from_environment(env: Mapping[str, str], unix_user: str | None) -> Labels:

@@ -24,6 +24,9 @@ GROUP_FIELDS = {
     "host": "host__hostname",
     "gpu": "gpu__uuid",
 }
+# Groupings shown to people by a name beside their slug: ``team_name``, ``project_name`` (the
+# name, or the slug where the name is blank).
+NAME_FIELDS = {"team": "team__name", "project": "project__name"}
 GRANULARITIES = ("hour", "day", "month", "quarter", "total")
 
 _SUMS = {
@@ -177,13 +180,15 @@ def usage_for_org(*, organization: Organization, query: UsageQuery) -> dict[str,
         hour__gte=query.start, hour__lt=query.end
     )
     fields = [GROUP_FIELDS[g] for g in query.group_by]
+    # A name is one per slug: grouping by it too changes no group, and labels the rows.
+    names = [NAME_FIELDS[g] for g in query.group_by if g in NAME_FIELDS]
     # Grouped by site as well: the zone average of a row weights each zone's hourly average by
     # the share of the row's facility energy used there. Rows are then folded in Python.
     if query.granularity == "total":
-        grouped = base.values(*fields, "site_id")
+        grouped = base.values(*fields, *names, "site_id")
     else:
         grouped = base.annotate(period=_period_expr(query.granularity)).values(
-            "period", *fields, "site_id"
+            "period", *fields, *names, "site_id"
         )
     zones = dict(Site.objects.for_org(organization).values_list("pk", "grid_zone"))
     averages = _ZoneAverages(organization)
@@ -193,7 +198,10 @@ def usage_for_org(*, organization: Organization, query: UsageQuery) -> dict[str,
     for rec in grouped.annotate(**_SUMS).order_by():
         period = rec["period"] if query.granularity != "total" else query.start
         key = (period, *[rec[f] for f in fields])
-        entry = folded.setdefault(key, {"sums": dict.fromkeys(_SUMS, 0.0), "zones": {}})
+        entry = folded.setdefault(
+            key,
+            {"sums": dict.fromkeys(_SUMS, 0.0), "zones": {}, "names": {n: rec[n] for n in names}},
+        )
         zone = zones.get(rec["site_id"], WORLD_ZONE)
         for name in _SUMS:
             entry["sums"][name] += rec[name] or 0.0
@@ -218,6 +226,8 @@ def usage_for_org(*, organization: Organization, query: UsageQuery) -> dict[str,
         row: dict[str, Any] = {"period_start": key[0]}
         for name, value in zip(query.group_by, key[1:], strict=True):
             row[name] = value
+            if name in NAME_FIELDS:
+                row[f"{name}_name"] = entry["names"][NAME_FIELDS[name]] or value
         bounds = _period_bounds(query.granularity, key[0], query)
         row.update(usage_metrics(entry["sums"], zone_avg(entry["zones"], *bounds)))
         rows.append(row)

@@ -19,6 +19,7 @@ from ecoreport.accounting.selectors import (
     PROVENANCE_FILTERS,
     UsageQuery,
     usage_for_org,
+    usage_metrics,
     usage_provenance,
 )
 from ecoreport.core.api import ApiError, UtcDateTimeField
@@ -62,6 +63,29 @@ class UsageParams(serializers.Serializer):
         return attrs
 
 
+def _group_field(help_text: str) -> serializers.CharField:
+    return serializers.CharField(required=False, allow_null=True, help_text=help_text)
+
+
+_UsageRow = inline_serializer(
+    "UsageRow",
+    fields={
+        "period_start": serializers.DateTimeField(),
+        # Present when grouped by them. Slugs are the keys (for filters and links); the names
+        # are what a person reads: a label in any script, invisible characters by code point.
+        "team": _group_field("team slug; null for energy charged to no team"),
+        "team_name": _group_field("team name to show (the slug where the name is blank)"),
+        "project": _group_field("project slug; null for energy charged to no project"),
+        "project_name": _group_field("project name to show (the slug where the name is blank)"),
+        "host": _group_field("hostname"),
+        "gpu": _group_field("GPU uuid"),
+        **{
+            name: serializers.FloatField(allow_null=True)
+            for name in usage_metrics({}, None)  # every metric of a row (docs/api.md)
+        },
+    },
+)
+
 _Usage = inline_serializer(
     "Usage",
     fields={
@@ -71,9 +95,9 @@ _Usage = inline_serializer(
         "granularity": serializers.ChoiceField(choices=GRANULARITIES),
         "group_by": serializers.ListField(child=serializers.CharField()),
         "rows": serializers.ListField(
-            child=serializers.DictField(),
-            help_text="one per period (and group): period_start, the groups' slugs, energy_kwh, "
-            "co2e_kg, gpu_hours, ... (docs/api.md)",
+            child=_UsageRow,
+            help_text="one per period (and group): period_start, the groups' slugs and names, "
+            "energy_kwh, co2e_kg, gpu_hours, ... (docs/api.md)",
         ),
         "totals": serializers.DictField(),
     },

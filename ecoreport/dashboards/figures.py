@@ -4,6 +4,7 @@ plotly.js the app serves itself."""
 
 from __future__ import annotations
 
+import html
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
@@ -22,6 +23,19 @@ _LAYOUT: dict[str, Any] = {
     "paper_bgcolor": "#ffffff",
     "colorway": PALETTE,
 }
+
+
+def _shown(name: str) -> str:
+    """A team or project name as plotly text: plotly reads legends and hover text as a little
+    HTML (``<b>``, entities) and hover templates as ``%{...}``; names are any text now, so both
+    are escaped (plotly turns the entities back into the characters)."""
+    return html.escape(name, quote=False).replace("%", "&#37;")
+
+
+def _display(row: dict[str, Any], by: str) -> str:
+    """What a group is called on a chart: its name where the rows carry one (``team_name``
+    beside the ``team`` slug), else the group value itself."""
+    return row.get(f"{by}_name") or row[by] or UNATTRIBUTED
 
 
 def _fig(fig: go.Figure, title: str, y_title: str) -> dict[str, Any]:
@@ -63,9 +77,11 @@ def stacked_over_time(
     first): pass the same order to every chart of a page so a team keeps its colour.
     """
     groups: dict[str, dict[datetime, float]] = {}
+    shown: dict[str, str] = {}  # group -> its name on the chart (groups stay keyed by slug)
     periods: set[datetime] = set()
     for row in rows:
         name = row[by] or UNATTRIBUTED
+        shown.setdefault(name, _shown(_display(row, by)))
         periods.add(row["period_start"])
         groups.setdefault(name, {})
         groups[name][row["period_start"]] = groups[name].get(row["period_start"], 0.0) + (
@@ -80,11 +96,11 @@ def stacked_over_time(
     data = [
         {
             "type": "bar",
-            "name": name,
+            "name": shown[name],
             "x": x_text,
             "y": [groups[name].get(p, 0.0) for p in x],
             "marker": {"color": PALETTE[i % len(PALETTE)]},
-            "hovertemplate": f"%{{x}}<br>{name}: %{{y:.2f}} {unit}<extra></extra>",
+            "hovertemplate": f"%{{x}}<br>{shown[name]}: %{{y:.2f}} {unit}<extra></extra>",
         }
         for i, name in enumerate(names)
     ]
@@ -118,7 +134,7 @@ def lines_over_time(
 def ranked_bars(
     rows: Sequence[dict[str, Any]], *, by: str, metric: str, title: str, unit: str
 ) -> dict[str, Any]:
-    names = [r[by] or UNATTRIBUTED for r in rows][::-1]
+    names = [_shown(_display(r, by)) for r in rows][::-1]
     values = [r.get(metric) or 0.0 for r in rows][::-1]
     fig = go.Figure(
         go.Bar(

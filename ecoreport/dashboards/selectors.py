@@ -113,14 +113,17 @@ def _add(acc: dict[str, float], row: dict[str, Any]) -> None:
         acc[name] = acc.get(name, 0.0) + (row[name] or 0.0)
 
 
-def _labels(organization: Organization, by: str) -> dict[int | None, str | None]:
+def _labels(organization: Organization, by: str) -> dict[int | None, tuple[str | None, str | None]]:
+    """id -> (slug, name to show): teams and projects by their name (the slug where it is
+    blank), sites by their slug as before."""
     if by == "team":
-        labels = dict(Team.objects.for_org(organization).values_list("pk", "slug"))
+        rows = Team.objects.for_org(organization).values_list("pk", "slug", "name")
     elif by == "project":
-        labels = dict(Project.objects.for_org(organization).values_list("pk", "slug"))
+        rows = Project.objects.for_org(organization).values_list("pk", "slug", "name")
     else:
-        labels = dict(Site.objects.for_org(organization).values_list("pk", "slug"))
-    return {None: None, **labels}
+        sites = Site.objects.for_org(organization).values_list("pk", "slug")
+        return {None: (None, None), **{pk: (slug, slug) for pk, slug in sites}}
+    return {None: (None, None), **{pk: (slug, name or slug) for pk, slug, name in rows}}
 
 
 def breakdown(scope: Scope, period: Period, *, by: str, intensity: bool = True) -> Breakdown:
@@ -137,12 +140,19 @@ def breakdown(scope: Scope, period: Period, *, by: str, intensity: bool = True) 
         .order_by()
     )
     labels = _labels(scope.organization, by)
+    # Teams and projects carry the name to show as ``team_name``/``project_name`` beside the slug
+    # (last, so the CSV downloads keep their first columns).
+    names = dict(labels.values()) if by != "site" else {}
+
+    def named(group: str | None) -> dict[str, str | None]:
+        return {f"{by}_name": names.get(group)} if names else {}
+
     per_group_period: dict[tuple[datetime, Any], dict[str, float]] = {}
     per_group: dict[Any, dict[str, float]] = {}
     per_period: dict[datetime, dict[str, float]] = {}
     site_energy: dict[datetime, dict[int | None, float]] = {}
     for r in rows:
-        group = labels.get(r[group_field], None)
+        group = labels.get(r[group_field], (None, None))[0]
         _add(per_group_period.setdefault((r["period"], group), {}), r)
         _add(per_group.setdefault(group, {}), r)
         _add(per_period.setdefault(r["period"], {}), r)
@@ -153,13 +163,21 @@ def breakdown(scope: Scope, period: Period, *, by: str, intensity: bool = True) 
         return (group is None, group or "")
 
     series = [
-        {"period_start": start, by: group, **usage.usage_metrics(sums)}
+        {
+            "period_start": start,
+            by: group,
+            **usage.usage_metrics(sums),
+            **named(group),
+        }
         for (start, group), sums in sorted(
             per_group_period.items(), key=lambda item: (item[0][0], group_key(item[0][1]))
         )
     ]
     ranked = sorted(
-        ({by: group, **usage.usage_metrics(sums)} for group, sums in per_group.items()),
+        (
+            {by: group, **usage.usage_metrics(sums), **named(group)}
+            for group, sums in per_group.items()
+        ),
         key=lambda r: (-r["energy_kwh"], group_key(r[by])),
     )
     over_time = [
@@ -237,16 +255,24 @@ def biggest_jobs(scope: Scope, period: Period, *, limit: int = 10) -> list[dict[
             )
             .order_by("-energy", "job_id")[:limit]
         )
-    teams = dict(Team.objects.filter(pk__in={r["team_id"] for r in rows}).values_list("pk", "slug"))
-    projects = dict(
-        Project.objects.filter(pk__in={r["project_id"] for r in rows}).values_list("pk", "slug")
-    )
+    teams = {
+        pk: (slug, name or slug)
+        for pk, slug, name in Team.objects.filter(pk__in={r["team_id"] for r in rows}).values_list(
+            "pk", "slug", "name"
+        )
+    }
+    projects = {
+        pk: (slug, name or slug)
+        for pk, slug, name in Project.objects.filter(
+            pk__in={r["project_id"] for r in rows}
+        ).values_list("pk", "slug", "name")
+    }
     return [
         {
             "job_id": r["job_id"],
             "user": r["user_name"] or None,
-            "team": teams.get(r["team_id"]),
-            "project": projects.get(r["project_id"]),
+            "team": teams.get(r["team_id"], (None, None))[0],
+            "project": projects.get(r["project_id"], (None, None))[0],
             "first_hour": r["first_hour"],
             "until": r["last_hour"] + timedelta(hours=1),
             "peak_gpus": r["peak_gpus"],
@@ -257,6 +283,9 @@ def biggest_jobs(scope: Scope, period: Period, *, limit: int = 10) -> list[dict[
             else None,
             "co2e_kg": (r["co2e"] or 0.0) / 1000.0,
             "co2e_market_kg": (r["co2e_market"] or 0.0) / 1000.0,
+            # Names to show, last so that the CSV download keeps its first columns.
+            "team_name": teams.get(r["team_id"], (None, None))[1],
+            "project_name": projects.get(r["project_id"], (None, None))[1],
         }
         for r in rows
     ]

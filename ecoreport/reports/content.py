@@ -115,7 +115,7 @@ def _cube(qs: QuerySet[HourlyUsage], trunc: Any) -> list[dict[str, Any]]:
     derived afterwards), so the big table is read once instead of four times."""
     rows = (
         qs.annotate(bucket=trunc)
-        .values("bucket", "team__slug", "project__slug")
+        .values("bucket", "team__slug", "project__slug", "team__name", "project__name")
         .annotate(**SUMS)
         .order_by()
     )
@@ -133,8 +133,18 @@ def _rollup(
     return out
 
 
+def _names(cube: list[dict[str, Any]], field: str) -> dict[str | None, str | None]:
+    """slug -> the name a person reads (the slug where the name is blank), for ``*_name``."""
+    name_field = field.replace("__slug", "__name")
+    return {r[field]: r[name_field] or r[field] for r in cube}
+
+
 def _ranked(cube: list[dict[str, Any]], field: str, name: str) -> list[dict[str, Any]]:
-    rows = [{name: k, **metrics(v)} for k, v in _rollup(cube, lambda r: r[field]).items()]
+    names = _names(cube, field)
+    rows = [
+        {name: k, f"{name}_name": names.get(k), **metrics(v)}
+        for k, v in _rollup(cube, lambda r: r[field]).items()
+    ]
     rows.sort(key=lambda r: (-(r["energy_kwh"] or 0.0), r[name] or ""))
     return rows
 
@@ -660,8 +670,14 @@ def build(
         for k, v in sorted(_rollup(cube, lambda r: r["bucket"]).items())
     ]
     by_month_team = _rollup(cube, lambda r: (_month_start(r["bucket"]), r["team__slug"] or ""))
+    team_names = _names(cube, "team__slug")
     content["monthly_by_team"] = [
-        {"period_start": month.isoformat(), "group": team or None, **metrics(v)}
+        {
+            "period_start": month.isoformat(),
+            "group": team or None,
+            "group_name": team_names.get(team or None),
+            **metrics(v),
+        }
         for (month, team), v in sorted(by_month_team.items())
     ]
     progress("carbon intensity")

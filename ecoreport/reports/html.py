@@ -30,7 +30,12 @@ def report_figures(content: dict[str, Any]) -> dict[str, dict[str, Any]]:
         return {}
     out: dict[str, dict[str, Any]] = {}
     monthly = [
-        {**r, "period_start": datetime.fromisoformat(r["period_start"]), "team": r["group"]}
+        {
+            **r,
+            "period_start": datetime.fromisoformat(r["period_start"]),
+            "team": r["group"],
+            "team_name": r.get("group_name"),
+        }
         for r in content["monthly_by_team"]
     ]
     out["energy-by-team"] = figures.stacked_over_time(

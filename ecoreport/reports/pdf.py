@@ -91,7 +91,10 @@ def _charts(content: dict[str, Any]) -> list[tuple[str, io.BytesIO, float]]:
     if teams:
 
         def by_team(ax: Any) -> None:
-            names = [r["team"] or UNATTRIBUTED for r in teams]
+            # Names, not slugs; "$" would start matplotlib's mathtext.
+            names = [
+                (r.get("team_name") or r["team"] or UNATTRIBUTED).replace("$", r"\$") for r in teams
+            ]
             ax.barh(names, [r["energy_kwh"] for r in teams], color=PALETTE[0])
             ax.set_xlabel("IT energy (kWh)", fontsize=8)
             ax.grid(axis="x", color="#e5e5e5", linewidth=0.6)

@@ -13,6 +13,12 @@ from ecoreport.core.spreadsheets import spreadsheet_cell, spreadsheet_row
 UNATTRIBUTED = "(unattributed)"
 
 
+def _shown(row: dict[str, Any], key: str) -> str:
+    """A team or project as a person reads it: its name (``team_name``; reports issued before
+    names were kept in the content have only the slug), else the slug."""
+    return row.get(f"{key}_name") or row[key] or UNATTRIBUTED
+
+
 def fmt(value: Any, digits: int = 2) -> str:
     if value is None:
         return "—"
@@ -141,13 +147,13 @@ def report_tables(content: dict[str, Any]) -> list[Table]:
             "by_team",
             "Energy and emissions by team",
             _usage_columns(Column("team", "Team", digits=None), emissions),
-            [{**r, "team": r["team"] or UNATTRIBUTED} for r in content.get("by_team", [])],
+            [{**r, "team": _shown(r, "team")} for r in content.get("by_team", [])],
         ),
         Table(
             "by_project",
             "Energy and emissions by project",
             _usage_columns(Column("project", "Project", digits=None), emissions),
-            [{**r, "project": r["project"] or UNATTRIBUTED} for r in content.get("by_project", [])],
+            [{**r, "project": _shown(r, "project")} for r in content.get("by_project", [])],
         ),
         Table(
             "over_time",

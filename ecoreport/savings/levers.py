@@ -259,7 +259,7 @@ def low_utilization_lever(ctx: Context, fp: Footprint) -> dict[str, Any]:
     cells = (
         _shares(ctx)
         .annotate(h=TruncHour("sample__start", tzinfo=UTC))
-        .values("project__slug", "job_id", "sample__host__site_id", "h")
+        .values("project__slug", "project__name", "job_id", "sample__host__site_id", "h")
         .annotate(
             e=Sum("energy_j"),
             util_x_e=Sum(F("energy_j") * F("sample__gpu_util_pct"), filter=util_known),
@@ -273,7 +273,9 @@ def low_utilization_lever(ctx: Context, fp: Footprint) -> dict[str, Any]:
         .order_by()
     )
     jobs: dict[tuple[str | None, str], dict[str, Any]] = {}
+    project_names: dict[str | None, str | None] = {None: None}  # slug -> name to show
     for c in cells:
+        project_names[c["project__slug"]] = c["project__name"] or c["project__slug"]
         key = (c["project__slug"], c["job_id"])
         job = jobs.setdefault(
             key,
@@ -322,6 +324,7 @@ def low_utilization_lever(ctx: Context, fp: Footprint) -> dict[str, Any]:
         listed.append(
             {
                 "project": project,
+                "project_name": project_names.get(project),
                 "job_id": job_id or None,
                 "energy_kwh": _kwh(job["e"]),
                 "gpu_hours": job["gpu_s"] / 3600.0,
@@ -541,12 +544,16 @@ def region_lever(
 def top_projects(ctx: Context) -> list[dict[str, Any]]:
     rows = (
         ctx.rows.exclude(project__isnull=True)
-        .values("project__slug")
+        .values("project__slug", "project__name")
         .annotate(work=Sum(F("energy_j") - F("idle_energy_j")))
         .order_by("-work", "project__slug")[:TOP]
     )
     return [
-        {"project": r["project__slug"], "energy_kwh": _kwh(r["work"])}
+        {
+            "project": r["project__slug"],
+            "project_name": r["project__name"] or r["project__slug"],
+            "energy_kwh": _kwh(r["work"]),
+        }
         for r in rows
         if r["work"] > 0
     ]

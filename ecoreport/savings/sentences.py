@@ -78,7 +78,8 @@ def sentence(lever: dict[str, Any]) -> str:
     if key == "low_utilization":
         jobs = _names(
             [
-                f"{c['job_id'] or 'untracked jobs'} in {c['project'] or 'no project'}"
+                f"{c['job_id'] or 'untracked jobs'} in "
+                f"{c.get('project_name') or c['project'] or 'no project'}"
                 for c in d["candidates"]
             ]
         )
@@ -100,7 +101,7 @@ def sentence(lever: dict[str, Any]) -> str:
         return (
             f"Running this work at {best['site']} (zone {best['zone']}) instead would save {saved}."
         )
-    projects = _names([p["project"] for p in d.get("projects", [])])
+    projects = _names([p.get("project_name") or p["project"] for p in d.get("projects", [])])
     where = f" (most energy: {projects})" if projects else ""
     if key == "precision":
         return (

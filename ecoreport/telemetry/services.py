@@ -54,6 +54,7 @@ from ecoreport.telemetry.validation import (
     Interval,
     clean_label,
     interval_conflict,
+    label_display,
     label_slug,
     sample_problem,
 )
@@ -442,7 +443,7 @@ def _labels_resolve(
     changed = {
         label
         for label in (*raw_teams, *raw_projects)
-        if label is not None and clean_label(label) != label
+        if label is not None and _label_changed(label)
     }
     refused = {"team": refused_teams, "project": refused_projects}
     if changed or refused_teams or refused_projects:
@@ -450,6 +451,29 @@ def _labels_resolve(
     if refused_teams or refused_projects:
         _label_budget_notice(org=org, now=now, refused=[*refused_teams, *refused_projects])
     return teams, projects
+
+
+def _label_changed(label: str) -> bool:
+    """Whether a label is stored or shown otherwise than it was sent (worth a warning)."""
+    cleaned = clean_label(label)
+    return cleaned != label or (cleaned is not None and label_display(cleaned) != cleaned)
+
+
+def _label_change_warning(label: str) -> str:
+    """What cleaning did to a label, and how its team or project is shown."""
+    cleaned = clean_label(label)
+    if cleaned is None:
+        return "label has no visible characters; treated as absent"
+    parts = []
+    if cleaned != label:
+        parts.append(
+            f"label stored as {cleaned!r} (control characters and lone surrogates removed, "
+            "whitespace runs made one space, at most 200 characters)"
+        )
+    shown = label_display(cleaned)
+    if shown != cleaned:
+        parts.append(f"label shown as {shown!r} (invisible characters kept, shown by code point)")
+    return "; ".join(parts)
 
 
 def _label_warnings(
@@ -477,13 +501,7 @@ def _label_warnings(
                 if label in refused_sets[kind]:
                     warning = f"label {clean_label(label)!r} {budget.format(kind=kind)}"
                 elif label in changed:
-                    cleaned = clean_label(label)
-                    warning = (
-                        f"label stored as {cleaned!r} (control, zero-width characters removed, "
-                        "at most 200 characters)"
-                        if cleaned is not None
-                        else "label has no visible characters; treated as absent"
-                    )
+                    warning = _label_change_warning(label)
                 else:
                     continue
                 said.add((kind, label))
@@ -510,13 +528,13 @@ def _labels_ensure(
 ) -> tuple[LabelIds, list[str]]:
     """(label -> id, labels refused because the label budget is spent, in order)."""
     slugs: dict[str | None, str | None] = {}
-    names: dict[str, str] = {}  # slug -> the name a new team or project gets
+    names: dict[str, str] = {}  # slug -> the name a new team or project gets, as shown
     for label in labels:
         cleaned = clean_label(label)
         slug = label_slug(cleaned) if cleaned is not None else None
         slugs[label] = slug
         if slug is not None and cleaned is not None:
-            names.setdefault(slug, cleaned)
+            names.setdefault(slug, label_display(cleaned))
     ids = _slugs_ensure(model, org=org, names=names, now=now)
     mapping = {label: ids.get(slug) if slug is not None else None for label, slug in slugs.items()}
     refused = [

@@ -24,10 +24,26 @@ _LABEL_BAD_CHARS = re.compile(r"[^a-z0-9._-]+")
 # labels that differ by more than case or spacing never share a team or project.
 _LABEL_PLAIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._ -]*")
 _LABEL_SPACES = re.compile(r"\s+")
-# Unicode categories that cannot be shown or stored: controls (NUL, escape sequences), format
-# characters (zero-width space, bidi overrides), lone surrogates (not encodable in UTF-8) and
-# private-use or unassigned code points.
-_LABEL_DROPPED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn"})
+# Removed from a label: controls (NUL, escape sequences; tabs and newlines become spaces first)
+# and lone surrogates (not encodable in UTF-8, so not storable). Both sets are fixed by Unicode,
+# so the agent and the backend remove the same characters whatever their Python's Unicode
+# version. Everything else is kept: it is part of the label's identity.
+_LABEL_DROPPED_CATEGORIES = frozenset({"Cc", "Cs"})
+# Unicode's Default_Ignorable_Code_Point (DerivedCoreProperties.txt): what renders as nothing
+# (zero-width space and joiners, bidi controls, soft hyphen, variation selectors, Hangul fillers,
+# tags). Kept, so "nlp" + U+200B is not "nlp", but a label of nothing else is no label. The
+# property reserves ranges for future ignorables, so it does not move between Unicode versions;
+# the agent has the same table (ecoreport_agent.attribution).
+_LABEL_IGNORABLE = re.compile(
+    "[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e"
+    "\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufff8\U0001bca0-\U0001bca3"
+    "\U0001d173-\U0001d17a\U000e0000-\U000e0fff]"
+)
+# Shown by code point on pages, beside the ignorables: other format characters, private-use and
+# unassigned code points (a box or nothing, alike for all of them), the blank braille pattern,
+# and the opening bracket of the notation itself, so that no label looks like another one.
+_LABEL_SHOWN_AS_CODE_CATEGORIES = frozenset({"Cf", "Co", "Cn"})
+_LABEL_SHOWN_AS_CODE = frozenset({"\u2800", "\u27e8"})
 # Team and project names are stored in 200 characters; job ids and users in 128.
 LABEL_MAX_CHARS = 200
 LABEL_SHORT_MAX_CHARS = 128
@@ -49,11 +65,13 @@ def _is_clean_ascii(value: str) -> bool:
 
 @lru_cache(maxsize=8192)  # agents repeat the same few labels on every sample
 def clean_label(value: str | None, max_chars: int = LABEL_MAX_CHARS) -> str | None:
-    """A label as it can be stored and shown: NFC, without control, format (zero-width) or
-    surrogate characters, runs of whitespace as one space, at most ``max_chars`` characters.
+    """A label as it is stored and identified: NFC, without control or lone surrogate
+    characters, runs of whitespace as one space, trimmed, at most ``max_chars`` characters.
 
-    None when nothing is left: a label of only invisible characters is no label. The agent
-    applies the same rules before sending (``ecoreport_agent.attribution.clean_label``).
+    Invisible characters (zero-width space, bidi controls) are kept: "nlp" + U+200B is another
+    label than "nlp", shown as ``nlp⟨U+200B⟩`` (``label_display``). None when nothing visible is
+    left: a label of only invisible characters is no label. The agent applies the same rules
+    before sending (``ecoreport_agent.attribution.clean_label``).
     """
     if value is None:
         return None
@@ -63,7 +81,36 @@ def clean_label(value: str | None, max_chars: int = LABEL_MAX_CHARS) -> str | No
     text = _LABEL_SPACES.sub(" ", value)
     text = "".join(ch for ch in text if unicodedata.category(ch) not in _LABEL_DROPPED_CATEGORIES)
     text = _LABEL_SPACES.sub(" ", unicodedata.normalize("NFC", text)).strip()
-    return text[:max_chars].rstrip() or None
+    text = text[:max_chars].rstrip()
+    return text if _LABEL_IGNORABLE.sub("", text).strip() else None
+
+
+def _shown_as_code(ch: str) -> bool:
+    return (
+        ch in _LABEL_SHOWN_AS_CODE
+        or unicodedata.category(ch) in _LABEL_SHOWN_AS_CODE_CATEGORIES
+        or _LABEL_IGNORABLE.match(ch) is not None
+    )
+
+
+@lru_cache(maxsize=8192)
+def label_display(label: str) -> str:
+    """How a team or project registered from ``label`` (a ``clean_label``) is named on pages,
+    reports and in the API: the label, with each character that shows as nothing (or as the
+    same box as others) written as its code point, ``nlp⟨U+200B⟩``, so that two labels never
+    look alike. At most ``LABEL_MAX_CHARS`` characters (the name column), cut with "…"."""
+    if label.isascii():
+        return label  # a clean label's ASCII characters are all visible
+    pieces = [f"\u27e8U+{ord(ch):04X}\u27e9" if _shown_as_code(ch) else ch for ch in label]
+    if sum(map(len, pieces)) <= LABEL_MAX_CHARS:
+        return "".join(pieces)
+    kept, length = [], 0
+    for piece in pieces:  # whole code points only, and room for the ellipsis
+        if length + len(piece) > LABEL_MAX_CHARS - 1:
+            break
+        kept.append(piece)
+        length += len(piece)
+    return "".join(kept) + "\u2026"
 
 
 @lru_cache(maxsize=8192)

@@ -130,7 +130,7 @@ def test_labels_from_environment(env, unix_user, expected):
 ODD_LABELS = [
     ("too long", {"ECOREPORT_TEAM": "t" * 257}, (None, "t" * 200, "u", None)),
     ("NUL and escape", {"ECOREPORT_PROJECT": "a\x00b\x1b[0m"}, ("ab[0m", None, "u", None)),
-    ("zero-width space", {"ECOREPORT_TEAM": "nlp\u200b"}, (None, "nlp", "u", None)),
+    ("zero-width space kept", {"ECOREPORT_TEAM": "nlp\u200b"}, (None, "nlp\u200b", "u", None)),
     ("tabs and newlines", {"ECOREPORT_TEAM": " big\tdata\n"}, (None, "big data", "u", None)),
     ("decomposed accent to NFC", {"ECOREPORT_TEAM": "E\u0301quipe"}, (None, "Équipe", "u", None)),
     ("other scripts kept", {"ECOREPORT_TEAM": "研究チーム"}, (None, "研究チーム", "u", None)),
@@ -156,7 +156,7 @@ def test_labels_are_cleaned_and_truncated_before_sending(case, env, expected):
 def test_agent_and_backend_clean_labels_alike():
     # The agent imports nothing from the backend: the same table, checked on both sides
     # (tests/backend/test_ingest_counting.py::CLEANED).
-    for raw, cleaned in [("nlp\u200b", "nlp"), ("\ud800x", "x"), ("\u200b\x00 ", None)]:
+    for raw, cleaned in [("nlp\u200b", "nlp\u200b"), ("\ud800x", "x"), ("\u200b\x00 ", None)]:
         assert clean_label(raw) == cleaned
 
 

@@ -18,7 +18,7 @@ from django.utils import timezone
 from ecoreport.fleet.models import Gpu
 from ecoreport.organizations.models import Project, Team
 from ecoreport.telemetry.models import EnergySample, IngestBatch, LabelBudgetNotice, SampleShare
-from ecoreport.telemetry.validation import clean_label, label_slug
+from ecoreport.telemetry.validation import clean_label, label_display, label_slug
 from tests.conftest import BASE_TIME, make_batch, make_sample
 
 pytestmark = pytest.mark.django_db
@@ -232,12 +232,12 @@ def test_plain_labels_keep_their_readable_slugs():
 
 
 CLEANED = [
-    ("zero-width space", "nlp\u200b", "nlp"),
+    ("zero-width space kept", "nlp\u200b", "nlp\u200b"),
     ("NUL byte", "a\x00b", "ab"),
     ("tab and newline", "big\tdata\nteam", "big data team"),
     ("lone surrogate", "\ud800vision", "vision"),
     ("decomposed accent", "E\u0301quipe", "Équipe"),
-    ("bidi override", "\u202eabc", "abc"),
+    ("bidi override kept", "\u202eabc", "\u202eabc"),
     ("only invisible", "\u200b\x00 ", None),
     ("too long", "y" * 300, "y" * 200),
 ]
@@ -246,6 +246,44 @@ CLEANED = [
 @pytest.mark.parametrize(("case", "raw", "cleaned"), CLEANED, ids=[c[0] for c in CLEANED])
 def test_labels_are_cleaned_to_what_can_be_stored_and_shown(case, raw, cleaned):
     assert clean_label(raw) == cleaned
+
+
+# Each row: a cleaned label, the name its team or project is shown under.
+DISPLAYED = [
+    ("plain", "NLP Research", "NLP Research"),
+    ("other scripts as they are", "研究チーム", "研究チーム"),
+    ("accents as they are", "Èquipe", "Èquipe"),
+    ("zero-width space by code point", "nlp\u200b", "nlp\u27e8U+200B\u27e9"),
+    ("bidi override by code point", "\u202eabc", "\u27e8U+202E\u27e9abc"),
+    ("private use by code point", "x\ue000", "x\u27e8U+E000\u27e9"),
+    ("variation selector by code point", "nlp\ufe0f", "nlp\u27e8U+FE0F\u27e9"),
+    ("the notation itself", "nlp\u27e8U+200B\u27e9", "nlp\u27e8U+27E8\u27e9U+200B\u27e9"),
+    ("cut to the name column", "é" + "\u200b" * 199, "é" + "\u27e8U+200B\u27e9" * 24 + "\u2026"),
+]
+
+
+@pytest.mark.parametrize(("case", "label", "shown"), DISPLAYED, ids=[c[0] for c in DISPLAYED])
+def test_labels_are_shown_with_invisible_characters_visible(case, label, shown):
+    assert label_display(label) == shown
+    assert len(shown) <= 200
+
+
+def test_agent_cleans_labels_as_the_backend_does():
+    # Both sides must be one function of the input, or an agent's label and the backend's
+    # re-cleaning of it would name two teams. Each default-ignorable range at its ends, beside
+    # the cases above.
+    from ecoreport_agent.attribution import clean_label as agent_clean_label
+
+    ends = "\u00ad\u034f\u061c\u115f\u1160\u17b4\u180b\u180f\u200b\u200f\u202a\u202e\u2060\u206f"
+    ends += "\u3164\ufe00\ufe0f\ufeff\uffa0\ufff0\ufff8\U0001bca0\U0001d17a\U000e0000\U000e0fff"
+    samples = [raw for _, raw, _ in CLEANED] + [
+        x for _, labels, _ in DISTINCT_LABELS for x in labels
+    ]
+    samples += [f"a{ch}" for ch in ends] + list(ends) + [ends, "\u2800", "\u0600x", "\U000e0fffz"]
+    for raw in samples:
+        assert agent_clean_label(raw) == clean_label(raw), repr(raw)
+    assert all(clean_label(ch) is None for ch in ends)
+    assert all(clean_label(f"a{ch}") == f"a{ch}" for ch in ends)
 
 
 @pytest.mark.parametrize(
@@ -269,11 +307,23 @@ def test_odd_label_never_loses_the_batch(agent, post_batch, label):
     assert math.isclose(sum(SampleShare.objects.values_list("energy_j", flat=True)), 6000.0)
 
 
-def test_zero_width_variant_is_the_same_team_as_the_visible_label(agent, post_batch, cast):
+def test_zero_width_variant_is_a_team_of_its_own_shown_visibly(agent, post_batch, cast):
+    # Issue 12: "nlp" + U+200B is kept distinct from "nlp", and shown so that the two teams do
+    # not look identical on a page.
     attribution = [{"share": 0.5, "team": "nlp"}, {"share": 0.5, "team": "nlp\u200b"}]
-    post_batch(agent.token, make_batch([at(0, attribution=attribution)]))
-    assert list(Team.objects.filter(organization=cast.org).values_list("name", flat=True)) == [
-        "nlp"
+    body = post_batch(agent.token, make_batch([at(0, attribution=attribution)])).json()
+    teams = Team.objects.filter(organization=cast.org)
+    assert sorted(teams.values_list("name", flat=True)) == ["nlp", "nlp\u27e8U+200B\u27e9"]
+    assert teams.get(name="nlp").slug == "nlp"
+    assert teams.get(name="nlp\u27e8U+200B\u27e9").slug == label_slug("nlp\u200b") != "nlp"
+    assert SampleShare.objects.filter(attributed=True).values("team").distinct().count() == 2
+    assert body["warnings"] == [
+        {
+            "index": 0,
+            "field": "attribution[1].team",
+            "warning": "label shown as 'nlp\u27e8U+200B\u27e9' (invisible characters kept, "
+            "shown by code point)",
+        }
     ]
 
 

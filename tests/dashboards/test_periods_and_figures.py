@@ -206,3 +206,23 @@ def test_stacked_charts_of_a_page_keep_each_groups_colour():
     # Without an order the biggest of this metric comes first (and takes the first colour).
     alone = figures.stacked_over_time(rows, by="team", metric="co2e_kg", title="T", unit="u")
     assert alone["data"][0]["name"] == "vision"
+
+
+def test_charts_name_groups_by_their_name_and_keep_them_apart_by_slug():
+    # Two teams may share a name; the chart keys traces by slug and shows the names. Names are
+    # any text: plotly reads legends and hover text as a little HTML and "%{...}" as a field,
+    # so both are escaped (plotly turns the entities back into the characters).
+    d1 = datetime(2026, 11, 1, tzinfo=UTC)
+    rows = [
+        {"period_start": d1, "team": "efde87f5ca", "team_name": "研究チーム", "energy_kwh": 5.0},
+        {"period_start": d1, "team": "x-1", "team_name": "<b>R&D</b> %{y}", "energy_kwh": 3.0},
+        {"period_start": d1, "team": "x-2", "team_name": "<b>R&D</b> %{y}", "energy_kwh": 2.0},
+        {"period_start": d1, "team": "plain", "team_name": None, "energy_kwh": 1.0},
+    ]
+    fig = figures.stacked_over_time(rows, by="team", metric="energy_kwh", title="E", unit="kWh")
+    escaped = "&lt;b&gt;R&amp;D&lt;/b&gt; &#37;{y}"
+    assert [t["name"] for t in fig["data"]] == ["研究チーム", escaped, escaped, "plain"]
+    assert [t["y"] for t in fig["data"]] == [[5.0], [3.0], [2.0], [1.0]]
+    assert fig["data"][1]["hovertemplate"] == f"%{{x}}<br>{escaped}: %{{y:.2f}} kWh<extra></extra>"
+    bars = figures.ranked_bars(rows[:2], by="team", metric="energy_kwh", title="R", unit="kWh")
+    assert list(bars["data"][0]["y"]) == [escaped, "研究チーム"]

@@ -133,3 +133,28 @@ def test_overview_lists_targets_in_a_fixed_number_of_queries(
     with django_assert_max_num_queries(14):
         response = client.get("/")
     assert response.content.count(b"Cap ") >= 6
+
+
+def test_targets_and_pickers_name_teams_and_projects(client, cast):
+    # Issue 12: a team registered from "研究チーム" has a digest slug; people read its name.
+    from ecoreport.organizations.models import Project, Team
+
+    team = Team.objects.create(organization=cast.org, slug="efde87f5ca", name="研究チーム")
+    Project.objects.create(organization=cast.org, slug="nlp-636bcea2e9", name="nlp⟨U+200B⟩")
+    target_create(
+        organization=cast.org,
+        name="Research cap",
+        scope_kind="team",
+        team=team,
+        metric="energy_kwh",
+        comparator="at_most",
+        threshold=10.0,
+        period="month",
+    )
+    client.force_login(cast.owner.user)
+    page = client.get("/targets/").content.decode()
+    assert "<td>Team 研究チーム</td>" in page
+    assert '<option value="team:efde87f5ca" >Team 研究チーム</option>' in page
+    assert '<option value="project:nlp-636bcea2e9" >Project nlp⟨U+200B⟩</option>' in page
+    overview = client.get("/").content.decode()
+    assert "<td>Team 研究チーム</td>" in overview  # targets at a glance

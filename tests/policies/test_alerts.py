@@ -324,3 +324,25 @@ def test_email_goes_to_admins_and_opted_in_team_members(cast, usage, team, evalu
     assert mail.outbox[0].subject == "[EcoReport] NLP energy: at risk"
     assert "team:nlp" in mail.outbox[0].body
     assert set(AlertDelivery.objects.values_list("channel", "state")) == {("email", "sent")}
+
+
+def test_alert_text_names_the_team_beside_its_scope_key(cast, usage, evaluate):
+    # Issue 12: a label in another script has a digest slug; the alert says which team it is.
+    from ecoreport.organizations.models import Team
+    from ecoreport.policies.services import alert_text
+
+    team = Team.objects.create(organization=cast.org, slug="efde87f5ca", name="研究チーム")
+    usage(NOV_1, 240, kwh_per_hour=0.5, team=team)
+    target = target_create(
+        organization=cast.org,
+        name="Research energy",
+        metric="energy_kwh",
+        comparator="at_most",
+        threshold=300.0,
+        period="month",
+        scope_kind="team",
+        team=team,
+    )
+    evaluate(target, deliver=False)
+    text = alert_text(Alert.objects.get(target=target))
+    assert text.startswith("[EcoReport] Research energy (team:efde87f5ca “研究チーム”, 2026-11): ")

@@ -288,3 +288,23 @@ def test_savings_answer_keeps_its_shape_and_adds_the_sources_of_the_values_used(
     assert "McDonald" in capping["source"]["title"]
     assert sources["flexible_pct"]["unsourced"] == "unsourced: engineering estimate"
     assert sources["flexible_pct"]["source"] is None
+
+
+def test_recommendations_name_projects_by_their_name(client, cast, fleet):
+    # Issue 12: a project registered from a label in another script has a digest slug; the
+    # recommendations say its name, and the lever details carry it beside the slug.
+    from ecoreport.organizations.models import Project
+
+    Project.objects.filter(organization=cast.org, slug="tiny-eval").update(name="小さい評価")
+    body = get(client, "/api/v1/savings", cast.member_token, scope="org", **PERIOD).json()
+    levers = {lever["key"]: lever for lever in body["levers"]}
+    candidates = levers["low_utilization"]["details"]["candidates"]
+    assert [(c["project"], c["project_name"]) for c in candidates] == [("tiny-eval", "小さい評価")]
+    projects = levers["precision"]["details"]["projects"]
+    assert {(p["project"], p["project_name"]) for p in projects} == {
+        ("llm", "llm"),
+        ("tiny-eval", "小さい評価"),
+    }
+    sentences = {r["key"]: r["sentence"] for r in body["recommendations"]}
+    assert "j2 in 小さい評価" in sentences["low_utilization"]
+    assert "tiny-eval" not in " ".join(sentences.values())
