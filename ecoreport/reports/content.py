@@ -15,10 +15,10 @@ from django.db.models.functions import TruncDay, TruncMonth
 
 from ecoreport.accounting import selectors as usage
 from ecoreport.accounting.models import HourlyUsage
+from ecoreport.core.periods import CalendarPeriod
 from ecoreport.fleet.models import Gpu, Host
 from ecoreport.organizations.models import Organization, Team
 from ecoreport.reports import coverage
-from ecoreport.reports.periods import ReportPeriod
 from ecoreport.reports.targets import report_targets
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ def _window(qs: QuerySet[HourlyUsage], start: datetime, end: datetime) -> QueryS
 
 
 def data_totals(
-    organization: Organization, team: Team | None, period: ReportPeriod
+    organization: Organization, team: Team | None, period: CalendarPeriod
 ) -> dict[str, float]:
     """Measurement totals (not factors) of the scope and period: a change here is late data."""
     sums = _window(scope_usage(organization, team), period.start, period.end).aggregate(
@@ -144,7 +144,7 @@ def _month_start(moment: datetime) -> datetime:
 
 
 def _intensity(
-    qs: QuerySet[HourlyUsage], organization: Organization, period: ReportPeriod
+    qs: QuerySet[HourlyUsage], organization: Organization, period: CalendarPeriod
 ) -> list[dict[str, Any]]:
     if not HAS_EMISSIONS:
         return []
@@ -177,7 +177,7 @@ def _intensity(
 
 
 def _zone_averages(
-    zones: set[str], organization: Organization, period: ReportPeriod
+    zones: set[str], organization: Organization, period: CalendarPeriod
 ) -> dict[str, float]:
     """Time-averaged location-based factor of each zone over every hour of the period (what a
     load running flat would have experienced)."""
@@ -403,7 +403,7 @@ def _methodology(
     return out
 
 
-def _data_quality(organization: Organization, period: ReportPeriod) -> dict[str, Any]:
+def _data_quality(organization: Organization, period: CalendarPeriod) -> dict[str, Any]:
     """Coverage of the organization's fleet (whatever the report's scope: a team shares GPUs)."""
     window = _window(HourlyUsage.objects.for_org(organization), period.start, period.end)
     per_gpu = {
@@ -485,7 +485,7 @@ def _data_quality(organization: Organization, period: ReportPeriod) -> dict[str,
     }
 
 
-def _gaps(hours: list[datetime], period: ReportPeriod) -> list[dict[str, Any]]:
+def _gaps(hours: list[datetime], period: CalendarPeriod) -> list[dict[str, Any]]:
     """Runs of hours with no measurement from any GPU, longest first."""
     if not hours:
         return []
@@ -513,7 +513,7 @@ def _gaps(hours: list[datetime], period: ReportPeriod) -> list[dict[str, Any]]:
 
 
 def _comparisons(
-    organization: Organization, period: ReportPeriod, data_quality: dict[str, Any]
+    organization: Organization, period: CalendarPeriod, data_quality: dict[str, Any]
 ) -> dict[str, Any]:
     """Coverage of this period (from its data quality figures) and of the two it is compared
     with, and whether each comparison holds (see ``reports.coverage``)."""
@@ -534,7 +534,7 @@ def _comparisons(
 
 
 def _recommendations(
-    organization: Organization, team: Team | None, period: ReportPeriod
+    organization: Organization, team: Team | None, period: CalendarPeriod
 ) -> dict[str, Any]:
     """The top savings levers of the savings app for the scope and period, largest CO2e first."""
     try:
@@ -575,7 +575,7 @@ def build(
     *,
     organization: Organization,
     team: Team | None,
-    period: ReportPeriod,
+    period: CalendarPeriod,
     generated_at: datetime,
     progress: Callable[[str], None] = lambda _: None,
 ) -> dict[str, Any]:

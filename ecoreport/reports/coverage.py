@@ -22,9 +22,9 @@ from django.conf import settings
 from django.db.models import Count, Q
 
 from ecoreport.accounting.models import HourlyUsage
+from ecoreport.core.periods import CalendarPeriod
 from ecoreport.fleet.models import Gpu
 from ecoreport.organizations.models import Organization
-from ecoreport.reports.periods import ReportPeriod
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ class Coverage:
         }
 
 
-def period_coverage(organization: Organization, period: ReportPeriod) -> Coverage:
+def period_coverage(organization: Organization, period: CalendarPeriod) -> Coverage:
     """One scan of the period's rollup rows (distinct hours and GPUs together), and a count of
     the GPUs known then. The report's own period takes these figures from its data quality
     section instead (same definitions), so this runs for the compared periods only."""
@@ -73,7 +73,7 @@ def period_coverage(organization: Organization, period: ReportPeriod) -> Coverag
     return Coverage(period.label, period.hours, found["hours"] or 0, known, found["gpus"] or 0)
 
 
-def from_data_quality(period: ReportPeriod, dq: dict[str, Any]) -> Coverage:
+def from_data_quality(period: CalendarPeriod, dq: dict[str, Any]) -> Coverage:
     return Coverage(
         period.label,
         dq["hours_in_period"],

@@ -23,10 +23,10 @@ from django.db.models import Max, Q
 from django.utils import timezone
 
 from ecoreport.accounting.models import HourlyUsage
+from ecoreport.core.periods import CalendarPeriod, last_complete_quarter, parse_period
 from ecoreport.organizations.models import Membership, Organization, Role, Team
 from ecoreport.reports import content as report_content
 from ecoreport.reports.models import FORMATS, Report, ReportFile
-from ecoreport.reports.periods import ReportPeriod, last_complete_quarter, parse_period
 from ecoreport.reports.tables import fmt, render_csv, render_xlsx
 
 log = logging.getLogger(__name__)
@@ -82,7 +82,7 @@ def report_request(
     *,
     organization: Organization,
     team: Team | None = None,
-    period: ReportPeriod,
+    period: CalendarPeriod,
     trigger: str = Report.Trigger.ON_DEMAND,
     requested_by: Any = None,
 ) -> tuple[Report, bool]:
@@ -239,7 +239,7 @@ def report_generate(
     *,
     organization: Organization,
     team: Team | None = None,
-    period: ReportPeriod,
+    period: CalendarPeriod,
     trigger: str = Report.Trigger.ON_DEMAND,
     requested_by: Any = None,
     now: datetime | None = None,
@@ -289,7 +289,7 @@ def report_notify(*, report: Report) -> int:
     return sent
 
 
-def _orgs_with_data(period: ReportPeriod) -> Iterable[Organization]:
+def _orgs_with_data(period: CalendarPeriod) -> Iterable[Organization]:
     with_data = HourlyUsage.objects.filter(hour__gte=period.start, hour__lt=period.end).values(
         "organization_id"
     )

@@ -18,11 +18,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from ecoreport.core.api import ApiError, FileNegotiation
+from ecoreport.core.periods import PeriodError, last_complete_quarter, parse_complete_period
 from ecoreport.dashboards.views import current_membership
 from ecoreport.organizations.models import Membership, Organization, Role, Team
 from ecoreport.organizations.permissions import request_membership
 from ecoreport.reports.models import CONTENT_TYPES, FORMATS, Report, ReportFile
-from ecoreport.reports.periods import PeriodError, last_complete_quarter, parse_complete_period
 from ecoreport.reports.services import report_request
 
 
