@@ -15,6 +15,7 @@ from django.db.models.functions import TruncDay, TruncMonth
 
 from ecoreport.accounting import selectors as usage
 from ecoreport.accounting.models import HourlyUsage
+from ecoreport.accounting.scope import Scope
 from ecoreport.core.periods import CalendarPeriod
 from ecoreport.fleet.models import Gpu, Host
 from ecoreport.organizations.models import Organization, Team
@@ -541,7 +542,6 @@ def _recommendations(
         from ecoreport.savings.selectors import recommendations
     except ImportError:  # pragma: no cover - savings app absent
         return {"available": False, "rows": []}
-    from ecoreport.dashboards.selectors import Scope
 
     found = recommendations(
         organization, Scope(organization=organization, team=team), period.start, period.end
