@@ -103,3 +103,24 @@ def comparison(now: Coverage, before: Coverage, *, min_pct: float) -> dict[str, 
         "comparable": not short,
         "reason": "; ".join(short) + f" (below {min_pct:g}%)" if short else "",
     }
+
+
+def comparisons(
+    organization: Organization, period: CalendarPeriod, data_quality: dict[str, Any]
+) -> dict[str, Any]:
+    """Coverage of this period (from its data quality figures) and of the two it is compared
+    with, and whether each comparison holds (see the module's docstring)."""
+    min_pct = min_coverage_pct()
+    now = from_data_quality(period, data_quality)
+    before = period_coverage(organization, period.previous)
+    year = period_coverage(organization, period.year_before)
+    return {
+        "min_coverage_pct": min_pct,
+        "coverage": [
+            {"role": "this period", **now.as_dict()},
+            {"role": "previous period", **before.as_dict()},
+            {"role": "same period a year before", **year.as_dict()},
+        ],
+        "previous": comparison(now, before, min_pct=min_pct),
+        "year_before": comparison(now, year, min_pct=min_pct),
+    }

@@ -28,6 +28,7 @@ from ecoreport.organizations.models import Membership, Organization, Role, Team
 from ecoreport.reports import content as report_content
 from ecoreport.reports.models import FORMATS, Report, ReportFile
 from ecoreport.reports.tables import fmt, render_csv, render_xlsx
+from ecoreport.reports.totals import change_pct, data_totals
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,7 @@ def report_request(
     if running is not None:
         return running, False
     latest = latest_issued(organization, team, period.label)
-    totals = report_content.data_totals(organization, team, period)
+    totals = data_totals(organization, team, period)
     if latest is not None and not totals_differ(totals, latest.data_totals):
         return latest, False
     failed = scope.filter(status=Report.Status.FAILED).order_by("-version").first()
@@ -145,7 +146,7 @@ def _change_note(previous: Report, headline: dict[str, Any], totals: dict[str, f
             and math.isclose(before, after, rel_tol=1e-9, abs_tol=10**-digits / 2)
         ):
             continue
-        change = report_content.change_pct(after, before)
+        change = change_pct(after, before)
         parts.append(
             f"{label}: {fmt(before, digits)} → {fmt(after, digits)} {unit}"
             + (f" ({change:+.2f}%)" if change is not None else "")
@@ -186,7 +187,7 @@ def report_build(
             generated_at=now,
             progress=progress,
         )
-        totals = report_content.data_totals(report.organization, report.team, period)
+        totals = data_totals(report.organization, report.team, period)
         headline = {h["key"]: h["value"] for h in content["headline"]}
         previous = (
             _scope_reports(report.organization, report.team, report.period)
@@ -340,7 +341,7 @@ def reports_reissue_late(*, now: datetime | None = None) -> list[Report]:
             version=row["v"],
         )
         period = parse_period(report.period)
-        totals = report_content.data_totals(report.organization, report.team, period)
+        totals = data_totals(report.organization, report.team, period)
         if not totals_differ(totals, report.data_totals):
             continue
         try:

@@ -25,6 +25,10 @@ from ecoreport.core.periods import (
     period_start,
 )
 from ecoreport.organizations.models import Organization, Team
+from ecoreport.policies.models import Target, TargetEvaluation
+
+# The hourly job's own evaluation of one period; it reads the rollups and writes nothing.
+from ecoreport.policies.services import _evaluate_period
 
 # Verdicts printed in the report. A period that has ended passes or fails; one still running
 # at the report's end is "on track" or "at risk" (or already failed: a cumulative figure past an
@@ -59,13 +63,6 @@ def _target_periods(target: Any, period: CalendarPeriod) -> list[datetime]:
 def report_targets(
     organization: Organization, team: Team | None, period: CalendarPeriod, *, generated_at: datetime
 ) -> dict[str, Any]:
-    try:
-        from ecoreport.policies.models import Target, TargetEvaluation
-
-        # The hourly job's own evaluation of one period; it reads the rollups and writes nothing.
-        from ecoreport.policies.services import _evaluate_period
-    except ImportError:  # pragma: no cover - policies app absent
-        return {"available": False, "rows": []}
     targets = Target.objects.for_org(organization).select_related("team", "project")
     if team is not None:
         targets = targets.filter(
