@@ -29,6 +29,8 @@ from ecoreport.organizations.models import Organization, Project, Team
 # The pages read the organization's navigation through this module (``sel.teams_of``).
 from ecoreport.organizations.selectors import projects_of as projects_of
 from ecoreport.organizations.selectors import teams_of as teams_of
+from ecoreport.policies.calc import METRICS
+from ecoreport.policies.models import Target, TargetEvaluation
 
 
 def _window(scope: Scope, period: Period) -> QuerySet[HourlySummary]:
@@ -394,9 +396,6 @@ def fleet_state(
 
 def targets_glance(scope: Scope) -> list[dict[str, Any]]:
     """Active targets of the scope (the whole organization's on the overview) with status."""
-    from ecoreport.policies.calc import METRICS
-    from ecoreport.policies.models import Target
-
     qs = (
         Target.objects.for_org(scope.organization)
         .filter(is_active=True)
@@ -406,8 +405,6 @@ def targets_glance(scope: Scope) -> list[dict[str, Any]]:
         qs = qs.filter(team=scope.team)
     elif scope.project is not None:
         qs = qs.filter(project=scope.project)
-    from ecoreport.policies.models import TargetEvaluation
-
     latest = TargetEvaluation.objects.filter(target=OuterRef("pk")).order_by("-evaluated_at", "-id")
     qs = qs.annotate(
         latest_value=Subquery(latest.values("value")[:1]),
