@@ -173,9 +173,9 @@ def measure(base_url: str) -> None:
 
     logging.disable(logging.WARNING)
     from ecoreport.accounting.selectors import UsageQuery, usage_for_org
+    from ecoreport.core.periods import parse_period
     from ecoreport.organizations.models import Organization
     from ecoreport.reports.models import Report, ReportFile
-    from ecoreport.reports.periods import parse_period
     from ecoreport.reports.services import report_generate
 
     org = Organization.objects.get(slug="bench")

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from django.db import connection, transaction
 from django.utils import timezone
 
 from ecoreport.carbon.resolver import NO_SITE, SiteHourFactors, site_hour_factors
+from ecoreport.core.periods import hour_floor
 from ecoreport.telemetry.models import DirtyHour
 from ecoreport.telemetry.validation import MAX_INTERVAL_S
 
@@ -222,10 +223,6 @@ def summary_rebuild(
             params,
         )
         cursor.execute(_SUMMARY_INSERT.format(site_filter=site_filter), params)
-
-
-def hour_floor(moment: datetime) -> datetime:
-    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
 
 def hours_rollup(*, organization_id: int, hours: Iterable[datetime]) -> int:

@@ -1,10 +1,13 @@
 """The period picker: turns ``?period=…`` into a [start, end) window and the window before it.
-Pure functions with an injected "now"; tested on their own."""
+Pure functions with an injected "now"; tested on their own. Calendar presets ("this month",
+"last quarter") are the shared calendar's periods (``ecoreport.core.periods``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
+
+from ecoreport.core.periods import CalendarPeriod, PeriodError
 
 PRESETS = {
     "7d": "Last 7 days",
@@ -25,10 +28,6 @@ MAX_DAYS = 800
 # from the limits of ``date`` (0001-01-01 minus a day is an OverflowError, a 500).
 EARLIEST_DAY = date(1970, 1, 1)
 LATEST_DAY = date(2199, 12, 31)
-
-
-class PeriodError(ValueError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -54,10 +53,11 @@ class Period:
         """The window of the same length just before (the same length in months for calendar
         presets, so "this quarter" compares with the whole previous quarter)."""
         if self.key in ("month", "last-month"):
-            start = _add_months(self.start, -1)
+            start = CalendarPeriod.containing("month", self.start).previous.start
             return Period("custom", start, self.start)
         if self.key in ("quarter", "last-quarter"):
-            return Period("custom", _add_months(self.start, -3), self.start)
+            start = CalendarPeriod.containing("quarter", self.start).previous.start
+            return Period("custom", start, self.start)
         return Period("custom", self.start - (self.end - self.start), self.start)
 
     @property
@@ -72,19 +72,8 @@ class Period:
         return "month"
 
 
-def _add_months(moment: datetime, months: int) -> datetime:
-    index = moment.year * 12 + moment.month - 1 + months
-    return moment.replace(year=index // 12, month=index % 12 + 1, day=1)
-
-
 def _day_start(day: date) -> datetime:
     return datetime.combine(day, time.min, tzinfo=UTC)
-
-
-def quarter_start(moment: datetime) -> datetime:
-    return moment.replace(
-        month=(moment.month - 1) // 3 * 3 + 1, day=1, hour=0, minute=0, second=0, microsecond=0
-    )
 
 
 def parse_period(params: dict[str, str], *, now: datetime) -> Period:
@@ -111,16 +100,16 @@ def _window(params: dict[str, str], *, now: datetime) -> Period:
     end = now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
     if key in ("7d", "30d", "90d"):
         return Period(key, end - timedelta(days=int(key[:-1])), end)
-    month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    month = CalendarPeriod.containing("month", now)
     if key == "month":
-        return Period(key, month_start, end)
+        return Period(key, month.start, end)
     if key == "last-month":
-        return Period(key, _add_months(month_start, -1), month_start)
+        return Period(key, month.previous.start, month.start)
+    quarter = CalendarPeriod.containing("quarter", now)
     if key == "quarter":
-        return Period(key, quarter_start(now), end)
+        return Period(key, quarter.start, end)
     if key == "last-quarter":
-        q = quarter_start(now)
-        return Period(key, _add_months(q, -3), q)
+        return Period(key, quarter.previous.start, quarter.start)
     try:
         first = date.fromisoformat(params.get("start", ""))
         last = date.fromisoformat(params.get("end", ""))

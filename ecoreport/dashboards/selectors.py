@@ -18,37 +18,19 @@ from django.db.models import Count, Max, Min, OuterRef, Q, QuerySet, Subquery, S
 from django.utils import timezone
 
 from ecoreport.accounting import selectors as usage
-from ecoreport.accounting.models import HourlyJobUsage, HourlySummary, HourlyUsage
+from ecoreport.accounting.models import HourlySummary, HourlyUsage
+from ecoreport.accounting.scope import Scope
 from ecoreport.carbon.models import FACTORS_VERSION_KEY, WORLD_ZONE
 from ecoreport.carbon.resolver import hours_between, location_factors
 from ecoreport.dashboards.periods import Period
 from ecoreport.fleet.models import Gpu, Host, Site
 from ecoreport.organizations.models import Organization, Project, Team
 
-
-@dataclass(frozen=True)
-class Scope:
-    """Organization-wide, or one team, or one project."""
-
-    organization: Organization
-    team: Team | None = None
-    project: Project | None = None
-
-    def _narrow(self, qs: QuerySet) -> QuerySet:
-        if self.team is not None:
-            qs = qs.filter(team=self.team)
-        if self.project is not None:
-            qs = qs.filter(project=self.project)
-        return qs
-
-    def usage(self) -> QuerySet[HourlyUsage]:
-        return self._narrow(HourlyUsage.objects.for_org(self.organization))
-
-    def summary(self) -> QuerySet[HourlySummary]:
-        return self._narrow(HourlySummary.objects.for_org(self.organization))
-
-    def jobs(self) -> QuerySet[HourlyJobUsage]:
-        return self._narrow(HourlyJobUsage.objects.for_org(self.organization))
+# The pages read the organization's navigation through this module (``sel.teams_of``).
+from ecoreport.organizations.selectors import projects_of as projects_of
+from ecoreport.organizations.selectors import teams_of as teams_of
+from ecoreport.policies.calc import METRICS
+from ecoreport.policies.models import Target, TargetEvaluation
 
 
 def _window(scope: Scope, period: Period) -> QuerySet[HourlySummary]:
@@ -441,22 +423,8 @@ def fleet_state(
     }
 
 
-def teams_of(organization: Organization) -> QuerySet[Team]:
-    return Team.objects.for_org(organization).order_by("slug")
-
-
-def projects_of(organization: Organization, team: Team | None = None) -> QuerySet[Project]:
-    qs = Project.objects.for_org(organization)
-    if team is not None:
-        qs = qs.filter(team=team)
-    return qs.order_by("slug")
-
-
 def targets_glance(scope: Scope) -> list[dict[str, Any]]:
     """Active targets of the scope (the whole organization's on the overview) with status."""
-    from ecoreport.policies.calc import METRICS
-    from ecoreport.policies.models import Target
-
     qs = (
         Target.objects.for_org(scope.organization)
         .filter(is_active=True)
@@ -466,8 +434,6 @@ def targets_glance(scope: Scope) -> list[dict[str, Any]]:
         qs = qs.filter(team=scope.team)
     elif scope.project is not None:
         qs = qs.filter(project=scope.project)
-    from ecoreport.policies.models import TargetEvaluation
-
     latest = TargetEvaluation.objects.filter(target=OuterRef("pk")).order_by("-evaluated_at", "-id")
     qs = qs.annotate(
         latest_value=Subquery(latest.values("value")[:1]),

@@ -17,24 +17,7 @@ from ecoreport.dashboards import figures
 from ecoreport.dashboards import selectors as sel
 from ecoreport.dashboards.periods import GROUPINGS, PRESETS, Period, PeriodError, parse_period
 from ecoreport.organizations.models import Membership, Project, Role, Team
-
-
-def current_membership(request: HttpRequest) -> Membership:
-    """The membership the page acts under: ``?org=`` or the session's choice, else the first.
-    Someone who belongs to no organization sees nothing (404, not a hint that it exists)."""
-    memberships = Membership.objects.select_related("organization").filter(user=request.user)
-    wanted = request.GET.get("org") or request.session.get("org")
-    membership = None
-    if wanted:
-        membership = memberships.filter(organization__slug=wanted).first()
-    if membership is None:
-        membership = memberships.order_by("organization__slug").first()
-    if membership is None:
-        raise Http404("You are not a member of any organization.")
-    if request.session.get("org") != membership.organization.slug:
-        # Written only on a change: an unchanged session is not saved again on every page.
-        request.session["org"] = membership.organization.slug
-    return membership
+from ecoreport.organizations.selectors import current_membership
 
 
 def _period(request: HttpRequest) -> tuple[Period, str | None]:

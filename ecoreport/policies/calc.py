@@ -1,17 +1,24 @@
 """Pure arithmetic for targets: periods, baselines, forecasts and status. No database, no clock:
 every function takes the moment it reasons about, so tests pin time by passing it.
 
-Periods are UTC calendar periods, half-open ``[start, end)``.
+Periods are UTC calendar periods, half-open ``[start, end)``; their arithmetic is the shared
+calendar's (``ecoreport.core.periods``), a target naming a kind and storing the period's start.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
-PERIODS = ("month", "quarter", "year")
-_MONTHS = {"month": 1, "quarter": 3, "year": 12}
+from ecoreport.core.periods import PERIOD_KINDS, add_months
+
+# Re-exported: the policies code reads them as ``calc.period_start`` and so on.
+from ecoreport.core.periods import parse_period_label as parse_period_label
+from ecoreport.core.periods import period_label as period_label
+from ecoreport.core.periods import period_shift as period_shift
+from ecoreport.core.periods import period_start as period_start
+
+PERIODS = PERIOD_KINDS
 TRAILING_WINDOW = timedelta(days=14)
 
 
@@ -68,66 +75,7 @@ def threshold_problem(metric: str, threshold: float) -> str | None:
     return None
 
 
-# --- Periods --------------------------------------------------------------------------------
-
-
-def _add_months(moment: datetime, months: int) -> datetime:
-    index = moment.year * 12 + (moment.month - 1) + months
-    return moment.replace(year=index // 12, month=index % 12 + 1)
-
-
-def period_start(kind: str, moment: datetime) -> datetime:
-    """Start of the ``kind`` period containing ``moment`` (converted to UTC)."""
-    if moment.tzinfo is None:
-        raise ValueError("naive datetime; periods are UTC")
-    moment = moment.astimezone(UTC)
-    first = moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    if kind == "month":
-        return first
-    if kind == "quarter":
-        return first.replace(month=(moment.month - 1) // 3 * 3 + 1)
-    if kind == "year":
-        return first.replace(month=1)
-    raise ValueError(f"unknown period {kind!r}")
-
-
-def period_shift(kind: str, start: datetime, n: int) -> datetime:
-    """Start of the period ``n`` periods after (negative: before) the one starting at ``start``."""
-    return _add_months(start, _MONTHS[kind] * n)
-
-
-def period_bounds(kind: str, moment: datetime) -> tuple[datetime, datetime]:
-    start = period_start(kind, moment)
-    return start, period_shift(kind, start, 1)
-
-
-def period_label(kind: str, start: datetime) -> str:
-    if kind == "month":
-        return f"{start.year:04d}-{start.month:02d}"
-    if kind == "quarter":
-        return f"{start.year:04d}-Q{(start.month - 1) // 3 + 1}"
-    return f"{start.year:04d}"
-
-
-_LABELS = {
-    "month": re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$"),
-    "quarter": re.compile(r"^(\d{4})-Q([1-4])$"),
-    "year": re.compile(r"^(\d{4})$"),
-}
-
-
-def parse_period_label(kind: str, label: str) -> datetime:
-    """Start of the period a label names: ``2026-03`` (month), ``2026-Q1`` (quarter), ``2026``."""
-    match = _LABELS[kind].match(label.strip().upper())
-    if not match or int(match.group(1)) < 1970:
-        examples = {"month": "2026-03", "quarter": "2026-Q1", "year": "2026"}
-        raise ValueError(f"'{label}' is not a {kind}; write it like {examples[kind]}")
-    year = int(match.group(1))
-    if kind == "month":
-        return datetime(year, int(match.group(2)), 1, tzinfo=UTC)
-    if kind == "quarter":
-        return datetime(year, (int(match.group(2)) - 1) * 3 + 1, 1, tzinfo=UTC)
-    return datetime(year, 1, 1, tzinfo=UTC)
+# --- Baselines ------------------------------------------------------------------------------
 
 
 BASELINE_RELATIVE = ("previous_period", "same_period_last_year")
@@ -138,7 +86,7 @@ def baseline_start(kind: str, baseline: str, target_start: datetime) -> datetime
     if baseline == "previous_period":
         return period_shift(kind, target_start, -1)
     if baseline == "same_period_last_year":
-        return _add_months(target_start, -12)
+        return add_months(target_start, -12)
     return parse_period_label(kind, baseline)
 
 

@@ -22,9 +22,9 @@ from django.conf import settings
 from django.db.models import Count, Q
 
 from ecoreport.accounting.models import HourlyUsage
+from ecoreport.core.periods import CalendarPeriod
 from ecoreport.fleet.models import Gpu
 from ecoreport.organizations.models import Organization
-from ecoreport.reports.periods import ReportPeriod
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ class Coverage:
         }
 
 
-def period_coverage(organization: Organization, period: ReportPeriod) -> Coverage:
+def period_coverage(organization: Organization, period: CalendarPeriod) -> Coverage:
     """One scan of the period's rollup rows (distinct hours and GPUs together), and a count of
     the GPUs known then. The report's own period takes these figures from its data quality
     section instead (same definitions), so this runs for the compared periods only."""
@@ -73,7 +73,7 @@ def period_coverage(organization: Organization, period: ReportPeriod) -> Coverag
     return Coverage(period.label, period.hours, found["hours"] or 0, known, found["gpus"] or 0)
 
 
-def from_data_quality(period: ReportPeriod, dq: dict[str, Any]) -> Coverage:
+def from_data_quality(period: CalendarPeriod, dq: dict[str, Any]) -> Coverage:
     return Coverage(
         period.label,
         dq["hours_in_period"],
@@ -102,4 +102,25 @@ def comparison(now: Coverage, before: Coverage, *, min_pct: float) -> dict[str, 
         "period": before.period,
         "comparable": not short,
         "reason": "; ".join(short) + f" (below {min_pct:g}%)" if short else "",
+    }
+
+
+def comparisons(
+    organization: Organization, period: CalendarPeriod, data_quality: dict[str, Any]
+) -> dict[str, Any]:
+    """Coverage of this period (from its data quality figures) and of the two it is compared
+    with, and whether each comparison holds (see the module's docstring)."""
+    min_pct = min_coverage_pct()
+    now = from_data_quality(period, data_quality)
+    before = period_coverage(organization, period.previous)
+    year = period_coverage(organization, period.year_before)
+    return {
+        "min_coverage_pct": min_pct,
+        "coverage": [
+            {"role": "this period", **now.as_dict()},
+            {"role": "previous period", **before.as_dict()},
+            {"role": "same period a year before", **year.as_dict()},
+        ],
+        "previous": comparison(now, before, min_pct=min_pct),
+        "year_before": comparison(now, year, min_pct=min_pct),
     }

@@ -9,6 +9,7 @@ from typing import Any
 from django.template.loader import render_to_string
 from django.utils.safestring import mark_safe
 
+from ecoreport.core.palette import PALETTE
 from ecoreport.dashboards import figures
 from ecoreport.reports.tables import comparison_sentence, fmt, fmt_change, report_tables
 
@@ -79,13 +80,13 @@ def report_figures(content: dict[str, Any]) -> dict[str, dict[str, Any]]:
             name="Experienced",
             x=sites,
             y=[r["experienced_g_per_kwh"] for r in content["intensity"]],
-            marker_color=figures.PALETTE[0],
+            marker_color=PALETTE[0],
         )
         fig.add_bar(
             name="Zone average",
             x=sites,
             y=[r["zone_average_g_per_kwh"] for r in content["intensity"]],
-            marker_color=figures.PALETTE[1],
+            marker_color=PALETTE[1],
         )
         out["intensity"] = figures._fig(
             fig, "Carbon intensity experienced against the zone average", "g/kWh"

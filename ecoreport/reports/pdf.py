@@ -7,7 +7,7 @@ import io
 from datetime import datetime
 from typing import Any
 
-from ecoreport.dashboards.figures import PALETTE
+from ecoreport.core.palette import PALETTE
 from ecoreport.reports.tables import (
     UNATTRIBUTED,
     Table,

@@ -23,11 +23,12 @@ from django.db.models import Max, Q
 from django.utils import timezone
 
 from ecoreport.accounting.models import HourlyUsage
+from ecoreport.core.periods import CalendarPeriod, last_complete_quarter, parse_period
 from ecoreport.organizations.models import Membership, Organization, Role, Team
 from ecoreport.reports import content as report_content
 from ecoreport.reports.models import FORMATS, Report, ReportFile
-from ecoreport.reports.periods import ReportPeriod, last_complete_quarter, parse_period
 from ecoreport.reports.tables import fmt, render_csv, render_xlsx
+from ecoreport.reports.totals import change_pct, data_totals
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ def report_request(
     *,
     organization: Organization,
     team: Team | None = None,
-    period: ReportPeriod,
+    period: CalendarPeriod,
     trigger: str = Report.Trigger.ON_DEMAND,
     requested_by: Any = None,
 ) -> tuple[Report, bool]:
@@ -93,7 +94,7 @@ def report_request(
     if running is not None:
         return running, False
     latest = latest_issued(organization, team, period.label)
-    totals = report_content.data_totals(organization, team, period)
+    totals = data_totals(organization, team, period)
     if latest is not None and not totals_differ(totals, latest.data_totals):
         return latest, False
     failed = scope.filter(status=Report.Status.FAILED).order_by("-version").first()
@@ -145,7 +146,7 @@ def _change_note(previous: Report, headline: dict[str, Any], totals: dict[str, f
             and math.isclose(before, after, rel_tol=1e-9, abs_tol=10**-digits / 2)
         ):
             continue
-        change = report_content.change_pct(after, before)
+        change = change_pct(after, before)
         parts.append(
             f"{label}: {fmt(before, digits)} → {fmt(after, digits)} {unit}"
             + (f" ({change:+.2f}%)" if change is not None else "")
@@ -186,7 +187,7 @@ def report_build(
             generated_at=now,
             progress=progress,
         )
-        totals = report_content.data_totals(report.organization, report.team, period)
+        totals = data_totals(report.organization, report.team, period)
         headline = {h["key"]: h["value"] for h in content["headline"]}
         previous = (
             _scope_reports(report.organization, report.team, report.period)
@@ -239,7 +240,7 @@ def report_generate(
     *,
     organization: Organization,
     team: Team | None = None,
-    period: ReportPeriod,
+    period: CalendarPeriod,
     trigger: str = Report.Trigger.ON_DEMAND,
     requested_by: Any = None,
     now: datetime | None = None,
@@ -289,7 +290,7 @@ def report_notify(*, report: Report) -> int:
     return sent
 
 
-def _orgs_with_data(period: ReportPeriod) -> Iterable[Organization]:
+def _orgs_with_data(period: CalendarPeriod) -> Iterable[Organization]:
     with_data = HourlyUsage.objects.filter(hour__gte=period.start, hour__lt=period.end).values(
         "organization_id"
     )
@@ -340,7 +341,7 @@ def reports_reissue_late(*, now: datetime | None = None) -> list[Report]:
             version=row["v"],
         )
         period = parse_period(report.period)
-        totals = report_content.data_totals(report.organization, report.team, period)
+        totals = data_totals(report.organization, report.team, period)
         if not totals_differ(totals, report.data_totals):
             continue
         try:

@@ -17,8 +17,18 @@ from typing import Any
 
 from django.db.models import Q
 
+from ecoreport.core.periods import (
+    CalendarPeriod,
+    parse_period_label,
+    period_label,
+    period_shift,
+    period_start,
+)
 from ecoreport.organizations.models import Organization, Team
-from ecoreport.reports.periods import ReportPeriod
+from ecoreport.policies.models import Target, TargetEvaluation
+
+# The hourly job's own evaluation of one period; it reads the rollups and writes nothing.
+from ecoreport.policies.services import _evaluate_period
 
 # Verdicts printed in the report. A period that has ended passes or fails; one still running
 # at the report's end is "on track" or "at risk" (or already failed: a cumulative figure past an
@@ -36,33 +46,23 @@ def verdict(status: str, *, final: bool) -> str:
     return "on track" if status == "on_track" else "at risk"
 
 
-def _target_periods(target: Any, period: ReportPeriod) -> list[datetime]:
+def _target_periods(target: Any, period: CalendarPeriod) -> list[datetime]:
     """Starts of the target's periods that overlap the report's period."""
-    from ecoreport.policies import calc
-
     if target.period_label:
-        start = calc.parse_period_label(target.period, target.period_label)
-        end = calc.period_shift(target.period, start, 1)
+        start = parse_period_label(target.period, target.period_label)
+        end = period_shift(target.period, start, 1)
         return [start] if start < period.end and end > period.start else []
     starts = []
-    start = calc.period_start(target.period, period.start)
+    start = period_start(target.period, period.start)
     while start < period.end:
         starts.append(start)
-        start = calc.period_shift(target.period, start, 1)
+        start = period_shift(target.period, start, 1)
     return starts
 
 
 def report_targets(
-    organization: Organization, team: Team | None, period: ReportPeriod, *, generated_at: datetime
+    organization: Organization, team: Team | None, period: CalendarPeriod, *, generated_at: datetime
 ) -> dict[str, Any]:
-    try:
-        from ecoreport.policies import calc
-        from ecoreport.policies.models import Target, TargetEvaluation
-
-        # The hourly job's own evaluation of one period; it reads the rollups and writes nothing.
-        from ecoreport.policies.services import _evaluate_period
-    except ImportError:  # pragma: no cover - policies app absent
-        return {"available": False, "rows": []}
     targets = Target.objects.for_org(organization).select_related("team", "project")
     if team is not None:
         targets = targets.filter(
@@ -92,7 +92,7 @@ def report_targets(
                     "metric": target.metric,
                     "comparator": target.comparator,
                     "period": target.period,
-                    "target_period": calc.period_label(target.period, start),
+                    "target_period": period_label(target.period, start),
                     "threshold": result["threshold_value"],
                     "baseline": result["baseline_value"],
                     "value": result["value"],

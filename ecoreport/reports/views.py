@@ -18,11 +18,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from ecoreport.core.api import ApiError, FileNegotiation
-from ecoreport.dashboards.views import current_membership
+from ecoreport.core.periods import PeriodError, last_complete_quarter, parse_complete_period
 from ecoreport.organizations.models import Membership, Organization, Role, Team
 from ecoreport.organizations.permissions import request_membership
+from ecoreport.organizations.selectors import current_membership, teams_of
 from ecoreport.reports.models import CONTENT_TYPES, FORMATS, Report, ReportFile
-from ecoreport.reports.periods import PeriodError, last_complete_quarter, parse_complete_period
 from ecoreport.reports.services import report_request
 
 
@@ -253,13 +253,11 @@ class ReportDownloadView(APIView):
 
 
 def _page_context(request: HttpRequest, membership: Membership) -> dict[str, Any]:
-    from ecoreport.dashboards import selectors as sel
-
     return {
         "membership": membership,
         "organization": membership.organization,
         "is_admin": membership.has_role(Role.ADMIN),
-        "teams_nav": sel.teams_of(membership.organization),
+        "teams_nav": teams_of(membership.organization),
         "query": "",
     }
 

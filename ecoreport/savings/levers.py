@@ -11,12 +11,13 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.db.models import Case, F, FloatField, Max, Q, QuerySet, Sum, Value, When
 from django.db.models.functions import NullIf, TruncHour
 
 from ecoreport.accounting.models import HourlyUsage
+from ecoreport.accounting.scope import Scope
 from ecoreport.carbon.emissions import J_PER_KWH
 from ecoreport.carbon.models import Resolution
 from ecoreport.carbon.resolver import NO_SITE, hours_between, site_hour_factors
@@ -27,9 +28,6 @@ from ecoreport.savings.assumptions import Assumptions
 from ecoreport.savings.conf import default_currency, default_price_per_kwh
 from ecoreport.savings.models import SitePrice
 from ecoreport.telemetry.models import SampleShare
-
-if TYPE_CHECKING:
-    from ecoreport.savings.selectors import ScopeLike
 
 LEVER_KEYS = (
     "idle",
@@ -102,7 +100,7 @@ class Prices:
 @dataclass
 class Context:
     organization: Organization
-    scope: ScopeLike
+    scope: Scope
     start: datetime
     end: datetime
     assumptions: Assumptions

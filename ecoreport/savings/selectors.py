@@ -21,11 +21,9 @@ The best time to run is in ``ecoreport.savings.windows``.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
-from django.db.models import QuerySet
-
-from ecoreport.accounting.models import HourlyUsage
+from ecoreport.accounting.scope import Scope
 from ecoreport.organizations.models import Organization, Project, Team
 from ecoreport.savings import calc
 from ecoreport.savings.assumptions import Assumptions
@@ -44,9 +42,6 @@ from ecoreport.savings.levers import (
 )
 from ecoreport.savings.sentences import sentence
 
-if TYPE_CHECKING:
-    from ecoreport.dashboards.selectors import Scope
-
 MAX_PERIOD = timedelta(days=400)
 
 
@@ -58,24 +53,8 @@ class SavingsError(ValueError):
         self.field = field
 
 
-class ScopeLike(Protocol):
-    """What a scope must offer (``ecoreport.dashboards.selectors.Scope`` does)."""
-
-    @property
-    def organization(self) -> Organization: ...
-    @property
-    def team(self) -> Team | None: ...
-    @property
-    def project(self) -> Project | None: ...
-
-    def usage(self) -> QuerySet[HourlyUsage]: ...
-
-
 def scope_parse(organization: Organization, text: str) -> Scope:
     """``org``, ``team:SLUG`` or ``project:SLUG`` of the organization, or ``SavingsError``."""
-    # Imported here: the dashboards app imports this module for its calculator page.
-    from ecoreport.dashboards.selectors import Scope
-
     text = (text or "org").strip()
     if text == "org":
         return Scope(organization)
@@ -95,7 +74,7 @@ def scope_parse(organization: Organization, text: str) -> Scope:
     )
 
 
-def scope_label(scope: ScopeLike) -> str:
+def scope_label(scope: Scope) -> str:
     if scope.project is not None:
         return f"project:{scope.project.slug}"
     if scope.team is not None:
@@ -116,7 +95,7 @@ def period_check(start: datetime, end: datetime) -> None:
 
 def savings_for_scope(
     organization: Organization,
-    scope: ScopeLike,
+    scope: Scope,
     start: datetime,
     end: datetime,
     assumptions: Assumptions | None = None,
@@ -176,7 +155,7 @@ def savings_for_scope(
 
 def recommendations(
     organization: Organization,
-    scope: ScopeLike,
+    scope: Scope,
     start: datetime,
     end: datetime,
     assumptions: Assumptions | None = None,

@@ -37,6 +37,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from ecoreport.core.periods import hour_floor
 from ecoreport.fleet.models import AgentCredential, Gpu, Host
 from ecoreport.organizations.models import Membership, Organization, Project, Role, Team
 from ecoreport.telemetry.models import (
@@ -96,13 +97,9 @@ class IngestResult:
 MAX_WARNINGS = 100
 
 
-def _hour_of(moment: datetime) -> datetime:
-    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-
-
 def _hours_overlapped(start: datetime, end: datetime) -> list[datetime]:
     """Every hour [start, end) overlaps: the rollup books a sample's energy to each of them."""
-    hours = [_hour_of(start)]
+    hours = [hour_floor(start)]
     # ``end`` is exclusive: a sample ending on the hour does not touch the next one.
     while hours[-1] + timedelta(hours=1) < end:
         hours.append(hours[-1] + timedelta(hours=1))

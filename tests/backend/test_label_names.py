@@ -13,10 +13,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from ecoreport.core.periods import parse_period
 from ecoreport.organizations.models import Project, Team
 from ecoreport.reports import services as reports
 from ecoreport.reports.models import ReportFile
-from ecoreport.reports.periods import parse_period
 from tests.conftest import make_batch, make_sample
 from tests.reports.conftest import Q3_END, Q3_START
 

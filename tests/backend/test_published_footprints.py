@@ -20,10 +20,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from ecoreport.core.periods import parse_period
 from ecoreport.fleet.models import Gpu
 from ecoreport.reports import services
 from ecoreport.reports.models import ReportFile
-from ecoreport.reports.periods import parse_period
 from tests.conftest import iso, make_batch, make_sample
 
 pytestmark = pytest.mark.django_db

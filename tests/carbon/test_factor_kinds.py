@@ -309,8 +309,8 @@ def test_provenance_says_which_years_market_factor_applied_as_a_fallback(market_
 
 
 def test_report_market_factor_table_flags_the_carried_forward_factor(market_2025, cast):
+    from ecoreport.core.periods import CalendarPeriod as ReportPeriod
     from ecoreport.reports.content import build
-    from ecoreport.reports.periods import ReportPeriod
     from ecoreport.reports.tables import render_csv, report_tables
 
     content = build(

@@ -1,8 +1,8 @@
-"""The pure arithmetic of targets: periods, baselines, forecasts and status, without a database."""
+"""The pure arithmetic of targets: baselines, forecasts and status, without a database."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -14,83 +14,7 @@ def utc(*args: int) -> datetime:
     return datetime(*args, tzinfo=UTC)
 
 
-@pytest.mark.parametrize(
-    ("kind", "moment", "start", "end"),
-    [
-        ("month", utc(2026, 1, 1), utc(2026, 1, 1), utc(2026, 2, 1)),
-        ("month", utc(2026, 1, 31, 23, 59, 59, 999999), utc(2026, 1, 1), utc(2026, 2, 1)),
-        ("month", utc(2026, 12, 15), utc(2026, 12, 1), utc(2027, 1, 1)),
-        ("month", utc(2024, 2, 29, 12), utc(2024, 2, 1), utc(2024, 3, 1)),  # leap day
-        ("month", utc(2025, 2, 28, 23), utc(2025, 2, 1), utc(2025, 3, 1)),
-        ("quarter", utc(2026, 3, 31, 23, 59), utc(2026, 1, 1), utc(2026, 4, 1)),
-        ("quarter", utc(2026, 4, 1), utc(2026, 4, 1), utc(2026, 7, 1)),
-        ("quarter", utc(2026, 9, 30, 12), utc(2026, 7, 1), utc(2026, 10, 1)),
-        ("quarter", utc(2026, 11, 27, 10), utc(2026, 10, 1), utc(2027, 1, 1)),
-        ("year", utc(2024, 12, 31, 23, 59), utc(2024, 1, 1), utc(2025, 1, 1)),
-        ("year", utc(2025, 1, 1), utc(2025, 1, 1), utc(2026, 1, 1)),
-    ],
-)
-def test_period_bounds(kind, moment, start, end):
-    assert calc.period_bounds(kind, moment) == (start, end)
-
-
-def test_periods_are_utc_whatever_the_input_zone():
-    # 00:30 on 1 April in UTC+2 is still 31 March in UTC: first quarter, March.
-    moment = datetime(2026, 4, 1, 0, 30, tzinfo=timezone(timedelta(hours=2)))
-    assert calc.period_bounds("quarter", moment) == (utc(2026, 1, 1), utc(2026, 4, 1))
-    assert calc.period_start("month", moment) == utc(2026, 3, 1)
-    assert calc.period_start("month", moment).tzinfo is UTC
-
-
-def test_naive_datetimes_are_refused():
-    with pytest.raises(ValueError, match="naive"):
-        calc.period_start("month", datetime(2026, 1, 1))
-
-
-@pytest.mark.parametrize(
-    ("kind", "start", "length_days"),
-    [
-        ("month", utc(2024, 2, 1), 29),
-        ("month", utc(2025, 2, 1), 28),
-        ("quarter", utc(2024, 1, 1), 91),
-        ("quarter", utc(2025, 1, 1), 90),
-        ("year", utc(2024, 1, 1), 366),
-        ("year", utc(2025, 1, 1), 365),
-    ],
-)
-def test_period_lengths_follow_the_calendar(kind, start, length_days):
-    start_, end = calc.period_bounds(kind, start)
-    assert (end - start_).days == length_days
-
-
-@pytest.mark.parametrize(
-    ("kind", "label", "start"),
-    [
-        ("month", "2026-03", utc(2026, 3, 1)),
-        ("quarter", "2026-Q4", utc(2026, 10, 1)),
-        ("quarter", "2026-q1", utc(2026, 1, 1)),
-        ("year", "2024", utc(2024, 1, 1)),
-    ],
-)
-def test_period_labels_round_trip(kind, label, start):
-    assert calc.parse_period_label(kind, label) == start
-    assert calc.period_label(kind, start) == label.upper()
-
-
-@pytest.mark.parametrize(
-    ("kind", "label"),
-    [
-        ("month", "2026-13"),
-        ("month", "2026-Q1"),
-        ("quarter", "2026-Q5"),
-        ("quarter", "2026"),
-        ("year", "26"),
-        ("year", "1900"),
-    ],
-)
-def test_bad_period_labels_are_refused(kind, label):
-    with pytest.raises(ValueError, match="write it like"):
-        calc.parse_period_label(kind, label)
+# Period bounds, labels and their refusals are the shared calendar's: tests/core/test_periods.py.
 
 
 @pytest.mark.parametrize(

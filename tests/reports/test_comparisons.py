@@ -11,10 +11,10 @@ import pytest
 import time_machine
 from pypdf import PdfReader
 
+from ecoreport.core.periods import parse_period
 from ecoreport.reports import services
 from ecoreport.reports.coverage import Coverage, comparison
 from ecoreport.reports.models import ReportFile
-from ecoreport.reports.periods import parse_period
 from tests.conftest import make_batch, make_sample
 
 pytestmark = pytest.mark.django_db

@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from ecoreport.accounting.selectors import fallback_share_pct
+from ecoreport.core.periods import parse_period
 from ecoreport.reports import services
 from ecoreport.reports.models import ReportFile
-from ecoreport.reports.periods import parse_period
 from tests.conftest import iso, make_batch, make_sample
 
 pytestmark = pytest.mark.django_db

@@ -8,11 +8,11 @@ import io
 
 import pytest
 
+from ecoreport.core.periods import parse_period
 from ecoreport.policies.models import TargetEvaluation
 from ecoreport.policies.services import target_create
 from ecoreport.reports import services
 from ecoreport.reports.models import ReportFile
-from ecoreport.reports.periods import parse_period
 from ecoreport.reports.targets import verdict
 from tests.reports.conftest import Q3_END, Q3_START
 

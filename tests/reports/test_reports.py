@@ -17,11 +17,11 @@ from django.db.models import F
 from pypdf import PdfReader
 
 from ecoreport.accounting.models import HourlyUsage
+from ecoreport.core.periods import parse_period
 from ecoreport.organizations.models import Team
 from ecoreport.reports import services
 from ecoreport.reports.content import HAS_EMISSIONS
 from ecoreport.reports.models import ImmutableReportError, Report, ReportFile
-from ecoreport.reports.periods import parse_period
 from ecoreport.reports.tables import fmt
 from tests.reports.conftest import Q3_END, Q3_START, q3_batch
 

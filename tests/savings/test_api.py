@@ -179,8 +179,8 @@ def test_assumptions_endpoint_lists_defaults_and_ranges(client, cast):
 def _reported(client, cast) -> dict:
     """Every reported figure of the fixture's day: the rows, the usage API, the report."""
     from ecoreport.accounting.models import HourlyUsage
+    from ecoreport.core.periods import CalendarPeriod as ReportPeriod
     from ecoreport.reports.content import build
-    from ecoreport.reports.periods import ReportPeriod
 
     rows = sorted(
         HourlyUsage.objects.values_list(

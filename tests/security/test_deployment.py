@@ -167,8 +167,8 @@ def test_the_html_report_viewed_inline_runs_sandboxed(cast, client):
 
     import time_machine
 
+    from ecoreport.core.periods import parse_period
     from ecoreport.reports import services
-    from ecoreport.reports.periods import parse_period
 
     with time_machine.travel(datetime(2026, 10, 20, tzinfo=UTC), tick=False):
         report = services.report_generate(organization=cast.org, period=parse_period("2026-Q3"))

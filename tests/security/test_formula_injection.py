@@ -10,11 +10,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from openpyxl import load_workbook
 
+from ecoreport.core.periods import parse_period
 from ecoreport.core.spreadsheets import spreadsheet_cell
 from ecoreport.organizations.models import Team
 from ecoreport.reports import services
 from ecoreport.reports.models import ReportFile
-from ecoreport.reports.periods import parse_period
 from tests.conftest import make_batch, make_sample
 
 pytestmark = pytest.mark.django_db

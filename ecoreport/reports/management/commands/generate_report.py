@@ -10,9 +10,9 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
+from ecoreport.core.periods import PeriodError, parse_complete_period
 from ecoreport.organizations.models import Organization, Team
 from ecoreport.reports.models import FORMATS, Report, ReportFile
-from ecoreport.reports.periods import PeriodError, parse_complete_period
 from ecoreport.reports.services import report_generate
 
 
