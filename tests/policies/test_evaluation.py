@@ -238,7 +238,7 @@ def test_demo_targets_are_created_and_evaluated(cast, usage):
     Team.objects.create(organization=cast.org, slug="vision")
     Project.objects.create(organization=cast.org, slug="shared-inference")
     usage(datetime(2026, 10, 1, tzinfo=UTC), 41 * 24, team=nlp, util_pct=70.0)
-    from ecoreport.policies.services import DEMO_TARGETS, targets_demo_create
+    from ecoreport.demo.policies import DEMO_TARGETS, targets_demo_create
 
     targets = targets_demo_create(organization=cast.org, now=NOV_11)
     assert len(targets) == len(DEMO_TARGETS)
