@@ -792,9 +792,10 @@ def build(args: argparse.Namespace, url: str) -> dict:
 def targets_create(ids: dict, end: datetime) -> int:
     """A few targets (organization, biggest team, its biggest project), evaluated now, with an
     hourly history of 60 days so the "latest evaluation" lookups meet a realistic table."""
+    from ecoreport.demo.policies import DEMO_TARGETS
     from ecoreport.organizations.models import Organization, Project, Team
     from ecoreport.policies.models import Target, TargetEvaluation
-    from ecoreport.policies.services import DEMO_TARGETS, target_create, target_evaluate
+    from ecoreport.policies.services import target_create, target_evaluate
 
     org = Organization.objects.get(pk=ids["org"])
     team, project = biggest(org.pk)

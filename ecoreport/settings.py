@@ -57,6 +57,7 @@ INSTALLED_APPS = [
     "ecoreport.savings",
     "ecoreport.dashboards",
     "ecoreport.reports",
+    "ecoreport.demo",
 ]
 
 MIDDLEWARE = [

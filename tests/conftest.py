@@ -1,4 +1,5 @@
-"""Shared fixtures: a named cast (owner, member, outsider), agents and clients.
+"""Shared fixtures: a named cast (owner, member, outsider), agents and clients; the objects
+they arrange come from tests/factories.py.
 
 The network is blocked to anything but loopback: a test that would call an outside service
 fails instead of quietly depending on the internet.
@@ -78,17 +79,14 @@ class Cast:
 
 @pytest.fixture
 def cast(db: Any) -> Cast:
-    from ecoreport.organizations.services import (
-        api_token_issue,
-        membership_ensure,
-        organization_create,
-    )
+    from ecoreport.organizations.services import api_token_issue
+    from tests.factories import MembershipFactory, OrganizationFactory
 
-    org = organization_create(slug="acme", name="Acme AI")
-    other = organization_create(slug="globex", name="Globex")
-    owner = membership_ensure(organization=org, username="olivia", role="owner")
-    member = membership_ensure(organization=org, username="mo", role="member")
-    outsider = membership_ensure(organization=other, username="oscar", role="owner")
+    org = OrganizationFactory(slug="acme", name="Acme AI")
+    other = OrganizationFactory(slug="globex", name="Globex")
+    owner = MembershipFactory(organization=org, username="olivia", role="owner")
+    member = MembershipFactory(organization=org, username="mo", role="member")
+    outsider = MembershipFactory(organization=other, username="oscar", role="owner")
     return Cast(
         org=org,
         other_org=other,
@@ -109,10 +107,11 @@ class Agent:
 
 @pytest.fixture
 def make_agent(db: Any) -> Callable[..., Agent]:
-    from ecoreport.fleet.services import agent_token_issue, host_ensure
+    from ecoreport.fleet.services import agent_token_issue
+    from tests.factories import HostFactory
 
     def make(org: Any, hostname: str = "gpu-node-01", **kwargs: Any) -> Agent:
-        host = host_ensure(organization=org, hostname=hostname, **kwargs)
+        host = HostFactory(organization=org, hostname=hostname, **kwargs)
         return Agent(host=host, token=agent_token_issue(host=host))
 
     return make

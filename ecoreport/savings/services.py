@@ -9,10 +9,6 @@ from django.utils import timezone
 from ecoreport.fleet.models import Site
 from ecoreport.savings.models import SitePrice, currency_validator
 
-# Demo figures in one currency (prices in different currencies do not add up in a scope's cost):
-# roughly what a datacenter pays per kWh at each demo site, for the calculator to show.
-DEMO_PRICES_EUR = {"paris-dc": "0.16", "iowa-gcp": "0.08", "warsaw-dc": "0.19"}
-
 
 class PriceError(ValueError):
     pass
@@ -41,14 +37,3 @@ def site_price_set(
         },
     )
     return record
-
-
-def site_prices_demo_set(*, sites: list[Site]) -> None:
-    for site in sites:
-        if site.slug in DEMO_PRICES_EUR:
-            site_price_set(
-                site=site,
-                price_per_kwh=DEMO_PRICES_EUR[site.slug],
-                currency="EUR",
-                source="demo figure",
-            )

@@ -15,6 +15,7 @@ from ecoreport.fleet.services import agent_credential_revoke
 from ecoreport.organizations.models import Project, Team
 from ecoreport.telemetry.models import EnergySample, IngestBatch, SampleShare
 from tests.conftest import BASE_TIME, iso, make_batch, make_sample
+from tests.factories import TeamFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -317,7 +318,7 @@ def test_shares_sum_to_the_sample_energy(agent, post_batch):
 
 
 def test_unattributed_energy_goes_to_the_hosts_default_team(cast, make_agent, post_batch):
-    default_team = Team.objects.create(organization=cast.org, slug="platform")
+    default_team = TeamFactory(organization=cast.org, slug="platform")
     agent = make_agent(cast.org, "node-x", default_team=default_team)
     post_batch(agent.token, make_batch([make_sample(attribution=[])]))
     share = SampleShare.objects.get()

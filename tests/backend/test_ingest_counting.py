@@ -20,6 +20,7 @@ from ecoreport.organizations.models import Project, Team
 from ecoreport.telemetry.models import EnergySample, IngestBatch, LabelBudgetNotice, SampleShare
 from ecoreport.telemetry.validation import clean_label, label_display, label_slug
 from tests.conftest import BASE_TIME, make_batch, make_sample
+from tests.factories import TeamFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -427,7 +428,7 @@ def test_admins_are_told_later_when_the_mail_server_was_down(
 
 def test_budget_does_not_count_teams_people_created(agent, post_batch, cast, settings):
     settings.INGEST_MAX_NEW_LABELS_PER_DAY = 1
-    Team.objects.create(organization=cast.org, slug="ops", name="Ops")
+    TeamFactory(organization=cast.org, slug="ops", name="Ops")
     attribution = [{"share": 0.5, "team": "ops"}, {"share": 0.5, "team": "new"}]
     body = post_batch(agent.token, make_batch([at(0, attribution=attribution)])).json()
     assert "warnings" not in body

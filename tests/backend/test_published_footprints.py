@@ -21,10 +21,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from ecoreport.core.periods import parse_period
-from ecoreport.fleet.models import Gpu
 from ecoreport.reports import services
 from ecoreport.reports.models import ReportFile
 from tests.conftest import iso, make_batch, make_sample
+from tests.factories import GpuFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -115,8 +115,7 @@ def test_published_footprint_comes_out_of_the_usage_api_and_the_report(
     # Each aggregated device declares the pod's power: its mean draw over the hour.
     pod_power_w = math.ceil(per_sample_j / 3600.0)
     for d in range(DEVICES):
-        Gpu.objects.create(
-            organization=cast.org,
+        GpuFactory(
             host=agent.host,
             uuid=f"POD-{d}",
             index=d,

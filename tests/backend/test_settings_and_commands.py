@@ -15,6 +15,7 @@ from ecoreport.accounting.models import HourlyUsage
 from ecoreport.fleet.models import AgentCredential, Host, Site
 from ecoreport.organizations.models import ApiToken, Membership, Organization, hash_token
 from ecoreport.telemetry.models import EnergySample
+from tests.factories import SiteFactory
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -76,12 +77,7 @@ def test_create_org_and_tokens_print_the_token_alone():
     # The token itself is not stored, only its hash.
     assert not ApiToken.objects.filter(key_hash=token).exists()
 
-    Site.objects.create(
-        organization=Organization.objects.get(slug="acme"),
-        slug="paris",
-        name="Paris",
-        grid_zone="FR",
-    )
+    SiteFactory(organization=Organization.objects.get(slug="acme"), slug="paris", name="Paris")
     out = StringIO()
     call_command(
         "issue_agent_token",

@@ -329,8 +329,8 @@ def test_report_market_factor_table_flags_the_carried_forward_factor(market_2025
 
 
 def test_demo_has_marginal_signals_that_the_best_window_uses_and_no_row_uses(db):
-    from ecoreport.carbon.services import demo_carbon_seed
-    from ecoreport.core.demo import demo_seed
+    from ecoreport.demo.carbon import demo_carbon_seed
+    from ecoreport.demo.services import demo_seed
     from ecoreport.savings.windows import best_window
 
     now = datetime(2026, 11, 27, 12, tzinfo=UTC)

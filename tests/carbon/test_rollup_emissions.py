@@ -441,8 +441,8 @@ def test_bad_provenance_parameters_are_400(cast, client, params):
 
 
 def test_demo_gets_hourly_factors_and_a_green_contract(db):
-    from ecoreport.carbon.services import demo_carbon_seed
-    from ecoreport.core.demo import demo_seed
+    from ecoreport.demo.carbon import demo_carbon_seed
+    from ecoreport.demo.services import demo_seed
 
     now = datetime(2026, 11, 27, 12, tzinfo=UTC)
     summary = demo_seed(days=2, gpus=4, now=now)

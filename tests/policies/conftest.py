@@ -28,10 +28,10 @@ def usage(cast: Any) -> Callable[..., None]:
     """add(start, hours, kwh_per_hour=..., team=..., util_pct=..., idle_share=...): one GPU's
     rollup rows, one per hour."""
     from ecoreport.accounting.models import HourlyUsage
-    from ecoreport.fleet.models import Gpu, Host
+    from tests.factories import GpuFactory, HostFactory
 
-    host = Host.objects.create(organization=cast.org, hostname="gpu-node-01")
-    gpu = Gpu.objects.create(organization=cast.org, host=host, uuid="GPU-0")
+    host = HostFactory(organization=cast.org, hostname="gpu-node-01")
+    gpu = GpuFactory(host=host, uuid="GPU-0")
 
     def add(
         start: datetime,
@@ -87,9 +87,9 @@ def usage(cast: Any) -> Callable[..., None]:
 
 @pytest.fixture
 def team(cast: Any) -> Any:
-    from ecoreport.organizations.models import Team
+    from tests.factories import TeamFactory
 
-    return Team.objects.create(organization=cast.org, slug="nlp", name="Language models")
+    return TeamFactory(organization=cast.org, slug="nlp", name="Language models")
 
 
 @dataclass

@@ -131,9 +131,9 @@ def test_list_is_ordered_by_name(cast, api):
 
 
 def test_update_and_delete(cast, api):
-    from ecoreport.organizations.models import Team
+    from tests.factories import TeamFactory
 
-    Team.objects.create(organization=cast.org, slug="vision")
+    TeamFactory(organization=cast.org, slug="vision")
     target = target_create(
         organization=cast.org,
         name="t",

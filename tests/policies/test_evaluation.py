@@ -11,6 +11,7 @@ from django.core.management import call_command
 
 from ecoreport.policies.models import Target, TargetEvaluation
 from ecoreport.policies.services import target_create, target_evaluate
+from tests.factories import ProjectFactory, TeamFactory
 from tests.policies.conftest import has_emissions
 
 pytestmark = pytest.mark.django_db
@@ -188,9 +189,7 @@ def test_baseline_without_data_is_no_data(cast, usage):
 
 
 def test_team_and_project_scopes_count_only_their_rows(cast, usage, team):
-    from ecoreport.organizations.models import Project
-
-    project = Project.objects.create(organization=cast.org, slug="llm", team=team)
+    project = ProjectFactory(organization=cast.org, slug="llm", team=team)
     usage(NOV_1, 240, kwh_per_hour=0.5, team=team, project=project)
     usage(NOV_1, 240, kwh_per_hour=2.0)  # unattributed: the org's only
     for fields, expected in [
@@ -232,13 +231,11 @@ def test_evaluate_targets_command_refuses_an_unknown_org(db):
 
 
 def test_demo_targets_are_created_and_evaluated(cast, usage):
-    from ecoreport.organizations.models import Project, Team
-
-    nlp = Team.objects.create(organization=cast.org, slug="nlp")
-    Team.objects.create(organization=cast.org, slug="vision")
-    Project.objects.create(organization=cast.org, slug="shared-inference")
+    nlp = TeamFactory(organization=cast.org, slug="nlp")
+    TeamFactory(organization=cast.org, slug="vision")
+    ProjectFactory(organization=cast.org, slug="shared-inference")
     usage(datetime(2026, 10, 1, tzinfo=UTC), 41 * 24, team=nlp, util_pct=70.0)
-    from ecoreport.policies.services import DEMO_TARGETS, targets_demo_create
+    from ecoreport.demo.policies import DEMO_TARGETS, targets_demo_create
 
     targets = targets_demo_create(organization=cast.org, now=NOV_11)
     assert len(targets) == len(DEMO_TARGETS)

@@ -140,9 +140,9 @@ def fleet(cast: Any, make_agent: Any, post_batch: Any, zone_factors: None) -> Fl
     - GPU-B0: job j2 of project tiny-eval (team vision), 0.5 kWh in hour 10, 10 % util, 5 GB.
     """
     from ecoreport.carbon.services import site_create
-    from ecoreport.organizations.models import Team
+    from tests.factories import TeamFactory
 
-    nlp = Team.objects.create(organization=cast.org, slug="nlp")
+    nlp = TeamFactory(organization=cast.org, slug="nlp")
     site_a = site_create(
         organization=cast.org, slug="dc-a", name="A", grid_zone="ZA", pue=str(PUE_A)
     )

@@ -2,7 +2,8 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
-from ecoreport.core.demo import demo_seed
+from ecoreport.demo.carbon import demo_carbon_seed
+from ecoreport.demo.services import demo_seed
 from ecoreport.organizations.models import Organization
 
 
@@ -25,7 +26,6 @@ class Command(BaseCommand):
         if not 1 <= gpus <= 512:
             raise CommandError("--gpus must be between 1 and 512.")
         began = time.monotonic()
-        from ecoreport.carbon.services import demo_carbon_seed
 
         def carbon(organization: Organization) -> None:
             # Hourly grid factors over the whole history and a green contract for one site,

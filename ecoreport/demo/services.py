@@ -1,6 +1,7 @@
 """The demo organization: teams, projects, sites in zones of different carbon intensity, hosts,
 GPUs and months of history, written in bulk through the same ingest service the API uses (so
-the demo obeys every invariant the product does), then rolled up.
+the demo obeys every invariant the product does), then rolled up. Its electricity prices,
+policy targets and grid factors come from the sibling modules of this app.
 
 Deterministic for a given seed and "now", so screenshots and tests are repeatable.
 """
@@ -19,6 +20,8 @@ from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 
 from ecoreport.accounting.services import dirty_hours_rollup
+from ecoreport.demo.policies import targets_demo_create
+from ecoreport.demo.savings import site_prices_demo_set
 from ecoreport.fleet.models import AgentCredential, Host, Site
 from ecoreport.fleet.services import host_ensure
 from ecoreport.organizations.models import Membership, Organization, Project, Role, Team
@@ -167,8 +170,6 @@ def demo_seed(
             )
             for slug, name, zone, pue, provider in SITES
         ]
-        from ecoreport.savings.services import site_prices_demo_set
-
         site_prices_demo_set(sites=sites)  # electricity prices for the savings calculator
         hosts: list[tuple[Host, list[tuple[str, str, float, float]]]] = []
         rng = random.Random(seed)
@@ -224,8 +225,6 @@ def demo_seed(
     while rebuilt := dirty_hours_rollup(limit=500):
         hours += rebuilt
         progress(f"  rolled up {hours:,} hours")
-    from ecoreport.policies.services import targets_demo_create
-
     targets = targets_demo_create(organization=org, now=now)
     progress(f"  {len(targets)} policy targets: {', '.join(t.status for t in targets)}")
     return DemoSummary(organization=org, samples=total, hours=hours, login_created=login_created)
