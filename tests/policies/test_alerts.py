@@ -11,8 +11,9 @@ import pytest
 import time_machine
 from django.core import mail
 
+from ecoreport.policies.delivery import delivery_backoff_s
 from ecoreport.policies.models import Alert, AlertDelivery, AlertSubscription, Target, Webhook
-from ecoreport.policies.services import delivery_backoff_s, target_create, target_evaluate
+from ecoreport.policies.services import target_create, target_evaluate
 
 pytestmark = pytest.mark.django_db
 
