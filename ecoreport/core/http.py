@@ -90,6 +90,19 @@ class _Retry(Retry):
             self.sleep_fn(wait)
 
 
+def retry_after_s(headers: Mapping[str, str], *, max_s: float) -> float | None:
+    """The wait a ``Retry-After`` header asks for, in seconds (it may be seconds or an
+    HTTP-date), capped at ``max_s``; None when absent or unreadable. For callers that retry
+    later by other means (a webhook delivery re-enqueued with a countdown)."""
+    raw = headers.get("Retry-After")
+    if raw is None:
+        return None
+    try:
+        return float(Retry(retry_after_max=max(int(max_s), 0)).parse_retry_after(raw))
+    except InvalidHeader:
+        return None
+
+
 def _host_header(host: str, port: int, scheme: str) -> str:
     name = f"[{host}]" if ":" in host else host
     return name if port == (443 if scheme == "https" else 80) else f"{name}:{port}"

@@ -27,9 +27,9 @@ def sign(body: bytes, secret: str) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-def _post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int | None, str]:
-    """(HTTP status, error) of one POST; error is blank on 2xx. The transport refuses internal
-    destinations and never follows a redirect (see policies/transport.py)."""
+def _post(url: str, body: bytes, headers: dict[str, str]) -> transport.PostResult:
+    """HTTP status, error (blank on 2xx) and Retry-After of one POST. The transport refuses
+    internal destinations and never follows a redirect (see policies/transport.py)."""
     return transport.post(url, body, headers, timeout=settings.POLICIES_WEBHOOK_TIMEOUT_S)
 
 
@@ -54,11 +54,12 @@ def alert_delivery_attempt(*, delivery_id: int) -> float | None:
         return None
     last_attempt = delivery.attempts >= settings.POLICIES_DELIVERY_MAX_RETRIES
     code: int | None = None
+    retry_after: float | None = None
     if delivery.channel == AlertDelivery.Channel.WEBHOOK:
         webhook = delivery.webhook
         assert webhook is not None
         body = json.dumps(alert_payload(delivery.alert, fmt=webhook.format)).encode()
-        code, error = _post(
+        code, error, retry_after = _post(
             webhook.url,
             body,
             {
@@ -103,7 +104,8 @@ def alert_delivery_attempt(*, delivery_id: int) -> float | None:
     )
     if ok or last_attempt:
         return None
-    return delivery_backoff_s(delivery.attempts)
+    # A receiver that said when to come back (429/503 Retry-After, capped) is not asked sooner.
+    return max(delivery_backoff_s(delivery.attempts), retry_after or 0.0)
 
 
 def deliveries_stalled(*, older_than_s: float = 3600) -> list[int]:

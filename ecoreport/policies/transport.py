@@ -20,11 +20,12 @@ import logging
 import socket
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from django.conf import settings
 
-from ecoreport.core.http import HttpClient, Unreachable
+from ecoreport.core.http import HttpClient, Unreachable, retry_after_s
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,17 @@ KNOWN_INTERNAL_NAMES: dict[str, tuple[str, ...]] = {
 # internal ports are open.
 REFUSED = "refused: destination not allowed"
 FAILED = "failed: no HTTP answer"
+
+
+# The longest wait a receiver's Retry-After can impose on the next attempt: the delivery
+# backoff's own cap.
+MAX_RETRY_AFTER_S = 3600.0
+
+
+class PostResult(NamedTuple):
+    status: int | None  # None: refused, or no HTTP answer
+    error: str  # for the delivery log; blank on 2xx
+    retry_after_s: float | None = None  # what a 429 or 503 asked for, capped
 
 
 class DestinationRefused(Exception):
@@ -167,10 +179,8 @@ def checked_addresses(dest: Destination) -> list[IPAddress]:
     return list(dict.fromkeys(addresses))
 
 
-def post(
-    url: str, body: bytes, headers: dict[str, str], *, timeout: float
-) -> tuple[int | None, str]:
-    """(HTTP status, error for the delivery log) of one POST; the error is blank on 2xx.
+def post(url: str, body: bytes, headers: dict[str, str], *, timeout: float) -> PostResult:
+    """HTTP status, error for the delivery log, and Retry-After of one POST.
 
     The log's error is one of a few fixed phrases (plus the HTTP status): which address was
     refused, or why a connection failed, goes to the server log only."""
@@ -179,7 +189,7 @@ def post(
         addresses = checked_addresses(dest)
     except DestinationRefused as exc:
         log.warning("webhook.refused reason=%r", str(exc))
-        return None, REFUSED
+        return PostResult(None, REFUSED)
     # One try per address (a POST is not retried in-process: the delivery row counts attempts
     # and backs off); the next checked address is tried only when there was no HTTP answer.
     client = HttpClient(retries=0, timeout_s=timeout)
@@ -200,9 +210,12 @@ def post(
             continue
         status = response.status
         if 200 <= status < 300:
-            return status, ""
+            return PostResult(status, "")
         if 300 <= status < 400:
-            return status, f"HTTP {status}: failed (redirects are not followed)"
-        return status, f"HTTP {status}: failed"
+            return PostResult(status, f"HTTP {status}: failed (redirects are not followed)")
+        wait = None
+        if status in (429, 503):
+            wait = retry_after_s(response.headers, max_s=MAX_RETRY_AFTER_S)
+        return PostResult(status, f"HTTP {status}: failed", wait)
     log.warning("webhook.failed host=%s error=%s", dest.host, last_error)
-    return None, FAILED
+    return PostResult(None, FAILED)

@@ -212,6 +212,40 @@ def test_retry_is_scheduled_with_backoff(cast, receiver, energy_target, evaluate
     assert (delivery.state, delivery.attempts, delivery.response_code) == ("pending", 2, 503)
 
 
+@pytest.mark.parametrize(
+    ("retry_after", "expected_s"),
+    [
+        pytest.param("120", (120.0, 120.0), id="seconds"),
+        pytest.param("5", (30.0, 30.0), id="sooner-than-the-backoff"),
+        pytest.param("86400", (3600.0, 3600.0), id="capped"),
+        pytest.param("in-a-minute", (30.0, 30.0), id="unreadable"),
+        pytest.param(None, (598.0, 600.0), id="http-date"),
+    ],
+)
+def test_a_receivers_retry_after_delays_the_next_attempt(
+    cast, receiver, energy_target, evaluate, monkeypatch, retry_after, expected_s
+):
+    from email.utils import formatdate
+
+    from ecoreport.policies import tasks
+
+    scheduled = []
+    monkeypatch.setattr(
+        tasks.deliver_alert,
+        "apply_async",
+        lambda args, countdown: scheduled.append(countdown),
+    )
+    hook(cast, receiver)
+    header = retry_after or formatdate(time.time() + 600, usegmt=True)
+    receiver.plan = [(429, {"Retry-After": header})]
+    set_threshold(energy_target, 300.0)
+    evaluate(energy_target, deliver=False)
+    tasks.deliver_alert(AlertDelivery.objects.get().pk)
+    (countdown,) = scheduled
+    low, high = expected_s
+    assert low <= countdown <= high  # the backoff alone would be 30 s
+
+
 def test_stalled_deliveries_are_swept_up(cast, receiver, energy_target, evaluate):
     from ecoreport.policies.tasks import evaluate_targets
 
