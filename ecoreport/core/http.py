@@ -57,15 +57,22 @@ class Response:
 
 
 class _Retry(Retry):
-    """urllib3's ``Retry`` with two changes: waits go through an injectable ``sleep``, and the
-    first retry without ``Retry-After`` already waits ``backoff_s`` (then 2x, 4x ...)."""
+    """urllib3's ``Retry`` with three changes: waits go through an injectable ``sleep``; the
+    first retry without ``Retry-After`` already waits ``backoff_s`` (then 2x, 4x ...); and the
+    retry count is one budget for every kind of failure, as the loops it replaces had."""
 
     sleep_fn: Callable[[float], None] = time.sleep
+    # Retries of any kind together (refused, timed out, 429, 5xx); redirects are counted apart.
+    max_failures: int = 0
 
     def new(self, **kw: Any) -> Self:
         retry = super().new(**kw)
-        retry.sleep_fn = self.sleep_fn
+        retry.sleep_fn, retry.max_failures = self.sleep_fn, self.max_failures
         return retry
+
+    def is_exhausted(self) -> bool:
+        failures = sum(1 for entry in self.history if entry.redirect_location is None)
+        return failures > self.max_failures or super().is_exhausted()
 
     def get_backoff_time(self) -> float:
         errors = 0
@@ -126,7 +133,7 @@ class HttpClient:
 
     def _retry(self, *, follow_redirects: bool) -> Retry:
         retry = _Retry(
-            total=None,  # each kind of failure below has its own bound
+            total=None,  # bounded by max_failures (all kinds together) and redirect
             connect=self.retries,
             read=self.retries,
             status=self.retries,
@@ -139,7 +146,7 @@ class HttpClient:
             respect_retry_after_header=True,
             raise_on_status=False,  # the last answer comes back; the caller words the error
         )
-        retry.sleep_fn = self.sleep
+        retry.sleep_fn, retry.max_failures = self.sleep, self.retries
         return retry
 
     def _manager(self, url: str) -> urllib3.PoolManager:

@@ -4,6 +4,7 @@ pinned connection the webhook SSRF guard relies on."""
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import math
 import socket
@@ -37,6 +38,7 @@ class Server:
     # Answers to give, in order: (status, headers); then 200 {"ok": true}.
     plan: list[tuple[int, dict[str, str]]] = field(default_factory=list)
     seen: list[Seen] = field(default_factory=list)
+    stalls: int = 0  # the first requests that get no answer for a second
 
 
 @pytest.fixture
@@ -52,15 +54,20 @@ def server() -> Iterator[Server]:
             if length:
                 self.rfile.read(length)
             state.seen.append(Seen(self.command, self.path, dict(self.headers), time.time()))
-            status, headers = state.plan.pop(0) if state.plan else (200, {})
+            if len(state.seen) <= state.stalls:
+                time.sleep(1.0)
+                status, headers = 200, {}  # too late: the client has timed out
+            else:
+                status, headers = state.plan.pop(0) if state.plan else (200, {})
             body = b'{"ok": true}' if status == 200 else b"{}"
-            self.send_response(status)
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            with contextlib.suppress(OSError):  # the client gave up (a stalled answer)
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
 
         do_GET = do_POST = _answer
 
@@ -151,6 +158,16 @@ def test_a_post_is_tried_once_even_on_503(server, client, sleeps):
     server.plan = [(503, {"Retry-After": "1"})] * 3
     response = client.request("POST", f"{server.url}/hook", body=b"{}")
     assert (response.status, len(server.seen), sleeps) == (503, 1, [])
+
+
+def test_the_retries_are_one_budget_for_every_kind_of_failure(server, sleeps):
+    # A read timeout, then a 503, then a 500: two retries in all, not two of each kind.
+    client = HttpClient(retries=2, timeout_s=0.3, sleep=sleeps.append)
+    server.stalls = 1
+    server.plan = [(503, {}), (500, {})]
+    response = client.request("GET", f"{server.url}/data")
+    assert (response.status, response.tries, len(server.seen)) == (500, 3, 3)
+    assert sleeps == [1.0, 2.0]
 
 
 def test_a_refused_connection_is_retried_then_unreachable(client, sleeps):
