@@ -256,3 +256,60 @@ def test_only_the_first_bytes_of_a_large_answer_are_read(client):
         httpd.server_close()
     assert received.is_set()
     assert (response.status, len(response.body)) == (200, 1024)
+
+
+@pytest.fixture
+def tls_receiver(tmp_path, monkeypatch) -> Iterator[tuple[int, list[str]]]:
+    """An https server on 127.0.0.1 whose certificate names hooks.example.com (self-signed, made
+    with the openssl command and trusted through SSL_CERT_FILE); records the SNI names asked."""
+    import shutil
+    import ssl
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command to make a certificate")
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    command = "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=hooks.example.com"
+    subprocess.run(
+        [
+            *command.split(),
+            *("-addext", "subjectAltName=DNS:hooks.example.com"),
+            *("-keyout", str(key), "-out", str(cert)),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    names: list[str] = []
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    context.sni_callback = lambda sock, name, ctx: names.append(name) and None
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(204)
+            self.end_headers()
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield httpd.server_address[1], names
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_a_pinned_https_request_checks_the_certificate_against_the_urls_name(tls_receiver, client):
+    port, names = tls_receiver
+    url = f"https://hooks.example.com:{port}/hook"
+    assert client.request("POST", url, body=b"{}", connect_to=LOOPBACK).status == 204
+    assert names == ["hooks.example.com"]  # SNI is the name, not the address connected to
+    # The same address under a name the certificate does not cover: no request is made.
+    with pytest.raises(Unreachable, match="SSLError"):
+        client.request(
+            "POST", f"https://other.example.com:{port}/hook", body=b"{}", connect_to=LOOPBACK
+        )
