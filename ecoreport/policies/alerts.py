@@ -82,8 +82,15 @@ def alert_text(alert: Alert) -> str:
     unit = calc.METRICS[target.metric].unit + ("/GPU-h" if target.normalize_per_gpu_hour else "")
     label = calc.period_label(target.period, ev.period_start)
     word = {"at_most": "at most", "at_least": "at least"}[target.comparator]
+    scope = target.scope
+    # The team or project by name too: a slug may be a digest (a label in another script).
+    subject = {Target.Scope.TEAM: target.team, Target.Scope.PROJECT: target.project}.get(
+        target.scope_kind
+    )
+    if subject is not None and subject.name and subject.name != subject.slug:
+        scope += f" “{subject.name}”"
     return (
-        f"[EcoReport] {target.name} ({target.scope}, {label}): "
+        f"[EcoReport] {target.name} ({scope}, {label}): "
         f"{alert.from_status or 'new'} → {alert.to_status}. "
         f"{target.metric} so far {_fmt(ev.value)} {unit}, forecast {_fmt(ev.forecast_value)} "
         f"({ev.forecast_method}), target {word} {_fmt(ev.threshold_value)} {unit}."
