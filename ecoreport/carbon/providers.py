@@ -19,9 +19,7 @@ import base64
 import json
 import logging
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +31,7 @@ from django.db import transaction
 
 from ecoreport.carbon.emissions import lbs_per_mwh_to_g_per_kwh
 from ecoreport.carbon.models import MAX_INTENSITY_G_PER_KWH, Basis, CarbonIntensity
+from ecoreport.core import http
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +82,9 @@ def _hourly(points: list[tuple[datetime, float, bool]]) -> list[HourValue]:
 
 
 class HttpClient:
-    """GET/POST JSON with bounded retries: 429 waits for Retry-After (capped), 5xx and
-    connection errors back off exponentially, other 4xx fail at once."""
+    """GET JSON from a provider through the backend's one HTTP client (``core.http``): 429 and
+    5xx are retried (Retry-After honoured, as seconds or an HTTP-date, capped), connection
+    errors back off exponentially, other 4xx fail at once."""
 
     def __init__(
         self,
@@ -95,44 +95,29 @@ class HttpClient:
     ) -> None:
         self.retries = settings.CARBON_PROVIDER_RETRIES if retries is None else retries
         self.timeout_s = timeout_s or settings.CARBON_PROVIDER_TIMEOUT_S
-        self.sleep = sleep
+        self.client = http.HttpClient(
+            retries=self.retries,
+            timeout_s=self.timeout_s,
+            max_wait_s=MAX_RETRY_AFTER_S,
+            sleep=sleep,
+        )
 
     def get_json(self, url: str, headers: dict[str, str] | None = None) -> Any:
-        attempt = 0
-        while True:
-            # Only http(s) base URLs come from settings; no user input reaches this.
-            request = urllib.request.Request(  # noqa: S310
-                url, headers={"Accept": "application/json", **(headers or {})}
+        try:
+            response = self.client.request(
+                "GET", url, headers={"Accept": "application/json", **(headers or {})}
             )
-            try:
-                with urllib.request.urlopen(request, timeout=self.timeout_s) as response:  # noqa: S310
-                    return json.loads(response.read().decode("utf-8"))
-            except urllib.error.HTTPError as exc:
-                status = exc.code
-                if status == 429 or status >= 500:
-                    if attempt >= self.retries:
-                        raise ProviderError(
-                            f"{_safe(url)} answered {status} after {attempt + 1} tries"
-                        ) from None
-                    wait = _retry_after(exc.headers.get("Retry-After")) if status == 429 else 0.0
-                    self.sleep(wait if wait else min(2.0**attempt, MAX_RETRY_AFTER_S))
-                    attempt += 1
-                    continue
-                raise ProviderError(f"{_safe(url)} answered {status}", status=status) from None
-            except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
-                if attempt >= self.retries:
-                    raise ProviderError(f"{_safe(url)} unreachable: {exc}") from None
-                self.sleep(min(2.0**attempt, MAX_RETRY_AFTER_S))
-                attempt += 1
-            except json.JSONDecodeError:
-                raise ProviderError(f"{_safe(url)} answered something that is not JSON") from None
-
-
-def _retry_after(raw: str | None) -> float:
-    try:
-        return min(max(float(raw or 0), 0.0), MAX_RETRY_AFTER_S)
-    except ValueError:
-        return 1.0
+        except http.Unreachable as exc:
+            raise ProviderError(f"{_safe(url)} unreachable: {exc}") from None
+        status = response.status
+        if status in http.RETRY_STATUSES:
+            raise ProviderError(f"{_safe(url)} answered {status} after {response.tries} tries")
+        if not 200 <= status < 300:
+            raise ProviderError(f"{_safe(url)} answered {status}", status=status)
+        try:
+            return response.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise ProviderError(f"{_safe(url)} answered something that is not JSON") from None
 
 
 def _safe(url: str) -> str:

@@ -15,6 +15,7 @@ import logging
 from typing import Any
 
 from django.db import transaction
+from django.utils.module_loading import autodiscover_modules
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +24,10 @@ def enqueue(task_name: str, *args: Any, countdown: float | None = None, **kwargs
     """Send ``task_name`` now (outside a transaction, or once it commits)."""
     from ecoreport.celery import app
 
+    if task_name not in app.tasks:
+        # A web process has imported no ``tasks`` module (that is the point of naming tasks):
+        # the worker's autodiscovery registers them all; an unknown name still raises KeyError.
+        autodiscover_modules("tasks")
     task = app.tasks[task_name]
     options: dict[str, Any] = {} if countdown is None else {"countdown": countdown}
     task.apply_async(args, kwargs, **options)

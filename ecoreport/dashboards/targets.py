@@ -11,6 +11,7 @@ from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
 
+from ecoreport.core.enqueue import enqueue_on_commit
 from ecoreport.dashboards import figures
 from ecoreport.dashboards.views import _page, _period, current_membership
 from ecoreport.organizations.models import Role
@@ -101,9 +102,7 @@ def targets(request: HttpRequest) -> HttpResponse:
                     saved = target_create(organization=org, **serializer.validated_data)
                 else:
                     saved = target_update(target=editing, **serializer.validated_data)
-                from ecoreport.policies.tasks import evaluate_target
-
-                transaction.on_commit(lambda: evaluate_target.delay(saved.pk))
+                enqueue_on_commit("policies.evaluate_target", saved.pk)
             messages.success(request, f"Saved target “{saved.name}”.")
             return redirect(f"/targets/?target={saved.pk}")
         form_errors = serializer.errors

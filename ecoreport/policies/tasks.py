@@ -7,11 +7,8 @@ import logging
 from celery import shared_task
 from kombu.exceptions import OperationalError
 
-from ecoreport.policies.services import (
-    alert_delivery_attempt,
-    deliveries_stalled,
-    targets_evaluate,
-)
+from ecoreport.policies.delivery import alert_delivery_attempt, deliveries_stalled
+from ecoreport.policies.services import target_evaluate, targets_evaluate
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +30,6 @@ def evaluate_targets() -> int:
 @shared_task(name="policies.evaluate_target", time_limit=300, soft_time_limit=280)
 def evaluate_target(target_id: int) -> None:
     from ecoreport.policies.models import Target
-    from ecoreport.policies.services import target_evaluate
 
     target = Target.objects.filter(pk=target_id, is_active=True).first()
     if target is None:

@@ -9,21 +9,23 @@ The check and the connection use the same addresses: the name is resolved once, 
 checked, and the socket is opened to a checked address, never by name again (a second lookup
 could answer differently: DNS rebinding). The request still carries the URL's host name in its
 ``Host`` header and, for https, in TLS SNI and the certificate check. Redirects are never
-followed: a 3xx is a failed delivery.
+followed: a 3xx is a failed delivery. The request itself goes through the backend's one HTTP
+client (``core.http``, ``connect_to``), which does no DNS lookup and uses no proxy there.
 """
 
 from __future__ import annotations
 
-import http.client
 import ipaddress
 import logging
 import socket
-import ssl
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from django.conf import settings
+
+from ecoreport.core.http import HttpClient, Unreachable, retry_after_s
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,17 @@ KNOWN_INTERNAL_NAMES: dict[str, tuple[str, ...]] = {
 # internal ports are open.
 REFUSED = "refused: destination not allowed"
 FAILED = "failed: no HTTP answer"
+
+
+# The longest wait a receiver's Retry-After can impose on the next attempt: the delivery
+# backoff's own cap.
+MAX_RETRY_AFTER_S = 3600.0
+
+
+class PostResult(NamedTuple):
+    status: int | None  # None: refused, or no HTTP answer
+    error: str  # for the delivery log; blank on 2xx
+    retry_after_s: float | None = None  # what a 429 or 503 asked for, capped
 
 
 class DestinationRefused(Exception):
@@ -166,31 +179,8 @@ def checked_addresses(dest: Destination) -> list[IPAddress]:
     return list(dict.fromkeys(addresses))
 
 
-class _PinnedHTTPConnection(http.client.HTTPConnection):
-    """Connects to a checked address; ``self.host`` stays the name, for the Host header."""
-
-    def __init__(self, host: str, port: int, *, address: IPAddress, timeout: float) -> None:
-        super().__init__(host, port, timeout=timeout)
-        self._address = address
-
-    def connect(self) -> None:
-        self.sock = socket.create_connection((str(self._address), self.port), timeout=self.timeout)
-
-
-class _PinnedHTTPSConnection(_PinnedHTTPConnection):
-    default_port = 443
-
-    def connect(self) -> None:
-        super().connect()
-        context = ssl.create_default_context()
-        # SNI and the certificate check use the URL's name, not the address connected to.
-        self.sock = context.wrap_socket(self.sock, server_hostname=self.host)
-
-
-def post(
-    url: str, body: bytes, headers: dict[str, str], *, timeout: float
-) -> tuple[int | None, str]:
-    """(HTTP status, error for the delivery log) of one POST; the error is blank on 2xx.
+def post(url: str, body: bytes, headers: dict[str, str], *, timeout: float) -> PostResult:
+    """HTTP status, error for the delivery log, and Retry-After of one POST.
 
     The log's error is one of a few fixed phrases (plus the HTTP status): which address was
     refused, or why a connection failed, goes to the server log only."""
@@ -199,27 +189,33 @@ def post(
         addresses = checked_addresses(dest)
     except DestinationRefused as exc:
         log.warning("webhook.refused reason=%r", str(exc))
-        return None, REFUSED
-    connection_class = _PinnedHTTPSConnection if dest.scheme == "https" else _PinnedHTTPConnection
-    last_exc: Exception | None = None
+        return PostResult(None, REFUSED)
+    # One try per address (a POST is not retried in-process: the delivery row counts attempts
+    # and backs off); the next checked address is tried only when there was no HTTP answer.
+    client = HttpClient(retries=0, timeout_s=timeout)
+    last_error = "-"
     for address in addresses:
-        conn = connection_class(dest.host, dest.port, address=address, timeout=timeout)
         try:
-            conn.request("POST", dest.path, body=body, headers=headers)
-            response = conn.getresponse()
-            status = response.status
-            response.read(64 * 1024)  # a little of the body, so the receiver sees a clean close
-        except (OSError, http.client.HTTPException) as exc:
-            last_exc = exc
+            response = client.request(
+                "POST",
+                url,
+                headers=headers,
+                body=body,
+                connect_to=address,
+                # A little of the body, so the receiver sees a clean close.
+                max_body_bytes=64 * 1024,
+            )
+        except Unreachable as exc:
+            last_error = str(exc).split(":", 1)[0]
             continue
-        finally:
-            conn.close()
+        status = response.status
         if 200 <= status < 300:
-            return status, ""
+            return PostResult(status, "")
         if 300 <= status < 400:
-            return status, f"HTTP {status}: failed (redirects are not followed)"
-        return status, f"HTTP {status}: failed"
-    log.warning(
-        "webhook.failed host=%s error=%s", dest.host, type(last_exc).__name__ if last_exc else "-"
-    )
-    return None, FAILED
+            return PostResult(status, f"HTTP {status}: failed (redirects are not followed)")
+        wait = None
+        if status in (429, 503):
+            wait = retry_after_s(response.headers, max_s=MAX_RETRY_AFTER_S)
+        return PostResult(status, f"HTTP {status}: failed", wait)
+    log.warning("webhook.failed host=%s error=%s", dest.host, last_error)
+    return PostResult(None, FAILED)

@@ -16,6 +16,7 @@ from rest_framework.views import APIView
 
 from ecoreport.accounting.views import ApiThrottle
 from ecoreport.core.api import ApiError
+from ecoreport.core.enqueue import enqueue_on_commit
 from ecoreport.organizations.models import Membership, Role
 from ecoreport.organizations.permissions import IsOrgAdmin, IsOrgMember, request_membership
 from ecoreport.policies.models import AlertSubscription, Target, Webhook
@@ -59,10 +60,8 @@ def _valid(serializer: serializers.Serializer) -> dict[str, Any]:
 
 
 def _evaluate_soon(target: Target) -> None:
-    from ecoreport.policies.tasks import evaluate_target
-
     # A new or changed target shows a status within seconds instead of at the next hourly run.
-    transaction.on_commit(lambda: evaluate_target.delay(target.pk))
+    enqueue_on_commit("policies.evaluate_target", target.pk)
 
 
 class _OrgScoped:

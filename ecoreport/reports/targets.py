@@ -2,7 +2,7 @@
 rollups, whether or not the hourly evaluation ran (a target created after the fact, a worker
 that was down, or an installation without beat still gets a real value and verdict).
 
-The evaluation is the policies app's own (``_evaluate_period``: same metric, threshold, baseline
+The evaluation is the policies app's own (``policies.evaluation``: same metric, threshold, baseline
 and forecast rules as the hourly job), run "as of" the end of the report's period, so a report
 of an ended period reads the same whenever it is generated. A target whose period kind differs
 from the report's is evaluated for each of its periods that overlap the report's: a monthly
@@ -25,10 +25,10 @@ from ecoreport.core.periods import (
     period_start,
 )
 from ecoreport.organizations.models import Organization, Team
-from ecoreport.policies.models import Target, TargetEvaluation
 
 # The hourly job's own evaluation of one period; it reads the rollups and writes nothing.
-from ecoreport.policies.services import _evaluate_period
+from ecoreport.policies.evaluation import evaluate_period
+from ecoreport.policies.models import Target, TargetEvaluation
 
 # Verdicts printed in the report. A period that has ended passes or fails; one still running
 # at the report's end is "on track" or "at risk" (or already failed: a cumulative figure past an
@@ -84,7 +84,7 @@ def report_targets(
             if not history or history[-1]["status"] != e["status"]:
                 history.append({"at": e["evaluated_at"].isoformat(), "status": e["status"]})
         for start in _target_periods(target, period):
-            result = _evaluate_period(target, start=start, now=as_of)
+            result = evaluate_period(target, start=start, now=as_of)
             rows.append(
                 {
                     "name": target.name,

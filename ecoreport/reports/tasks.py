@@ -25,7 +25,3 @@ def issue_due() -> int:
 @shared_task(name="reports.reissue_late", ignore_result=True, soft_time_limit=3000, time_limit=3300)
 def reissue_late() -> int:
     return len(services.reports_reissue_late())
-
-
-def enqueue_build(*, report_id: int) -> None:
-    build_report.delay(report_id)

@@ -18,6 +18,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from ecoreport.core.api import ApiError, FileNegotiation
+from ecoreport.core.enqueue import enqueue_on_commit
 from ecoreport.core.periods import PeriodError, last_complete_quarter, parse_complete_period
 from ecoreport.organizations.models import Membership, Organization, Role, Team
 from ecoreport.organizations.permissions import request_membership
@@ -173,9 +174,7 @@ class ReportListView(APIView):
                 requested_by=request.user if request.user.is_authenticated else None,
             )
             if needs_build:
-                from ecoreport.reports.tasks import enqueue_build
-
-                transaction.on_commit(lambda: enqueue_build(report_id=report.pk))
+                enqueue_on_commit("reports.build", report.pk)
         code = (
             status.HTTP_202_ACCEPTED
             if report.status != Report.Status.ISSUED

@@ -37,6 +37,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from ecoreport.core.enqueue import enqueue_on_commit
 from ecoreport.core.periods import hour_floor
 from ecoreport.fleet.models import AgentCredential, Gpu, Host
 from ecoreport.organizations.models import Membership, Organization, Project, Role, Team
@@ -148,7 +149,7 @@ def samples_ingest(
             raise
         return _replay(stored, batch_id)
     if result.hours:
-        from ecoreport.accounting.tasks import enqueue_rollup
+        from ecoreport.accounting.enqueue import enqueue_rollup
 
         transaction.on_commit(lambda: enqueue_rollup(organization_id=org.pk), robust=True)
     log.info(
@@ -607,10 +608,9 @@ def _label_budget_notice(*, org: Organization, now: datetime, refused: list[str]
             settings.INGEST_MAX_NEW_LABELS_PER_BATCH,
             settings.INGEST_MAX_NEW_LABELS_PER_DAY,
         )
-    from ecoreport.telemetry.tasks import enqueue_label_budget_notify
-
-    notice_id = notice.pk
-    transaction.on_commit(lambda: enqueue_label_budget_notify(notice_id=notice_id), robust=True)
+    # A broker that is down is logged, not raised: the notice row is stored and the warning
+    # logged, and the admin shows the notice either way.
+    enqueue_on_commit("telemetry.label_budget_notify", notice.pk)
 
 
 def label_budget_notify(*, notice_id: int) -> bool:

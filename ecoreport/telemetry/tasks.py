@@ -23,12 +23,3 @@ def label_budget_notify(notice_id: int) -> bool:
     from ecoreport.telemetry.services import label_budget_notify as notify
 
     return notify(notice_id=notice_id)
-
-
-def enqueue_label_budget_notify(*, notice_id: int) -> None:
-    try:
-        label_budget_notify.delay(notice_id)
-    except Exception:
-        # The notice row is stored and the warning logged; an unreachable broker must not turn a
-        # stored batch into an error. The admin shows the notice either way.
-        log.exception("ingest.label_budget_notify_enqueue_failed notice_id=%s", notice_id)

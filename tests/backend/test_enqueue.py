@@ -42,3 +42,27 @@ def test_unknown_task_is_logged_not_raised_after_commit(caplog):
 def test_unknown_task_name_raises_when_sent_directly():
     with pytest.raises(KeyError):
         enqueue("no.such.task")
+
+
+def test_a_fresh_web_process_finds_tasks_it_never_imported():
+    # As in a web process: Django set up, no ``tasks`` module imported by anyone. Sent by name,
+    # the task must still be found (and, eager, run) instead of being logged as unknown.
+    import subprocess
+    import sys
+
+    code = (
+        "import django, sys; django.setup()\n"
+        "from ecoreport.celery import app\n"
+        "assert 'ecoreport.reports.tasks' not in sys.modules\n"
+        "sent = []\n"
+        "app.conf.task_always_eager = False\n"
+        "from celery.app.task import Task\n"
+        "Task.apply_async = lambda self, args, kwargs, **o: sent.append((self.name, args))\n"
+        "from ecoreport.core.enqueue import enqueue\n"
+        "enqueue('reports.build', 7)\n"
+        "print(sent)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert out.stdout.strip() == "[('reports.build', (7,))]"

@@ -6,8 +6,10 @@ from __future__ import annotations
 import base64
 import json
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -236,6 +238,25 @@ def test_rate_limit_waits_for_retry_after_then_succeeds(fake, http, sleeps):
     values = UkGrid(http, base_url=fake).fetch(zone="GB", start=NOW, end=NOW)
     assert len(values) == 2
     assert sleeps == [7.0, 2.0]  # Retry-After honoured, then exponential backoff for the 503
+
+
+def test_rate_limit_with_an_http_date_waits_until_that_date(fake, http, sleeps):
+    # Retry-After may be an HTTP-date (RFC 9110); it used to be read as "unparsable: 1 s".
+    FakeApis.script = {
+        "/intensity/": [(429, {"Retry-After": formatdate(time.time() + 20, usegmt=True)})]
+    }
+    values = UkGrid(http, base_url=fake).fetch(zone="GB", start=NOW, end=NOW)
+    assert len(values) == 2
+    (wait,) = sleeps
+    assert 18 < wait <= 20
+
+
+def test_a_client_error_is_not_retried(fake, http, sleeps):
+    FakeApis.script = {"/intensity/": [(400, {}), (400, {})]}
+    with pytest.raises(ProviderError, match=r"answered 400$") as raised:
+        UkGrid(http, base_url=fake).fetch(zone="GB", start=NOW, end=NOW)
+    assert raised.value.status == 400
+    assert (sleeps, len(FakeApis.requests)) == ([], 1)
 
 
 def test_persistent_failure_gives_up_after_the_retries(fake, http, sleeps):

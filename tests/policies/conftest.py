@@ -97,8 +97,8 @@ class Receiver:
     url: str
     secret: str
     requests: list[dict[str, Any]] = field(default_factory=list)
-    # HTTP statuses to answer, in order; 200 once they run out.
-    plan: list[int] = field(default_factory=list)
+    # HTTP statuses to answer, in order, each alone or with headers; 200 once they run out.
+    plan: list[int | tuple[int, dict[str, str]]] = field(default_factory=list)
     delay_s: float = 0.0
 
     def verified_bodies(self) -> list[dict[str, Any]]:
@@ -132,9 +132,12 @@ def receiver(settings: Any) -> Any:
             )
             if state.delay_s:
                 time.sleep(state.delay_s)
-            code = state.plan.pop(0) if state.plan else 200
+            answer = state.plan.pop(0) if state.plan else 200
+            code, headers = answer if isinstance(answer, tuple) else (answer, {})
             try:
                 self.send_response(code)
+                for name, value in headers.items():
+                    self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(b"ok")
             except OSError:

@@ -11,8 +11,9 @@ import pytest
 import time_machine
 from django.core import mail
 
+from ecoreport.policies.delivery import delivery_backoff_s
 from ecoreport.policies.models import Alert, AlertDelivery, AlertSubscription, Target, Webhook
-from ecoreport.policies.services import delivery_backoff_s, target_create, target_evaluate
+from ecoreport.policies.services import target_create, target_evaluate
 
 pytestmark = pytest.mark.django_db
 
@@ -211,6 +212,40 @@ def test_retry_is_scheduled_with_backoff(cast, receiver, energy_target, evaluate
     assert (delivery.state, delivery.attempts, delivery.response_code) == ("pending", 2, 503)
 
 
+@pytest.mark.parametrize(
+    ("retry_after", "expected_s"),
+    [
+        pytest.param("120", (120.0, 120.0), id="seconds"),
+        pytest.param("5", (30.0, 30.0), id="sooner-than-the-backoff"),
+        pytest.param("86400", (3600.0, 3600.0), id="capped"),
+        pytest.param("in-a-minute", (30.0, 30.0), id="unreadable"),
+        pytest.param(None, (598.0, 600.0), id="http-date"),
+    ],
+)
+def test_a_receivers_retry_after_delays_the_next_attempt(
+    cast, receiver, energy_target, evaluate, monkeypatch, retry_after, expected_s
+):
+    from email.utils import formatdate
+
+    from ecoreport.policies import tasks
+
+    scheduled = []
+    monkeypatch.setattr(
+        tasks.deliver_alert,
+        "apply_async",
+        lambda args, countdown: scheduled.append(countdown),
+    )
+    hook(cast, receiver)
+    header = retry_after or formatdate(time.time() + 600, usegmt=True)
+    receiver.plan = [(429, {"Retry-After": header})]
+    set_threshold(energy_target, 300.0)
+    evaluate(energy_target, deliver=False)
+    tasks.deliver_alert(AlertDelivery.objects.get().pk)
+    (countdown,) = scheduled
+    low, high = expected_s
+    assert low <= countdown <= high  # the backoff alone would be 30 s
+
+
 def test_stalled_deliveries_are_swept_up(cast, receiver, energy_target, evaluate):
     from ecoreport.policies.tasks import evaluate_targets
 
@@ -329,7 +364,7 @@ def test_email_goes_to_admins_and_opted_in_team_members(cast, usage, team, evalu
 def test_alert_text_names_the_team_beside_its_scope_key(cast, usage, evaluate):
     # Issue 12: a label in another script has a digest slug; the alert says which team it is.
     from ecoreport.organizations.models import Team
-    from ecoreport.policies.services import alert_text
+    from ecoreport.policies.alerts import alert_text
 
     team = Team.objects.create(organization=cast.org, slug="efde87f5ca", name="研究チーム")
     usage(NOV_1, 240, kwh_per_hour=0.5, team=team)
