@@ -14,6 +14,7 @@ from typing import Any
 
 from django.core.cache import caches
 from rest_framework.request import Request
+from rest_framework.throttling import SimpleRateThrottle, UserRateThrottle
 from rest_framework.views import APIView
 
 from ecoreport.core.cache import is_down
@@ -42,3 +43,19 @@ class LocalFallbackThrottleMixin:
             )
         self.cache = caches[LOCAL_CACHE]
         return bool(super().allow_request(request, view))  # type: ignore[misc]
+
+
+class ApiThrottle(LocalFallbackThrottleMixin, UserRateThrottle):
+    """The read and management API's limit (``API_THROTTLE_RATE``), per user or token."""
+
+    scope = "api"
+
+
+class IngestThrottle(LocalFallbackThrottleMixin, SimpleRateThrottle):
+    """Per agent credential (``INGEST_THROTTLE_RATE``); the answer's Retry-After tells the
+    agent when to come back."""
+
+    scope = "ingest"
+
+    def get_cache_key(self, request: Request, view: APIView) -> str:
+        return self.cache_format % {"scope": self.scope, "ident": request.auth.pk}

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 
+from ecoreport.core.errors import DomainError
+
 PRESETS = {
     "7d": "Last 7 days",
     "30d": "Last 30 days",
@@ -27,8 +29,9 @@ EARLIEST_DAY = date(1970, 1, 1)
 LATEST_DAY = date(2199, 12, 31)
 
 
-class PeriodError(ValueError):
-    pass
+class PeriodError(DomainError):
+    code = "invalid_period"
+    field = "period"
 
 
 @dataclass(frozen=True)

@@ -7,13 +7,16 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from ecoreport.core.errors import DomainError
+
 _QUARTER = re.compile(r"^(\d{4})-Q([1-4])$")
 _MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 _YEAR = re.compile(r"^(\d{4})$")
 
 
-class PeriodError(ValueError):
-    pass
+class PeriodError(DomainError):
+    code = "invalid_period"
+    field = "period"
 
 
 def _add_months(year: int, month: int, months: int) -> tuple[int, int]:

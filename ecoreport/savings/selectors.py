@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from django.db.models import QuerySet
 
 from ecoreport.accounting.models import HourlyUsage
+from ecoreport.core.errors import DomainError
 from ecoreport.organizations.models import Organization, Project, Team
 from ecoreport.savings import calc
 from ecoreport.savings.assumptions import Assumptions
@@ -50,12 +51,15 @@ if TYPE_CHECKING:
 MAX_PERIOD = timedelta(days=400)
 
 
-class SavingsError(ValueError):
+class SavingsError(DomainError):
     """A request the savings selectors cannot answer; the message says why, for a person."""
 
     def __init__(self, message: str, *, field: str | None = None) -> None:
         super().__init__(message)
         self.field = field
+
+    def api_details(self, default_field: str | None = None) -> Any:
+        return {self.field: str(self)} if self.field else None  # one message, not a list
 
 
 class ScopeLike(Protocol):

@@ -6,6 +6,7 @@ from decimal import Decimal, InvalidOperation
 
 from django.utils import timezone
 
+from ecoreport.core.errors import DomainError
 from ecoreport.fleet.models import Site
 from ecoreport.savings.models import SitePrice, currency_validator
 
@@ -14,7 +15,7 @@ from ecoreport.savings.models import SitePrice, currency_validator
 DEMO_PRICES_EUR = {"paris-dc": "0.16", "iowa-gcp": "0.08", "warsaw-dc": "0.19"}
 
 
-class PriceError(ValueError):
+class PriceError(DomainError):
     pass
 
 

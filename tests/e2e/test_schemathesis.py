@@ -35,6 +35,7 @@ CHECKS = ",".join(
         "response_schema_conformance",
         "response_headers_conformance",
         "unsupported_method",
+        "negative_data_rejection",
     ]
 )
 
