@@ -143,7 +143,7 @@ class FactorOut(serializers.ModelSerializer):
         return obj.organization_id is not None
 
 
-class FactorParams(serializers.Serializer):
+class FactorParams(StrictSerializer):
     zone = serializers.CharField(required=False)
     basis = serializers.ChoiceField(choices=Basis.choices, required=False)
     resolution = serializers.ChoiceField(choices=Resolution.choices, required=False)

@@ -286,21 +286,48 @@ def json_type_problem(field: serializers.Field, value: Any) -> str | None:
     )
 
 
-# Refuse JSON values of the wrong type before DRF's fields coerce them (see
-# ``json_type_problem``). Query strings and forms carry text only, so they are read as DRF
-# reads them.
+# Refuse values of another type than the schema says before DRF's fields coerce them or
+# replace them by a default: in a JSON body, a value of the wrong JSON type (see
+# ``json_type_problem``); in a query string, which is text, a parameter sent empty whose type
+# is not text (``?granularity=``, ``?limit=``), which DRF would read as "not sent" and answer
+# with the default. A text parameter sent empty is read as before. The problems are reported
+# with the fields' other errors, in the fields' order. A page that hands a form's text to an
+# API serializer says so with ``context={"text_input": True}``.
 class StrictJsonMixin:
+    def _type_problems(self, data: Any) -> dict[str, list[str]]:
+        problems: dict[str, list[str]] = {}
+        if self.context.get("text_input"):  # type: ignore[attr-defined]
+            return problems
+        for field in self._writable_fields:  # type: ignore[attr-defined]
+            name = field.field_name
+            if isinstance(data, QueryDict):
+                if data.get(name) != "" or isinstance(field, serializers.CharField):
+                    continue
+                try:
+                    field.run_validation("")
+                except serializers.ValidationError as exc:
+                    problems[name] = exc.detail  # type: ignore[assignment]
+            elif isinstance(data, Mapping) and name in data:
+                problem = json_type_problem(field, data[name])
+                if problem:
+                    problems[name] = [problem]
+        return problems
+
     def to_internal_value(self, data: Any) -> Any:
-        if isinstance(data, Mapping) and not isinstance(data, QueryDict):
-            errors = {}
-            for field in self._writable_fields:  # type: ignore[attr-defined]
-                if field.field_name in data:
-                    problem = json_type_problem(field, data[field.field_name])
-                    if problem:
-                        errors[field.field_name] = [problem]
-            if errors:
-                raise serializers.ValidationError(errors)
-        return super().to_internal_value(data)  # type: ignore[misc]
+        problems = self._type_problems(data)
+        try:
+            value = super().to_internal_value(data)  # type: ignore[misc]
+        except serializers.ValidationError as exc:
+            if not problems or not isinstance(exc.detail, dict):
+                raise
+            detail = {**exc.detail, **problems}
+            order = [*self.fields, *detail]  # type: ignore[attr-defined]
+            raise serializers.ValidationError(
+                {name: detail[name] for name in dict.fromkeys(order) if name in detail}
+            ) from None
+        if problems:
+            raise serializers.ValidationError(problems)
+        return value
 
 
 class StrictSerializer(StrictJsonMixin, serializers.Serializer):
@@ -317,7 +344,7 @@ class StrictModelSerializer(StrictJsonMixin, serializers.ModelSerializer):
 # ``start`` and ``end`` of a half-open UTC window ``[start, end)``, each optional:
 # ``end`` defaults to now and ``start`` to ``default_span`` before ``end``. A subclass
 # declares them again as required where a default makes no sense.
-class TimeWindowSerializer(serializers.Serializer):
+class TimeWindowSerializer(StrictSerializer):
     default_span: ClassVar[timedelta] = timedelta(days=7)
 
     start = UtcDateTimeField(required=False)

@@ -134,7 +134,7 @@ class WebhookListView(OrgScopedMixin, generics.ListCreateAPIView):
     pagination_class = None
 
     def get_queryset(self) -> QuerySet[Webhook]:
-        return Webhook.objects.for_org(self.organization).order_by("created_at", "id")
+        return self.org_objects(Webhook).order_by("created_at", "id")
 
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         data = validated(self.get_serializer(data=request.data))
@@ -149,7 +149,7 @@ class WebhookDetailView(OrgScopedMixin, generics.RetrieveUpdateDestroyAPIView):
     serializer_class = WebhookSerializer
 
     def get_queryset(self) -> QuerySet[Webhook]:
-        return Webhook.objects.for_org(self.organization)
+        return self.org_objects(Webhook)
 
     def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         webhook = self.get_object()

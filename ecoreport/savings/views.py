@@ -11,7 +11,7 @@ from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from ecoreport.core.api import OrgApiView, TimeWindowSerializer, validated
+from ecoreport.core.api import OrgApiView, StrictSerializer, TimeWindowSerializer, validated
 from ecoreport.savings.assumptions import (
     SPECS,
     Assumptions,
@@ -149,7 +149,7 @@ class SavingsAssumptionsView(OrgApiView):
         return Response({"assumptions": describe()})
 
 
-class BestWindowParams(serializers.Serializer):
+class BestWindowParams(StrictSerializer):
     zone = serializers.CharField(max_length=64)
     duration_h = serializers.IntegerField(
         error_messages={"invalid": "must be a whole number of hours"}

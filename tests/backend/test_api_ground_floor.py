@@ -343,3 +343,44 @@ def test_a_pue_the_service_refuses_names_the_pue_as_before(client, cast):
     error = response.json()["error"]
     assert "below 1.0" in error["message"]
     assert error["details"] == {"pue": [error["message"]]}
+
+
+def test_type_problems_are_reported_with_the_other_errors_in_field_order():
+    serializer = _Body(data={"count": "1", "kind": "z"})
+    assert not serializer.is_valid()
+    assert list(serializer.errors) == ["name", "count", "kind"]
+    assert serializer.errors["name"] == ["This field is required."]
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "field"),
+    [
+        ("/api/v1/usage", {"granularity": ""}, "granularity"),
+        ("/api/v1/carbon-intensity", {"limit": ""}, "limit"),
+        ("/api/v1/carbon-intensity", {"basis": ""}, "basis"),
+        ("/api/v1/carbon/best-window", {"zone": "FR", "duration_h": ""}, "duration_h"),
+    ],
+)
+def test_a_query_parameter_sent_empty_is_refused_where_it_is_not_text(
+    client, cast, path, params, field
+):
+    response = _get(client, cast.member_token, path, **params)
+    assert response.status_code == 400, response.json()
+    assert field in response.json()["error"]["details"]
+
+
+def test_a_text_query_parameter_sent_empty_is_read_as_before(client, cast):
+    everything = _get(client, cast.member_token, "/api/v1/carbon-intensity").json()
+    blank_zone = _get(client, cast.member_token, "/api/v1/carbon-intensity", zone="")
+    assert blank_zone.status_code == 200
+    assert blank_zone.json()["count"] == everything["count"]
+    usage = _get(client, cast.member_token, "/api/v1/usage", group_by="")
+    assert usage.status_code == 200 and usage.json()["group_by"] == []
+
+
+def test_a_form_s_text_handed_to_an_api_serializer_is_read_as_text():
+    serializer = _Body(
+        data={"name": "x", "count": "3", "flag": "true"}, context={"text_input": True}
+    )
+    assert serializer.is_valid(), serializer.errors
+    assert serializer.validated_data["count"] == 3
