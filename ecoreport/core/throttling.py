@@ -1,4 +1,5 @@
-"""Throttles that keep limiting, per process, while the shared cache is unreachable.
+"""The API's throttles (``ApiThrottle``, ``IngestThrottle``), which keep limiting, per process,
+while the shared cache is unreachable.
 
 The shared (Redis) cache gives one limit across every web process. When it is down the
 fail-soft cache answers "no history", which alone would turn throttling off: instead the
