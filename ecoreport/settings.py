@@ -311,7 +311,7 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "ecoreport.core.schema.AutoSchema",
     # The API speaks JSON only (docs/api.md); this parser also refuses documents that would
     # fail further in (lone surrogates, NUL, nesting past the recursion limit) with a 400.
-    "DEFAULT_PARSER_CLASSES": ["ecoreport.core.api.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["ecoreport.core.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "ecoreport.core.api.exception_handler",
     "DEFAULT_THROTTLE_RATES": {
         "ingest": env_str("INGEST_THROTTLE_RATE", "600/min"),

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import UserRateThrottle
-from rest_framework.views import APIView
 
 from ecoreport.accounting.selectors import (
     GRANULARITIES,
@@ -22,20 +19,13 @@ from ecoreport.accounting.selectors import (
     usage_metrics,
     usage_provenance,
 )
-from ecoreport.core.api import ApiError, UtcDateTimeField
-from ecoreport.core.throttling import LocalFallbackThrottleMixin
-from ecoreport.organizations.permissions import request_membership
+from ecoreport.core.api import TimeWindowSerializer, UtcDateTimeField, validated
+from ecoreport.organizations.api import OrgApiView
 
 MAX_HOURLY_RANGE = timedelta(days=93)
 
 
-class ApiThrottle(LocalFallbackThrottleMixin, UserRateThrottle):
-    scope = "api"
-
-
-class UsageParams(serializers.Serializer):
-    start = UtcDateTimeField(required=False)
-    end = UtcDateTimeField(required=False)
+class UsageParams(TimeWindowSerializer):
     group_by = serializers.CharField(required=False, allow_blank=True, default="")
     granularity = serializers.ChoiceField(choices=GRANULARITIES, default="total")
 
@@ -51,15 +41,11 @@ class UsageParams(serializers.Serializer):
         return parts
 
     def validate(self, attrs: dict) -> dict:
-        end = attrs.get("end") or timezone.now()
-        start = attrs.get("start") or end - timedelta(days=7)
-        if start >= end:
-            raise serializers.ValidationError({"end": "must be after start"})
-        if attrs["granularity"] == "hour" and end - start > MAX_HOURLY_RANGE:
+        attrs = super().validate(attrs)
+        if attrs["granularity"] == "hour" and attrs["end"] - attrs["start"] > MAX_HOURLY_RANGE:
             raise serializers.ValidationError(
                 {"granularity": "hourly rows are limited to 93 days; use day or coarser"}
             )
-        attrs["start"], attrs["end"] = start, end
         return attrs
 
 
@@ -116,9 +102,7 @@ _Provenance = inline_serializer(
 )
 
 
-class UsageView(APIView):
-    throttle_classes = [ApiThrottle]
-
+class UsageView(OrgApiView):
     @extend_schema(
         summary="Energy and GPU usage of the caller's organization",
         parameters=[
@@ -134,26 +118,23 @@ class UsageView(APIView):
         responses=_Usage,
     )
     def get(self, request: Request) -> Response:
-        params = UsageParams(data=request.query_params)
-        if not params.is_valid():
-            raise ApiError("The query parameters are not valid.", details=params.errors)
-        data = params.validated_data
-        membership = request_membership(request)
-        assert membership is not None  # the permission class has checked
+        data = validated(
+            UsageParams(data=request.query_params), "The query parameters are not valid."
+        )
         query = UsageQuery(
             start=data["start"],
             end=data["end"],
             group_by=data["group_by"],
             granularity=data["granularity"],
         )
-        result = usage_for_org(organization=membership.organization, query=query)
-        result["organization"] = membership.organization.slug
+        result = usage_for_org(organization=self.organization, query=query)
+        result["organization"] = self.organization.slug
         result["start"], result["end"] = query.start, query.end
         result["granularity"], result["group_by"] = query.granularity, list(query.group_by)
         return Response(result)
 
 
-class ProvenanceParams(serializers.Serializer):
+class ProvenanceParams(TimeWindowSerializer):
     start = UtcDateTimeField()
     end = UtcDateTimeField()
     team = serializers.CharField(required=False)
@@ -162,8 +143,7 @@ class ProvenanceParams(serializers.Serializer):
     gpu = serializers.CharField(required=False)
 
     def validate(self, attrs: dict) -> dict:
-        if attrs["start"] >= attrs["end"]:
-            raise serializers.ValidationError({"end": "must be after start"})
+        attrs = super().validate(attrs)
         if attrs["end"] - attrs["start"] > MAX_HOURLY_RANGE:
             raise serializers.ValidationError(
                 {"end": "provenance covers at most 93 days at a time"}
@@ -171,9 +151,7 @@ class ProvenanceParams(serializers.Serializer):
         return attrs
 
 
-class UsageProvenanceView(APIView):
-    throttle_classes = [ApiThrottle]
-
+class UsageProvenanceView(OrgApiView):
     @extend_schema(
         summary="What an energy or emissions figure is made of: energy, PUE and factors",
         parameters=[
@@ -192,21 +170,18 @@ class UsageProvenanceView(APIView):
         responses=_Provenance,
     )
     def get(self, request: Request) -> Response:
-        params = ProvenanceParams(data=request.query_params)
-        if not params.is_valid():
-            raise ApiError("The query parameters are not valid.", details=params.errors)
-        data = params.validated_data
-        membership = request_membership(request)
-        assert membership is not None
+        data = validated(
+            ProvenanceParams(data=request.query_params), "The query parameters are not valid."
+        )
         filters = {k: data[k] for k in PROVENANCE_FILTERS if k in data}
         result = usage_provenance(
-            organization=membership.organization,
+            organization=self.organization,
             start=data["start"],
             end=data["end"],
             filters=filters,
         )
         result.update(
-            organization=membership.organization.slug,
+            organization=self.organization.slug,
             start=data["start"],
             end=data["end"],
             filters=filters,

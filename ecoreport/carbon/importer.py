@@ -13,12 +13,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from ecoreport.carbon.models import MAX_INTENSITY_G_PER_KWH, Basis, Scope
+from ecoreport.core.errors import DomainError
 
 ZONE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.\-]{0,63}$")
 REQUIRED_COLUMNS = ("zone", "start", "end", "g_co2e_per_kwh", "basis", "source", "year")
 
 
-class FactorError(ValueError):
+class FactorError(DomainError):
     pass
 
 

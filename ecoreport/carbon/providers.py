@@ -32,14 +32,18 @@ from django.db import transaction
 from ecoreport.carbon.emissions import lbs_per_mwh_to_g_per_kwh
 from ecoreport.carbon.models import MAX_INTENSITY_G_PER_KWH, Basis, CarbonIntensity
 from ecoreport.core import http
+from ecoreport.core.errors import DomainError
 
 log = logging.getLogger(__name__)
 
 MAX_RETRY_AFTER_S = 60.0
 
 
-class ProviderError(RuntimeError):
+class ProviderError(DomainError, RuntimeError):
     """The provider refused or kept failing; the next scheduled fetch tries again."""
+
+    code = "provider_unavailable"
+    status_code = 502
 
     def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message)

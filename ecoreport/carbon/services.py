@@ -36,6 +36,7 @@ from ecoreport.carbon.models import (
     Scope,
     SitePue,
 )
+from ecoreport.core.errors import DomainError
 from ecoreport.fleet.models import Site
 from ecoreport.organizations.models import Organization
 
@@ -48,7 +49,7 @@ _HOUR = timedelta(hours=1)
 BUILTIN_DEFAULTS = Path(__file__).parent / "data" / "grid-intensity.csv"
 
 
-class CarbonInputError(ValueError):
+class CarbonInputError(DomainError):
     """A write refused for a reason a person can fix; the message says which (and ``field``,
     where one input is at fault)."""
 

@@ -14,9 +14,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serial
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
-from ecoreport.accounting.views import ApiThrottle
 from ecoreport.carbon.models import (
     Basis,
     CarbonIntensity,
@@ -26,7 +24,6 @@ from ecoreport.carbon.models import (
     SitePue,
 )
 from ecoreport.carbon.services import (
-    CarbonInputError,
     factor_create,
     factor_delete,
     market_instrument_create,
@@ -35,26 +32,27 @@ from ecoreport.carbon.services import (
     site_pue_set,
     site_update,
 )
-from ecoreport.core.api import ApiError, UtcDateTimeField
+from ecoreport.core.api import (
+    ApiError,
+    CountedLimitOffsetPagination,
+    StrictSerializer,
+    UtcDateTimeField,
+    validated,
+)
 from ecoreport.fleet.models import Site
-from ecoreport.organizations.models import Organization, slug_validator
-from ecoreport.organizations.permissions import IsOrgAdmin, request_membership
+from ecoreport.organizations.api import OrgApiView
+from ecoreport.organizations.models import slug_validator
+from ecoreport.organizations.permissions import IsOrgAdmin
 
-MAX_FACTORS_PER_PAGE = 1000
-
-
-def _org(request: Request) -> Organization:
-    membership = request_membership(request)
-    assert membership is not None  # the permission class has checked
-    return membership.organization
+INVALID_BODY = "The request is not valid."
 
 
-def _invalid(errors: Any) -> ApiError:
-    return ApiError("The request is not valid.", details=errors)
+class FactorPagination(CountedLimitOffsetPagination):
+    default_limit = 200
+    max_limit = 1000
 
 
-def _not_found(what: str) -> ApiError:
-    return ApiError(f"No such {what}.", code="not_found", status_code=status.HTTP_404_NOT_FOUND)
+MAX_FACTORS_PER_PAGE = FactorPagination.max_limit
 
 
 class PuePeriodOut(serializers.ModelSerializer):
@@ -89,7 +87,7 @@ class SiteOut(serializers.ModelSerializer):
         fields = ["slug", "name", "grid_zone", "pue", "provider", "pue_periods", "created_at"]
 
 
-class SiteIn(serializers.Serializer):
+class SiteIn(StrictSerializer):
     slug = serializers.CharField(max_length=64, validators=[slug_validator])
     name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
     grid_zone = serializers.CharField(max_length=64)
@@ -97,20 +95,20 @@ class SiteIn(serializers.Serializer):
     provider = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
 
 
-class SitePatch(serializers.Serializer):
+class SitePatch(StrictSerializer):
     name = serializers.CharField(max_length=200, required=False)
     grid_zone = serializers.CharField(max_length=64, required=False)
     pue = serializers.DecimalField(max_digits=4, decimal_places=3, required=False)
     provider = serializers.CharField(max_length=64, required=False, allow_blank=True)
 
 
-class PueIn(serializers.Serializer):
+class PueIn(StrictSerializer):
     pue = serializers.DecimalField(max_digits=4, decimal_places=3)
     valid_from = UtcDateTimeField()
     source = serializers.CharField(max_length=300, required=False, allow_blank=True, default="")
 
 
-class InstrumentIn(serializers.Serializer):
+class InstrumentIn(StrictSerializer):
     kind = serializers.ChoiceField(choices=InstrumentKind.choices)
     valid_from = UtcDateTimeField()
     valid_to = UtcDateTimeField(required=False, allow_null=True, default=None)
@@ -145,14 +143,14 @@ class FactorOut(serializers.ModelSerializer):
         return obj.organization_id is not None
 
 
-class FactorParams(serializers.Serializer):
+class FactorParams(StrictSerializer):
     zone = serializers.CharField(required=False)
     basis = serializers.ChoiceField(choices=Basis.choices, required=False)
     resolution = serializers.ChoiceField(choices=Resolution.choices, required=False)
     start = UtcDateTimeField(required=False)
     end = UtcDateTimeField(required=False)
-    limit = serializers.IntegerField(min_value=1, max_value=MAX_FACTORS_PER_PAGE, default=200)
-    offset = serializers.IntegerField(min_value=0, default=0)
+    limit = FactorPagination.limit_field()
+    offset = FactorPagination.offset_field()
 
 
 def _results(name: str, item: serializers.Serializer, *, count: bool = False) -> Any:
@@ -164,45 +162,34 @@ def _results(name: str, item: serializers.Serializer, *, count: bool = False) ->
     return inline_serializer(name, fields=fields)
 
 
-def _site(request: Request, slug: str) -> Site:
-    site = Site.objects.for_org(_org(request)).filter(slug=slug).first()
-    if site is None:
-        raise _not_found("site")
-    return site
-
-
-class SitesView(APIView):
+class _SiteApiView(OrgApiView):
     permission_classes = [IsOrgAdmin]
-    throttle_classes = [ApiThrottle]
 
+    def site(self, slug: str) -> Site:
+        return self.org_object(self.org_objects(Site), "site", slug=slug)
+
+
+class SitesView(_SiteApiView):
     @extend_schema(
         summary="Sites of the caller's organization",
         operation_id="v1_sites_list",
         responses=_results("SiteList", SiteOut(many=True)),
     )
     def get(self, request: Request) -> Response:
-        sites = Site.objects.for_org(_org(request)).prefetch_related("pue_periods").order_by("slug")
+        sites = self.org_objects(Site).prefetch_related("pue_periods").order_by("slug")
         return Response({"results": SiteOut(sites, many=True).data})
 
     @extend_schema(summary="Create a site (admins)", request=SiteIn, responses={201: SiteOut})
     def post(self, request: Request) -> Response:
-        data = SiteIn(data=request.data)
-        if not data.is_valid():
-            raise _invalid(data.errors)
-        try:
-            site = site_create(organization=_org(request), **data.validated_data)
-        except CarbonInputError as exc:
-            raise ApiError(str(exc)) from None
+        data = validated(SiteIn(data=request.data), INVALID_BODY)
+        site = site_create(organization=self.organization, **data)
         return Response(SiteOut(site).data, status=status.HTTP_201_CREATED)
 
 
-class SiteDetailView(APIView):
-    permission_classes = [IsOrgAdmin]
-    throttle_classes = [ApiThrottle]
-
+class SiteDetailView(_SiteApiView):
     @extend_schema(summary="One site", responses=SiteOut)
     def get(self, request: Request, slug: str) -> Response:
-        return Response(SiteOut(_site(request, slug)).data)
+        return Response(SiteOut(self.site(slug)).data)
 
     @extend_schema(
         summary="Change a site (admins). A new PUE applies from the current hour; a new grid zone "
@@ -211,27 +198,21 @@ class SiteDetailView(APIView):
         responses=SiteOut,
     )
     def patch(self, request: Request, slug: str) -> Response:
-        site = _site(request, slug)
-        data = SitePatch(data=request.data)
-        if not data.is_valid():
-            raise _invalid(data.errors)
-        try:
-            site = site_update(site=site, **data.validated_data)
-        except CarbonInputError as exc:
-            raise ApiError(str(exc)) from None
+        site = self.site(slug)
+        data = validated(SitePatch(data=request.data), INVALID_BODY)
+        site = site_update(site=site, **data)
         return Response(SiteOut(Site.objects.get(pk=site.pk)).data)
 
 
-class SitePueView(APIView):
-    permission_classes = [IsOrgAdmin]
-    throttle_classes = [ApiThrottle]
+class SitePueView(_SiteApiView):
+    domain_error_field = "pue"  # what the service refuses without naming a field is the PUE
 
     @extend_schema(
         summary="PUE periods of a site",
         responses=_results("PuePeriodList", PuePeriodOut(many=True)),
     )
     def get(self, request: Request, slug: str) -> Response:
-        site = _site(request, slug)
+        site = self.site(slug)
         return Response(
             {"results": PuePeriodOut(site.pue_periods.order_by("valid_from"), many=True).data}
         )
@@ -242,32 +223,20 @@ class SitePueView(APIView):
         responses={201: PuePeriodOut},
     )
     def post(self, request: Request, slug: str) -> Response:
-        site = _site(request, slug)
-        data = PueIn(data=request.data)
-        if not data.is_valid():
-            raise _invalid(data.errors)
-        try:
-            period = site_pue_set(site=site, **data.validated_data)
-        except CarbonInputError as exc:
-            raise ApiError(str(exc), details={exc.field or "pue": [str(exc)]}) from None
+        site = self.site(slug)
+        data = validated(PueIn(data=request.data), INVALID_BODY)
+        period = site_pue_set(site=site, **data)
         return Response(PuePeriodOut(period).data, status=status.HTTP_201_CREATED)
 
 
-class SiteInstrumentsView(APIView):
-    permission_classes = [IsOrgAdmin]
-    throttle_classes = [ApiThrottle]
-
+class SiteInstrumentsView(_SiteApiView):
     @extend_schema(
         summary="Market-based instruments of a site",
         responses=_results("InstrumentList", InstrumentOut(many=True)),
     )
     def get(self, request: Request, slug: str) -> Response:
-        site = _site(request, slug)
-        items = (
-            MarketInstrument.objects.for_org(_org(request))
-            .filter(site=site)
-            .order_by("valid_from", "id")
-        )
+        site = self.site(slug)
+        items = self.org_objects(MarketInstrument).filter(site=site).order_by("valid_from", "id")
         return Response({"results": InstrumentOut(items, many=True).data})
 
     @extend_schema(
@@ -276,40 +245,27 @@ class SiteInstrumentsView(APIView):
         responses={201: InstrumentOut},
     )
     def post(self, request: Request, slug: str) -> Response:
-        site = _site(request, slug)
-        data = InstrumentIn(data=request.data)
-        if not data.is_valid():
-            raise _invalid(data.errors)
-        try:
-            instrument = market_instrument_create(site=site, **data.validated_data)
-        except CarbonInputError as exc:
-            raise ApiError(
-                str(exc), details={exc.field: [str(exc)]} if exc.field else None
-            ) from None
+        site = self.site(slug)
+        data = validated(InstrumentIn(data=request.data), INVALID_BODY)
+        instrument = market_instrument_create(site=site, **data)
         return Response(InstrumentOut(instrument).data, status=status.HTTP_201_CREATED)
 
 
-class SiteInstrumentDetailView(APIView):
-    permission_classes = [IsOrgAdmin]
-    throttle_classes = [ApiThrottle]
-
+class SiteInstrumentDetailView(_SiteApiView):
     @extend_schema(
         summary="Remove an instrument (admins); recomputes its period", responses={204: None}
     )
     def delete(self, request: Request, slug: str, pk: int) -> Response:
-        site = _site(request, slug)
-        instrument = (
-            MarketInstrument.objects.for_org(_org(request)).filter(site=site, pk=pk).first()
+        site = self.site(slug)
+        instrument = self.org_object(
+            self.org_objects(MarketInstrument), "instrument", site=site, pk=pk
         )
-        if instrument is None:
-            raise _not_found("instrument")
         market_instrument_delete(instrument=instrument)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class FactorsView(APIView):
+class FactorsView(OrgApiView):
     permission_classes = [IsOrgAdmin]
-    throttle_classes = [ApiThrottle]
 
     @extend_schema(
         summary="Carbon-intensity factors: shared ones and the organization's own",
@@ -330,11 +286,10 @@ class FactorsView(APIView):
         responses=_results("FactorList", FactorOut(many=True), count=True),
     )
     def get(self, request: Request) -> Response:
-        params = FactorParams(data=request.query_params)
-        if not params.is_valid():
-            raise ApiError("The query parameters are not valid.", details=params.errors)
-        p = params.validated_data
-        qs = CarbonIntensity.objects.visible_to(_org(request))
+        p = validated(
+            FactorParams(data=request.query_params), "The query parameters are not valid."
+        )
+        qs = CarbonIntensity.objects.visible_to(self.organization)
         if "zone" in p:
             qs = qs.filter(zone=p["zone"])
         if "basis" in p:
@@ -346,9 +301,9 @@ class FactorsView(APIView):
         if "end" in p:
             qs = qs.filter(start__lt=p["end"])
         qs = qs.order_by("zone", "basis", "start", "resolution", "id")
-        total = qs.count()
-        page = qs[p["offset"] : p["offset"] + p["limit"]]
-        return Response({"count": total, "results": FactorOut(page, many=True).data})
+        paginator = FactorPagination()
+        page = paginator.paginate_queryset(qs, request, view=self)
+        return paginator.get_paginated_response(FactorOut(page, many=True).data)
 
     @extend_schema(
         summary="Add an organization's own factor (admins); used for its sites only",
@@ -360,21 +315,16 @@ class FactorsView(APIView):
             raise ApiError("Send one factor as a JSON object.")
         data = dict(request.data)
         data.setdefault("basis", Basis.LOCATION)
-        try:
-            factor = factor_create(organization=_org(request), data=data)
-        except CarbonInputError as exc:
-            raise ApiError(str(exc)) from None
+        factor = factor_create(organization=self.organization, data=data)
         return Response(FactorOut(factor).data, status=status.HTTP_201_CREATED)
 
 
-class FactorDetailView(APIView):
+class FactorDetailView(OrgApiView):
     permission_classes = [IsOrgAdmin]
-    throttle_classes = [ApiThrottle]
 
     def _get(self, request: Request, pk: int) -> CarbonIntensity:
-        factor = CarbonIntensity.objects.visible_to(_org(request)).filter(pk=pk).first()
-        if factor is None:
-            raise _not_found("factor")
+        visible = CarbonIntensity.objects.visible_to(self.organization)
+        factor: CarbonIntensity = self.org_object(visible, "factor", pk=pk)
         return factor
 
     @extend_schema(summary="One factor", responses=FactorOut)

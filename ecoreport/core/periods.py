@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from ecoreport.core.errors import DomainError
+
 PERIOD_KINDS = ("month", "quarter", "year")
 _MONTHS = {"month": 1, "quarter": 3, "year": 12}
 _PER_YEAR = {"month": 12, "quarter": 4, "year": 1}
@@ -30,10 +32,14 @@ REPORT_YEARS = (2000, 2999)
 EARLIEST_LABEL_YEAR = 1970
 
 
-class PeriodError(ValueError):
+class PeriodError(DomainError):
     """A period a person asked for that cannot be one; the message says why and what to write.
 
-    A ValueError, so callers that catch ValueError (serializers) keep working."""
+    A ValueError (through DomainError), so callers that catch ValueError (serializers) keep
+    working; the API answers it as ``invalid_period`` on the ``period`` input."""
+
+    code = "invalid_period"
+    field = "period"
 
 
 def add_months(moment: datetime, months: int) -> datetime:

@@ -1,4 +1,5 @@
-"""Throttles that keep limiting, per process, while the shared cache is unreachable.
+"""The API's throttles (``ApiThrottle``, ``IngestThrottle``), which keep limiting, per process,
+while the shared cache is unreachable.
 
 The shared (Redis) cache gives one limit across every web process. When it is down the
 fail-soft cache answers "no history", which alone would turn throttling off: instead the
@@ -14,6 +15,7 @@ from typing import Any
 
 from django.core.cache import caches
 from rest_framework.request import Request
+from rest_framework.throttling import SimpleRateThrottle, UserRateThrottle
 from rest_framework.views import APIView
 
 from ecoreport.core.cache import is_down
@@ -42,3 +44,19 @@ class LocalFallbackThrottleMixin:
             )
         self.cache = caches[LOCAL_CACHE]
         return bool(super().allow_request(request, view))  # type: ignore[misc]
+
+
+class ApiThrottle(LocalFallbackThrottleMixin, UserRateThrottle):
+    """The read and management API's limit (``API_THROTTLE_RATE``), per user or token."""
+
+    scope = "api"
+
+
+class IngestThrottle(LocalFallbackThrottleMixin, SimpleRateThrottle):
+    """Per agent credential (``INGEST_THROTTLE_RATE``); the answer's Retry-After tells the
+    agent when to come back."""
+
+    scope = "ingest"
+
+    def get_cache_key(self, request: Request, view: APIView) -> str:
+        return self.cache_format % {"scope": self.scope, "ident": request.auth.pk}

@@ -94,7 +94,7 @@ def targets(request: HttpRequest) -> HttpResponse:
             instance=editing,
             data=form_values,
             partial=editing is not None,
-            context={"organization": org},
+            context={"organization": org, "text_input": True},  # a form's text, not JSON
         )
         if serializer.is_valid():
             with transaction.atomic():

@@ -7,6 +7,7 @@ import re
 from django.db import transaction
 from django.utils import timezone
 
+from ecoreport.core.errors import DomainError
 from ecoreport.fleet.authentication import AGENT_TOKEN_PREFIX
 from ecoreport.fleet.models import AgentCredential, Host, Site
 from ecoreport.organizations.models import Organization, Project, Team, hash_token, new_token
@@ -50,7 +51,7 @@ def agent_credential_revoke(*, credential: AgentCredential) -> None:
     )
 
 
-class FleetInputError(ValueError):
+class FleetInputError(DomainError):
     """A write refused for a reason a person can fix; the message says which."""
 
 

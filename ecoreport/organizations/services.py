@@ -14,6 +14,7 @@ from django.core.validators import validate_email
 from django.db import transaction
 from django.utils import timezone
 
+from ecoreport.core.errors import DomainError
 from ecoreport.organizations.authentication import USER_TOKEN_PREFIX
 from ecoreport.organizations.models import (
     ApiToken,
@@ -69,7 +70,7 @@ def api_token_issue(*, membership: Membership) -> str:
 # --- members and tokens, as the settings pages change them ---------------------------------------
 
 
-class MembershipError(ValueError):
+class MembershipError(DomainError):
     """A membership change refused for a reason an admin can act on; the message says which."""
 
 
@@ -147,7 +148,7 @@ def api_token_revoke(*, token: ApiToken) -> None:
 # --- invitations ----------------------------------------------------------------------------------
 
 
-class InvitationError(ValueError):
+class InvitationError(DomainError):
     """An invitation that cannot be accepted as asked; the message tells the invitee why."""
 
 

@@ -13,6 +13,7 @@ from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from ecoreport.core.api import StrictModelSerializer, StrictSerializer
 from ecoreport.organizations.models import Organization, Project, Team
 from ecoreport.policies import calc, transport
 from ecoreport.policies.models import AlertDelivery, Target, TargetEvaluation, Webhook
@@ -37,7 +38,7 @@ def parse_scope(organization: Organization, scope: str) -> dict[str, Any]:
     raise serializers.ValidationError("use 'org', 'team:SLUG' or 'project:SLUG'")
 
 
-class TargetSerializer(serializers.ModelSerializer):
+class TargetSerializer(StrictModelSerializer):
     scope = serializers.CharField(help_text="'org', 'team:SLUG' or 'project:SLUG'", default="org")
     metric = serializers.ChoiceField(choices=list(calc.METRICS))
     period = serializers.ChoiceField(choices=list(calc.PERIODS))
@@ -248,7 +249,7 @@ class DeliverySerializer(serializers.ModelSerializer):
         ]
 
 
-class WebhookSerializer(serializers.ModelSerializer):
+class WebhookSerializer(StrictModelSerializer):
     url = serializers.CharField(max_length=500, validators=[validate_webhook_url])
     secret = serializers.CharField(
         write_only=True,
@@ -283,5 +284,5 @@ class WebhookSerializer(serializers.ModelSerializer):
         return webhook.deliveries.filter(state=AlertDelivery.State.FAILED).count()
 
 
-class AlertSubscriptionSerializer(serializers.Serializer):
+class AlertSubscriptionSerializer(StrictSerializer):
     email_alerts = serializers.BooleanField()

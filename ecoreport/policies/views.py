@@ -8,16 +8,16 @@ from typing import Any
 from django.db import transaction
 from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import generics, serializers, status
+from rest_framework import generics, status
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
-from ecoreport.accounting.views import ApiThrottle
-from ecoreport.core.api import ApiError
+from ecoreport.core.api import ApiError, validated
 from ecoreport.core.enqueue import enqueue_on_commit
-from ecoreport.organizations.models import Membership, Role
+from ecoreport.core.throttling import ApiThrottle
+from ecoreport.organizations.api import OrgApiView, OrgScopedMixin
+from ecoreport.organizations.models import Role
 from ecoreport.organizations.permissions import IsOrgAdmin, IsOrgMember, request_membership
 from ecoreport.policies.models import AlertSubscription, Target, Webhook
 from ecoreport.policies.selectors import evaluations_for_target, targets_for_org
@@ -42,74 +42,50 @@ class IsOrgAdminForAll(BasePermission):
         return membership is not None and membership.has_role(Role.ADMIN)
 
 
-def _membership(request: Request) -> Membership:
-    membership = request_membership(request)
-    assert membership is not None  # the permission class has checked
-    return membership
-
-
-def _valid(serializer: serializers.Serializer) -> dict[str, Any]:
-    """Validated data, or a 400 whose message is the first problem in words."""
-    if serializer.is_valid():
-        return serializer.validated_data  # type: ignore[return-value]
-    errors = serializer.errors
-    field, problems = next(iter(errors.items()))
-    first = problems[0] if isinstance(problems, list) and problems else problems
-    prefix = "" if field == "non_field_errors" else f"{field}: "
-    raise ApiError(f"{prefix}{first}", details=errors)
-
-
 def _evaluate_soon(target: Target) -> None:
     # A new or changed target shows a status within seconds instead of at the next hourly run.
     enqueue_on_commit("policies.evaluate_target", target.pk)
 
 
-class _OrgScoped:
-    request: Request
-
-    def org(self) -> Any:
-        return _membership(self.request).organization
-
-
 @extend_schema(tags=["targets"])
-class TargetListView(_OrgScoped, generics.ListCreateAPIView):
+class TargetListView(OrgScopedMixin, generics.ListCreateAPIView):
     permission_classes = [IsOrgAdmin]
     throttle_classes = [ApiThrottle]
     serializer_class = TargetSerializer
     pagination_class = None
 
     def get_queryset(self) -> QuerySet[Target]:
-        return targets_for_org(self.org()).order_by("name", "id")
+        return targets_for_org(self.organization).order_by("name", "id")
 
     def get_serializer_context(self) -> dict[str, Any]:
-        return {**super().get_serializer_context(), "organization": self.org()}
+        return {**super().get_serializer_context(), "organization": self.organization}
 
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        data = _valid(self.get_serializer(data=request.data))
+        data = validated(self.get_serializer(data=request.data))
         with transaction.atomic():
-            target = target_create(organization=self.org(), **data)
+            target = target_create(organization=self.organization, **data)
             _evaluate_soon(target)
         return Response(self.get_serializer(target).data, status=status.HTTP_201_CREATED)
 
 
 @extend_schema(tags=["targets"])
-class TargetDetailView(_OrgScoped, generics.RetrieveUpdateDestroyAPIView):
+class TargetDetailView(OrgScopedMixin, generics.RetrieveUpdateDestroyAPIView):
     permission_classes = [IsOrgAdmin]
     throttle_classes = [ApiThrottle]
     serializer_class = TargetSerializer
 
     def get_queryset(self) -> QuerySet[Target]:
-        return targets_for_org(self.org())
+        return targets_for_org(self.organization)
 
     def get_serializer_context(self) -> dict[str, Any]:
-        return {**super().get_serializer_context(), "organization": self.org()}
+        return {**super().get_serializer_context(), "organization": self.organization}
 
     def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         target = self.get_object()
         serializer = self.get_serializer(
             target, data=request.data, partial=kwargs.get("partial", False)
         )
-        data = _valid(serializer)
+        data = validated(serializer)
         with transaction.atomic():
             target = target_update(target=target, **data)
             _evaluate_soon(target)
@@ -117,9 +93,8 @@ class TargetDetailView(_OrgScoped, generics.RetrieveUpdateDestroyAPIView):
 
 
 @extend_schema(tags=["targets"])
-class TargetStatusView(_OrgScoped, APIView):
+class TargetStatusView(OrgApiView):
     permission_classes = [IsOrgMember]
-    throttle_classes = [ApiThrottle]
 
     @extend_schema(
         summary="A target's latest status and its evaluation history (newest first)",
@@ -131,9 +106,7 @@ class TargetStatusView(_OrgScoped, APIView):
         responses=TargetStatusSerializer,
     )
     def get(self, request: Request, pk: int) -> Response:
-        target = targets_for_org(self.org()).filter(pk=pk).first()
-        if target is None:
-            raise ApiError("No such target.", code="not_found", status_code=404)
+        target = self.org_object(targets_for_org(self.organization), "target", pk=pk)
         try:
             limit = int(request.query_params.get("limit", 100))
         except ValueError:
@@ -154,33 +127,33 @@ class TargetStatusView(_OrgScoped, APIView):
 
 
 @extend_schema(tags=["webhooks"])
-class WebhookListView(_OrgScoped, generics.ListCreateAPIView):
+class WebhookListView(OrgScopedMixin, generics.ListCreateAPIView):
     permission_classes = [IsOrgAdminForAll]
     throttle_classes = [ApiThrottle]
     serializer_class = WebhookSerializer
     pagination_class = None
 
     def get_queryset(self) -> QuerySet[Webhook]:
-        return Webhook.objects.for_org(self.org()).order_by("created_at", "id")
+        return self.org_objects(Webhook).order_by("created_at", "id")
 
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        data = _valid(self.get_serializer(data=request.data))
-        webhook = Webhook.objects.create(organization=self.org(), **data)
+        data = validated(self.get_serializer(data=request.data))
+        webhook = Webhook.objects.create(organization=self.organization, **data)
         return Response(self.get_serializer(webhook).data, status=status.HTTP_201_CREATED)
 
 
 @extend_schema(tags=["webhooks"])
-class WebhookDetailView(_OrgScoped, generics.RetrieveUpdateDestroyAPIView):
+class WebhookDetailView(OrgScopedMixin, generics.RetrieveUpdateDestroyAPIView):
     permission_classes = [IsOrgAdminForAll]
     throttle_classes = [ApiThrottle]
     serializer_class = WebhookSerializer
 
     def get_queryset(self) -> QuerySet[Webhook]:
-        return Webhook.objects.for_org(self.org())
+        return self.org_objects(Webhook)
 
     def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         webhook = self.get_object()
-        data = _valid(
+        data = validated(
             self.get_serializer(webhook, data=request.data, partial=kwargs.get("partial", False))
         )
         for name, value in data.items():
@@ -192,19 +165,18 @@ class WebhookDetailView(_OrgScoped, generics.RetrieveUpdateDestroyAPIView):
 @extend_schema(
     tags=["alerts"], request=AlertSubscriptionSerializer, responses=AlertSubscriptionSerializer
 )
-class AlertSubscriptionView(APIView):
+class AlertSubscriptionView(OrgApiView):
     """The caller's own opt-in to alert emails about their teams' targets."""
 
     permission_classes = [IsOrgMember]
-    throttle_classes = [ApiThrottle]
 
     def get(self, request: Request) -> Response:
-        subscription = AlertSubscription.objects.filter(membership=_membership(request)).first()
+        subscription = AlertSubscription.objects.filter(membership=self.membership).first()
         return Response({"email_alerts": bool(subscription and subscription.email_alerts)})
 
     def put(self, request: Request) -> Response:
-        data = _valid(AlertSubscriptionSerializer(data=request.data))
+        data = validated(AlertSubscriptionSerializer(data=request.data))
         AlertSubscription.objects.update_or_create(
-            membership=_membership(request), defaults={"email_alerts": data["email_alerts"]}
+            membership=self.membership, defaults={"email_alerts": data["email_alerts"]}
         )
         return Response({"email_alerts": data["email_alerts"]})

@@ -13,6 +13,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from ecoreport.core.errors import DomainError
 from ecoreport.organizations.models import Organization, OrgScopedQuerySet, Team
 
 FORMATS = ("pdf", "html", "csv", "xlsx")
@@ -24,8 +25,9 @@ CONTENT_TYPES = {
 }
 
 
-class ImmutableReportError(RuntimeError):
-    pass
+class ImmutableReportError(DomainError, RuntimeError):
+    code = "immutable"
+    status_code = 409
 
 
 class Report(models.Model):

@@ -15,12 +15,17 @@ from dataclasses import asdict, dataclass, fields, replace
 from enum import StrEnum
 from typing import Any
 
+from ecoreport.core.errors import DomainError
 
-class AssumptionError(ValueError):
+
+class AssumptionError(DomainError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+
+    def api_details(self, default_field: str | None = None) -> Any:
+        return {self.field: self.message}
 
 
 UNSOURCED = "unsourced: engineering estimate"

@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ecoreport.accounting.scope import Scope
+from ecoreport.core.errors import DomainError
 from ecoreport.organizations.models import Organization, Project, Team
 from ecoreport.savings import calc
 from ecoreport.savings.assumptions import Assumptions
@@ -45,12 +46,15 @@ from ecoreport.savings.sentences import sentence
 MAX_PERIOD = timedelta(days=400)
 
 
-class SavingsError(ValueError):
+class SavingsError(DomainError):
     """A request the savings selectors cannot answer; the message says why, for a person."""
 
     def __init__(self, message: str, *, field: str | None = None) -> None:
         super().__init__(message)
         self.field = field
+
+    def api_details(self, default_field: str | None = None) -> Any:
+        return {self.field: str(self)} if self.field else None  # one message, not a list
 
 
 def scope_parse(organization: Organization, text: str) -> Scope:

@@ -6,11 +6,12 @@ from decimal import Decimal, InvalidOperation
 
 from django.utils import timezone
 
+from ecoreport.core.errors import DomainError
 from ecoreport.fleet.models import Site
 from ecoreport.savings.models import SitePrice, currency_validator
 
 
-class PriceError(ValueError):
+class PriceError(DomainError):
     pass
 
 

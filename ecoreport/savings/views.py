@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
@@ -11,21 +10,16 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serial
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
-from ecoreport.accounting.views import ApiThrottle
-from ecoreport.core.api import ApiError, UtcDateTimeField
-from ecoreport.organizations.models import Organization
-from ecoreport.organizations.permissions import request_membership
+from ecoreport.core.api import StrictSerializer, TimeWindowSerializer, validated
+from ecoreport.organizations.api import OrgApiView
 from ecoreport.savings.assumptions import (
     SPECS,
-    AssumptionError,
     Assumptions,
     describe,
     sources_used,
 )
 from ecoreport.savings.selectors import (
-    SavingsError,
     recommendations,
     savings_for_scope,
     scope_label,
@@ -36,35 +30,10 @@ from ecoreport.savings.windows import best_window
 DEFAULT_PERIOD = timedelta(days=30)
 
 
-def _organization(request: Request) -> Organization:
-    membership = request_membership(request)
-    assert membership is not None  # the permission class has checked
-    return membership.organization
+class SavingsParams(TimeWindowSerializer):
+    default_span = DEFAULT_PERIOD
 
-
-def _invalid(params: serializers.Serializer) -> ApiError:
-    errors = params.errors
-    first = next(iter(errors.items()), None)
-    message = "The query parameters are not valid."
-    if first is not None:
-        field, problems = first
-        problem = problems[0] if isinstance(problems, list) and problems else problems
-        message = f"{field}: {problem}" if field != "non_field_errors" else str(problem)
-    return ApiError(message, details=errors)
-
-
-class SavingsParams(serializers.Serializer):
     scope = serializers.CharField(required=False, default="org")
-    start = UtcDateTimeField(required=False)
-    end = UtcDateTimeField(required=False)
-
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        end = attrs.get("end") or timezone.now()
-        start = attrs.get("start") or end - DEFAULT_PERIOD
-        if start >= end:
-            raise serializers.ValidationError({"end": "must be after start"})
-        attrs["start"], attrs["end"] = start, end
-        return attrs
 
 
 _Savings = inline_serializer(
@@ -120,9 +89,7 @@ _BestWindow = inline_serializer(
 )
 
 
-class SavingsView(APIView):
-    throttle_classes = [ApiThrottle]
-
+class SavingsView(OrgApiView):
     @extend_schema(
         summary="Savings levers and recommendations for a scope and period",
         parameters=[
@@ -143,20 +110,11 @@ class SavingsView(APIView):
         responses=_Savings,
     )
     def get(self, request: Request) -> Response:
-        params = SavingsParams(data=request.query_params)
-        if not params.is_valid():
-            raise _invalid(params)
-        data = params.validated_data
-        organization = _organization(request)
-        try:
-            assumptions = Assumptions.from_params(request.query_params)
-        except AssumptionError as exc:
-            raise ApiError(str(exc), details={exc.field: exc.message}) from None
-        try:
-            scope = scope_parse(organization, data["scope"])
-            levers = savings_for_scope(organization, scope, data["start"], data["end"], assumptions)
-        except SavingsError as exc:
-            raise ApiError(str(exc), details={exc.field: str(exc)} if exc.field else None) from None
+        data = validated(SavingsParams(data=request.query_params))
+        organization = self.organization
+        assumptions = Assumptions.from_params(request.query_params)
+        scope = scope_parse(organization, data["scope"])
+        levers = savings_for_scope(organization, scope, data["start"], data["end"], assumptions)
         ranked = recommendations(organization, scope, data["start"], data["end"], levers=levers)
         return Response(
             {
@@ -182,10 +140,8 @@ class SavingsView(APIView):
         )
 
 
-class SavingsAssumptionsView(APIView):
+class SavingsAssumptionsView(OrgApiView):
     """The inputs of the calculator: defaults, allowed and typical ranges, and their sources."""
-
-    throttle_classes = [ApiThrottle]
 
     @extend_schema(
         summary="Savings assumptions: defaults, ranges and sources", responses=_Assumptions
@@ -194,7 +150,7 @@ class SavingsAssumptionsView(APIView):
         return Response({"assumptions": describe()})
 
 
-class BestWindowParams(serializers.Serializer):
+class BestWindowParams(StrictSerializer):
     zone = serializers.CharField(max_length=64)
     duration_h = serializers.IntegerField(
         error_messages={"invalid": "must be a whole number of hours"}
@@ -219,9 +175,7 @@ class BestWindowParams(serializers.Serializer):
         return value
 
 
-class BestWindowView(APIView):
-    throttle_classes = [ApiThrottle]
-
+class BestWindowView(OrgApiView):
     @extend_schema(
         summary="Best time to start a job of duration_h hours within the next within_h hours",
         parameters=[
@@ -235,19 +189,13 @@ class BestWindowView(APIView):
         responses=_BestWindow,
     )
     def get(self, request: Request) -> Response:
-        params = BestWindowParams(data=request.query_params)
-        if not params.is_valid():
-            raise _invalid(params)
-        data = params.validated_data
-        try:
-            answer = best_window(
-                _organization(request),
-                zone=data["zone"].strip(),
-                duration_h=data["duration_h"],
-                within_h=data["within_h"],
-                now=timezone.now(),
-                energy_kwh=data.get("energy_kwh"),
-            )
-        except SavingsError as exc:
-            raise ApiError(str(exc), details={exc.field: str(exc)} if exc.field else None) from None
+        data = validated(BestWindowParams(data=request.query_params))
+        answer = best_window(
+            self.organization,
+            zone=data["zone"].strip(),
+            duration_h=data["duration_h"],
+            within_h=data["within_h"],
+            now=timezone.now(),
+            energy_kwh=data.get("energy_kwh"),
+        )
         return Response(answer)

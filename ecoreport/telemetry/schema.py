@@ -16,6 +16,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from ecoreport.core.errors import DomainError
+
 UtcDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
 # Labels have no length limit here: ``validation.clean_label`` truncates them per sample. The
 # body size limits bound them.
@@ -75,8 +77,11 @@ class BatchIn(msgspec.Struct):
 _decoder = msgspec.json.Decoder(BatchIn)
 
 
-class PayloadError(ValueError):
+class PayloadError(DomainError):
     """The body is not a valid ingest payload; nothing of it is stored."""
+
+    code = "malformed"
+    message_prefix = "The batch is malformed: "
 
     def __init__(self, message: str) -> None:
         super().__init__(

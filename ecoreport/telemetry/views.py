@@ -15,23 +15,13 @@ from drf_spectacular.utils import (
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import SimpleRateThrottle
 from rest_framework.views import APIView
 
 from ecoreport.core.api import ApiError
-from ecoreport.core.throttling import LocalFallbackThrottleMixin
+from ecoreport.core.throttling import IngestThrottle
 from ecoreport.fleet.authentication import AgentTokenAuthentication, IsAgent
-from ecoreport.telemetry.schema import PayloadError, decode_batch
+from ecoreport.telemetry.schema import decode_batch
 from ecoreport.telemetry.services import samples_ingest
-
-
-class IngestThrottle(LocalFallbackThrottleMixin, SimpleRateThrottle):
-    """Per agent credential; the answer's Retry-After tells the agent when to come back."""
-
-    scope = "ingest"
-
-    def get_cache_key(self, request: Request, view: APIView) -> str:
-        return self.cache_format % {"scope": self.scope, "ident": request.auth.pk}
 
 
 def _too_large(what: str, limit: int) -> ApiError:
@@ -143,11 +133,8 @@ class IngestView(APIView):
         ],
     )
     def post(self, request: Request) -> Response:
-        body = read_body(request)
-        try:
-            batch = decode_batch(body)
-        except PayloadError as error:
-            raise ApiError(f"The batch is malformed: {error}", code="malformed") from None
+        # A PayloadError is a 400 "The batch is malformed: ..." (ecoreport.core.api).
+        batch = decode_batch(read_body(request))
         if len(batch.samples) > settings.INGEST_MAX_SAMPLES:
             raise _too_large(
                 f"A batch of {len(batch.samples)} samples", settings.INGEST_MAX_SAMPLES

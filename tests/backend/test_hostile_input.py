@@ -143,7 +143,7 @@ def test_unauthenticated_and_unacceptable_requests_have_the_one_shape(client, ca
 
 
 def test_throttled_requests_have_the_one_shape_and_retry_after(client, cast, monkeypatch):
-    from ecoreport.accounting.views import ApiThrottle
+    from ecoreport.core.throttling import ApiThrottle
 
     # The rates are read into the class when DRF loads; patch them there, for this test only.
     monkeypatch.setattr(
