@@ -10,17 +10,36 @@ rebuilding the same hour at once; SQLite serialises writers anyway.
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import fields as dataclass_fields
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from django.db import connection, transaction
+from django.db import connection, models, transaction
+from django.db.models import Case, F, Field, Q, Value, When
+from django.db.models.functions import Cast
 from django.utils import timezone
 
+from ecoreport.accounting.models import (
+    EmissionFigures,
+    EmissionProvenance,
+    EnergyMeasures,
+    HourlyJobUsage,
+    HourlyUsage,
+    UsageMeasures,
+    field_names,
+)
+from ecoreport.carbon.emissions import J_PER_KWH
+from ecoreport.carbon.models import WORLD_ZONE
 from ecoreport.carbon.resolver import NO_SITE, SiteHourFactors, site_hour_factors
+from ecoreport.fleet.models import Site
+from ecoreport.organizations.models import Organization
 from ecoreport.telemetry.models import DirtyHour
 from ecoreport.telemetry.validation import MAX_INTERVAL_S
 
 log = logging.getLogger(__name__)
+_HOUR = timedelta(hours=1)
 
 # One statement rolls up a run of consecutive hours: the share table has no time column, so
 # each statement may scan it (PostgreSQL picks a hash join when the range is a large part of
@@ -60,6 +79,11 @@ _OFFSET_EXPR = {
 # hour, as without proration (same plan, no per-row arithmetic for the split); the crossing
 # samples' head and tail parts are then added from the small table through the share index.
 # The parts table may hold several rows per key: the INSERTs below sum them anyway.
+#
+# Raw SQL, CASE included, on purpose: temporary tables, CREATE TABLE ... AS and INSERT ...
+# SELECT are beyond the ORM, and this is the hot path. The column lists are derived from the
+# abstract measure models (``accounting.models``), so a new measure is one field there plus its
+# expression in ``_PART_SUMS`` (a missing one fails when this module loads).
 _CROSSING_CREATE = """
 CREATE TEMPORARY TABLE rollup_crossing AS
 SELECT s.id AS id, s.organization_id AS organization_id, s.gpu_id AS gpu_id,
@@ -70,22 +94,49 @@ FROM telemetry_energysample s
 WHERE s.organization_id = %s AND s.start >= %s AND s.start < %s
   AND s."end" > {next_hour_expr}
 """
-_PART_SUMS = [
-    ("energy_j", "{e}"),
-    ("idle_energy_j", "CASE WHEN sh.idle THEN {e} ELSE 0.0 END"),
-    ("unattributed_energy_j", "CASE WHEN sh.attributed THEN 0.0 ELSE {e} END"),
-    ("gpu_seconds", "{t} * sh.share"),
-    ("util_seconds", "CASE WHEN s.gpu_util_pct IS NULL THEN 0.0 ELSE {t} * sh.share END"),
-    ("util_x_seconds", "COALESCE(s.gpu_util_pct, 0.0) * {t} * sh.share"),
-    ("util_x_energy_j", "COALESCE(s.gpu_util_pct, 0.0) * {e}"),
-    ("util_energy_j", "CASE WHEN s.gpu_util_pct IS NULL THEN 0.0 ELSE {e} END"),
-]
+# Each measure of a share's part, from its energy {e} (J) and its seconds {t}; ``sample_count``
+# is counted apart (a sample counts in the hour it starts only).
+_PART_SUMS = {
+    "energy_j": "{e}",
+    "idle_energy_j": "CASE WHEN sh.idle THEN {e} ELSE 0.0 END",
+    "unattributed_energy_j": "CASE WHEN sh.attributed THEN 0.0 ELSE {e} END",
+    "gpu_seconds": "{t} * sh.share",
+    "util_seconds": "CASE WHEN s.gpu_util_pct IS NULL THEN 0.0 ELSE {t} * sh.share END",
+    "util_x_seconds": "COALESCE(s.gpu_util_pct, 0.0) * {t} * sh.share",
+    "util_x_energy_j": "COALESCE(s.gpu_util_pct, 0.0) * {e}",
+    "util_energy_j": "CASE WHEN s.gpu_util_pct IS NULL THEN 0.0 ELSE {e} END",
+}
+_USAGE_MEASURES = field_names(UsageMeasures)
+_JOB_MEASURES = field_names(EnergyMeasures)
+_PART_MEASURES = [c for c in _USAGE_MEASURES if c != "sample_count"]
+if set(_PART_SUMS) != set(_PART_MEASURES):
+    raise RuntimeError(
+        f"rollup: measures without a part expression: {set(_PART_MEASURES) - set(_PART_SUMS)}, "
+        f"expressions without a measure: {set(_PART_SUMS) - set(_PART_MEASURES)}"
+    )
 
 
 def _part_sums(energy: str, seconds: str) -> str:
     return ",\n       ".join(
-        f"SUM({expr.format(e=energy, t=seconds)}) AS {name}" for name, expr in _PART_SUMS
+        f"SUM({_PART_SUMS[name].format(e=energy, t=seconds)}) AS {name}" for name in _PART_MEASURES
     )
+
+
+def _sql_literal(value: object) -> str:
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int | float):
+        return repr(value)
+    if value == "":
+        return "''"
+    raise TypeError(f"no SQL literal for a default of {value!r}")
+
+
+def _unset_emissions(*bases: type[models.Model]) -> tuple[list[str], list[str]]:
+    """The non-null emission columns a fresh row starts with, and their defaults as literals
+    (the nullable ones are left out: NULL until ``emissions_apply`` writes them)."""
+    columns = [f for base in bases for f in base._meta.local_fields if not f.null]
+    return [f.attname for f in columns], [_sql_literal(f.get_default()) for f in columns]
 
 
 _PART_GROUP = (
@@ -144,51 +195,37 @@ WHERE {where}
 """  # noqa: S608 - constants only
     for part, energy, seconds, where, count in _CROSSING_PARTS
 }
-_USAGE_FROM_PARTS = """
+_USAGE_UNSET, _USAGE_UNSET_VALUES = _unset_emissions(EmissionFigures, EmissionProvenance)
+_USAGE_FROM_PARTS = f"""
 INSERT INTO accounting_hourlyusage
     (organization_id, hour, gpu_id, host_id, site_id, team_id, project_id,
-     energy_j, idle_energy_j, unattributed_energy_j, gpu_seconds,
-     util_seconds, util_x_seconds, util_x_energy_j, util_energy_j, sample_count,
-     facility_energy_j, co2e_g, co2e_market_g, intensity_resolution, intensity_fallback,
-     market_basis, certificate_share)
+     {", ".join(_USAGE_MEASURES)},
+     {", ".join(_USAGE_UNSET)})
 SELECT organization_id, hour, gpu_id, host_id, site_id, team_id, project_id,
-       SUM(energy_j), SUM(idle_energy_j), SUM(unattributed_energy_j), SUM(gpu_seconds),
-       SUM(util_seconds), SUM(util_x_seconds), SUM(util_x_energy_j), SUM(util_energy_j),
-       SUM(sample_count),
-       0.0, 0.0, 0.0, '', FALSE, '', 0.0
+       {", ".join(f"SUM({c})" for c in _USAGE_MEASURES)},
+       {", ".join(_USAGE_UNSET_VALUES)}
 FROM rollup_parts
 GROUP BY organization_id, hour, gpu_id, host_id, site_id, team_id, project_id
-"""
+"""  # noqa: S608 - constants only
 # Jobs: the parts with a job id, GPUs summed away. Shares without one (idle, unattributed) have
 # no job row.
-_JOBS_FROM_PARTS = """
+_JOB_UNSET, _JOB_UNSET_VALUES = _unset_emissions(EmissionFigures)
+_JOBS_FROM_PARTS = f"""
 INSERT INTO accounting_hourlyjobusage
     (organization_id, hour, site_id, team_id, project_id, job_id, user_name,
-     energy_j, gpu_seconds, util_seconds, util_x_seconds, gpu_count,
-     facility_energy_j, co2e_g, co2e_market_g)
+     {", ".join(_JOB_MEASURES)}, gpu_count,
+     {", ".join(_JOB_UNSET)})
 SELECT organization_id, hour, site_id, team_id, project_id, job_id, user_name,
-       SUM(energy_j), SUM(gpu_seconds), SUM(util_seconds), SUM(util_x_seconds),
+       {", ".join(f"SUM({c})" for c in _JOB_MEASURES)},
        COUNT(DISTINCT gpu_id),
-       0.0, 0.0, 0.0
+       {", ".join(_JOB_UNSET_VALUES)}
 FROM rollup_parts
 WHERE job_id <> ''
 GROUP BY organization_id, hour, site_id, team_id, project_id, job_id, user_name
-"""
+"""  # noqa: S608 - constants only
 
-_SUMMARY_COLUMNS = [
-    "energy_j",
-    "idle_energy_j",
-    "unattributed_energy_j",
-    "gpu_seconds",
-    "util_seconds",
-    "util_x_seconds",
-    "util_x_energy_j",
-    "util_energy_j",
-    "sample_count",
-    "facility_energy_j",
-    "co2e_g",
-    "co2e_market_g",
-]
+# Raw SQL: INSERT ... SELECT is beyond the ORM (and the CASE inside it with it).
+_SUMMARY_COLUMNS = field_names(UsageMeasures, EmissionFigures)
 _SUMMARY_INSERT = f"""
 INSERT INTO accounting_hourlysummary
     (organization_id, hour, site_id, team_id, project_id, {", ".join(_SUMMARY_COLUMNS)},
@@ -308,29 +345,53 @@ def hours_rollup(*, organization_id: int, hours: Iterable[datetime]) -> int:
     return count
 
 
-# Columns written from a site's resolved factors; the CASE per column picks the row's site.
-_FACTOR_COLUMNS = [
-    ("pue", "pue", "DOUBLE PRECISION"),
-    ("intensity_g_per_kwh", "intensity_g_per_kwh", "DOUBLE PRECISION"),
-    ("intensity_factor_id", "factor_id", "BIGINT"),
-    ("intensity_resolution", "resolution", "VARCHAR(8)"),
-    ("intensity_fallback", "fallback", "BOOLEAN"),
-    ("market_intensity_g_per_kwh", "market_intensity_g_per_kwh", "DOUBLE PRECISION"),
-    ("market_basis", "market_basis", "VARCHAR(10)"),
-    ("market_instrument_id", "market_instrument_id", "BIGINT"),
-    ("market_factor_id", "market_factor_id", "BIGINT"),
-    ("certificate_share", "certificate_share", "DOUBLE PRECISION"),
+# The provenance columns written from a site's resolved factors (emissions_computed_at is the
+# time of the write), and the SiteHourFactors attribute each comes from: three are named
+# differently there.
+_FACTOR_ATTRS = {
+    "intensity_factor_id": "factor_id",
+    "intensity_resolution": "resolution",
+    "intensity_fallback": "fallback",
+}
+_FACTOR_FIELDS = [
+    f for f in EmissionProvenance._meta.local_fields if f.attname != "emissions_computed_at"
 ]
+_FACTOR_COLUMNS = [(f.attname, _FACTOR_ATTRS.get(f.attname, f.attname)) for f in _FACTOR_FIELDS]
+if missing := {a for _, a in _FACTOR_COLUMNS} - {f.name for f in dataclass_fields(SiteHourFactors)}:
+    raise RuntimeError(f"rollup: provenance columns SiteHourFactors does not carry: {missing}")
 
 
-def _case(per_site: dict[int, SiteHourFactors], attr: str, sql_type: str) -> tuple[str, list]:
-    # Every value is CAST: PostgreSQL must know a parameter's type inside CASE, and a NULL
-    # parameter would otherwise be taken for text. SQLite accepts the same casts.
-    parts, params = [], []
-    for site_key, value in per_site.items():
-        parts.append(f"WHEN %s THEN CAST(%s AS {sql_type})")
-        params += [site_key, getattr(value, attr)]
-    return f"CASE COALESCE(site_id, {NO_SITE}) {' '.join(parts)} END", params
+def _factors_tuple(factors: SiteHourFactors) -> tuple:
+    """The provenance values of ``factors`` in ``_FACTOR_COLUMNS`` order."""
+    return tuple(getattr(factors, attr) for _, attr in _FACTOR_COLUMNS)
+
+
+def _site_filter(site_keys: Iterable[int]) -> Q:
+    """The rows of these site keys (NO_SITE: the rows of hosts placed at no site)."""
+    keys = set(site_keys)
+    where = Q(site_id__in=sorted(keys - {NO_SITE}))
+    if NO_SITE in keys:
+        where |= Q(site__isnull=True)
+    return where
+
+
+def _by_site(per_site: dict[int, SiteHourFactors], attr: str, field: Field) -> Case:
+    """Each row's site's value of ``attr``.
+
+    Every value is CAST: PostgreSQL must know a parameter's type inside CASE, and a NULL
+    parameter would otherwise be taken for text. SQLite accepts the same casts.
+    """
+    target = field.target_field if field.is_relation else field
+    return Case(
+        *(
+            When(
+                Q(site__isnull=True) if site_key == NO_SITE else Q(site_id=site_key),
+                then=Cast(Value(getattr(value, attr)), output_field=target),
+            )
+            for site_key, value in per_site.items()
+        ),
+        output_field=target,
+    )
 
 
 def emissions_apply(
@@ -350,55 +411,119 @@ def emissions_apply(
     """
     if not per_site:
         return 0
-    ops = connection.ops
     keys = list(per_site)
-    where = (
-        "WHERE organization_id = %s AND hour >= %s AND hour < %s "
-        f"AND COALESCE(site_id, {NO_SITE}) IN ({', '.join(['%s'] * len(keys))})"
+    where = Q(organization_id=organization_id, hour__gte=start, hour__lt=end) & _site_filter(keys)
+    energy = _energy_assignments(per_site)
+    provenance = {
+        field.attname: _by_site(per_site, attr, field)
+        for field, (_, attr) in zip(_FACTOR_FIELDS, _FACTOR_COLUMNS, strict=True)
+    }
+    rewritten = HourlyUsage.objects.filter(where).update(
+        **provenance, **energy, emissions_computed_at=timezone.now()
     )
-    where_params = [
-        organization_id,
-        ops.adapt_datetimefield_value(start),
-        ops.adapt_datetimefield_value(end),
-        *keys,
-    ]
-    energy_sets, energy_params = _energy_assignments(per_site)
-    assignments, params = [], []
-    for column, attr, sql_type in _FACTOR_COLUMNS:
-        expr, expr_params = _case(per_site, attr, sql_type)
-        assignments.append(f"{column} = {expr}")
-        params += expr_params
-    assignments += [*energy_sets, "emissions_computed_at = %s"]
-    params += [*energy_params, ops.adapt_datetimefield_value(timezone.now())]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE accounting_hourlyusage SET {', '.join(assignments)} {where}",  # noqa: S608
-            params + where_params,
-        )
-        rewritten = cursor.rowcount
-        cursor.execute(
-            f"UPDATE accounting_hourlyjobusage SET {', '.join(energy_sets)} {where}",  # noqa: S608
-            energy_params + where_params,
-        )
+    HourlyJobUsage.objects.filter(where).update(**energy)
     if summary:
         summary_rebuild(organization_id=organization_id, start=start, end=end, site_keys=keys)
     return rewritten
 
 
-def _energy_assignments(per_site: dict[int, SiteHourFactors]) -> tuple[list[str], list]:
-    """SET clauses for facility energy and CO2e from each row's energy and its site's factors."""
-    pue_expr, pue_params = _case(per_site, "pue", "DOUBLE PRECISION")
-    loc_expr, loc_params = _case(per_site, "intensity_g_per_kwh", "DOUBLE PRECISION")
-    mkt_expr, mkt_params = _case(per_site, "market_intensity_g_per_kwh", "DOUBLE PRECISION")
-    # facility = IT x PUE (J); CO2e (g) = facility (J) / 3.6e6 (J/kWh) x intensity (g/kWh)
-    return (
-        [
-            f"facility_energy_j = energy_j * {pue_expr}",
-            f"co2e_g = energy_j * {pue_expr} * {loc_expr} / 3600000.0",
-            f"co2e_market_g = energy_j * {pue_expr} * {mkt_expr} / 3600000.0",
-        ],
-        pue_params + pue_params + loc_params + pue_params + mkt_params,
-    )
+def _energy_assignments(per_site: dict[int, SiteHourFactors]) -> dict[str, Any]:
+    """Facility energy and CO2e from each row's energy and its site's factors."""
+    float_field = HourlyUsage._meta.get_field("pue")
+    pue = _by_site(per_site, "pue", float_field)
+    location = _by_site(per_site, "intensity_g_per_kwh", float_field)
+    market = _by_site(per_site, "market_intensity_g_per_kwh", float_field)
+    # facility = IT x PUE (J); CO2e (g) = facility (J) / J_PER_KWH x intensity (g/kWh), in this
+    # order of operations (the stored figures stay bit-identical).
+    return {
+        "facility_energy_j": F("energy_j") * pue,
+        "co2e_g": F("energy_j") * pue * location / Value(J_PER_KWH),
+        "co2e_market_g": F("energy_j") * pue * market / Value(J_PER_KWH),
+    }
+
+
+def emissions_recompute(
+    *,
+    start: datetime,
+    end: datetime,
+    zone: str | None = None,
+    site_ids: Iterable[int] | None = None,
+    organization_id: int | None = None,
+) -> int:
+    """Rewrite the emissions of rows in [start, end) whose resolved PUE or factors changed.
+
+    What a factor, PUE or instrument change in ``carbon`` asks for (task
+    ``carbon.recompute_emissions``, enqueued on commit). It resolves the factors again for the
+    hours that have usage there and rewrites only the (site, hour) rows whose PUE or factors
+    actually differ: a new hourly factor rewrites that hour and nothing else.
+
+    Targets: the given sites, or every site in ``zone`` (every site and site-less host for the
+    WORLD zone, whose factor stands in for any zone without one). Returns rows rewritten.
+    """
+    targets: dict[int, set[int]] = defaultdict(set)  # organization -> site keys
+    sites = Site.objects.all()
+    if organization_id is not None:
+        sites = sites.filter(organization_id=organization_id)
+    if site_ids is not None:
+        sites = sites.filter(pk__in=list(site_ids))
+    elif zone is not None and zone != WORLD_ZONE:
+        sites = sites.filter(grid_zone=zone)
+    for org_id, site_id in sites.values_list("organization_id", "pk"):
+        targets[org_id].add(site_id)
+    if site_ids is None and zone == WORLD_ZONE:
+        orgs = Organization.objects.all()
+        if organization_id is not None:
+            orgs = orgs.filter(pk=organization_id)
+        for org_id in orgs.values_list("pk", flat=True):
+            targets[org_id].add(NO_SITE)
+
+    stored_fields = ["site_id", "hour", *(c for c, _ in _FACTOR_COLUMNS), "emissions_computed_at"]
+    rewritten = 0
+    for org_id, keys in sorted(targets.items()):
+        stored: dict[tuple[int, datetime], set[tuple]] = defaultdict(set)
+        rows = (
+            HourlyUsage.objects.filter(organization_id=org_id, hour__gte=start, hour__lt=end)
+            .filter(_site_filter(keys))
+            .values_list(*stored_fields)
+            .distinct()
+            .order_by()
+        )
+        for row in rows:
+            stored[(row[0] or NO_SITE, row[1])].add(tuple(row[2:]))
+        if not stored:
+            continue
+        resolved = site_hour_factors(
+            organization_id=org_id, hours={h for _, h in stored}, site_ids=keys
+        )
+        changed: dict[datetime, dict] = defaultdict(dict)
+        for (site_key, hour), values in stored.items():
+            want = resolved[(site_key, hour)]
+            want_tuple = _factors_tuple(want)
+            if len(values) != 1 or any(v[:-1] != want_tuple or v[-1] is None for v in values):
+                changed[hour][site_key] = want
+        # Consecutive hours with the same per-site factors share one UPDATE: an annual factor
+        # change over a quarter is one statement, an hourly one a statement per hour.
+        run_start: datetime | None = None
+        run_end: datetime | None = None
+        run_sites: dict = {}
+        for hour in sorted(changed):
+            per_site = changed[hour]
+            if run_start is not None and run_end == hour and per_site == run_sites:
+                run_end = hour + _HOUR
+                continue
+            if run_start is not None and run_end is not None:
+                rewritten += emissions_apply(
+                    organization_id=org_id, start=run_start, end=run_end, per_site=run_sites
+                )
+            run_start, run_end, run_sites = hour, hour + _HOUR, per_site
+        if run_start is not None and run_end is not None:
+            rewritten += emissions_apply(
+                organization_id=org_id, start=run_start, end=run_end, per_site=run_sites
+            )
+        log.info(
+            "carbon.recompute org=%s hours_changed=%d rows=%d", org_id, len(changed), rewritten
+        )
+    return rewritten
 
 
 def dirty_hours_rollup(*, limit: int = 200) -> int:
