@@ -69,10 +69,10 @@ def main() -> None:
     django.setup()
     from django.db import connection, transaction
 
-    from ecoreport.accounting.services import hours_rollup
+    from ecoreport.accounting.services import emissions_recompute, hours_rollup
     from ecoreport.carbon.models import CarbonIntensity
-    from ecoreport.carbon.services import emissions_recompute, site_create
     from ecoreport.fleet.models import Gpu, Host
+    from ecoreport.fleet.services import site_create
     from ecoreport.organizations.models import Organization, Project, Team
 
     org = Organization.objects.create(slug="bench", name="Bench")

@@ -17,6 +17,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from ecoreport.accounting.views import ApiThrottle
+from ecoreport.carbon.factors import factor_create, factor_delete
+from ecoreport.carbon.instruments import market_instrument_create, market_instrument_delete
 from ecoreport.carbon.models import (
     Basis,
     CarbonIntensity,
@@ -25,18 +27,11 @@ from ecoreport.carbon.models import (
     Resolution,
     SitePue,
 )
-from ecoreport.carbon.services import (
-    CarbonInputError,
-    factor_create,
-    factor_delete,
-    market_instrument_create,
-    market_instrument_delete,
-    site_create,
-    site_pue_set,
-    site_update,
-)
+from ecoreport.carbon.pue import site_pue_set
+from ecoreport.carbon.validation import CarbonInputError
 from ecoreport.core.api import ApiError, UtcDateTimeField
 from ecoreport.fleet.models import Site
+from ecoreport.fleet.services import site_create, site_update
 from ecoreport.organizations.models import Organization, slug_validator
 from ecoreport.organizations.permissions import IsOrgAdmin, request_membership
 

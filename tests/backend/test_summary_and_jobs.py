@@ -10,7 +10,8 @@ from django.db.models import Sum
 
 from ecoreport.accounting.models import HourlyJobUsage, HourlySummary, HourlyUsage
 from ecoreport.accounting.services import hours_rollup
-from ecoreport.carbon.services import site_create, site_pue_set
+from ecoreport.carbon.pue import site_pue_set
+from ecoreport.fleet.services import site_create
 from tests.conftest import BASE_TIME, make_batch, make_sample
 
 pytestmark = pytest.mark.django_db

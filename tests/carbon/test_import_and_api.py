@@ -244,8 +244,8 @@ def test_factors_api_lists_shared_and_own_and_guards_writes(cast, client):
 
 
 def test_issue_agent_token_places_a_host_at_an_existing_site(cast):
-    from ecoreport.carbon.services import site_create
     from ecoreport.fleet.models import Host
+    from ecoreport.fleet.services import site_create
 
     site_create(
         organization=cast.org, slug="iowa", name="Iowa", grid_zone="GCP-us-central1", pue="1.1"

@@ -7,9 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from ecoreport.carbon.services import factors_import, site_create
+from ecoreport.carbon.factors import factors_import
 from ecoreport.dashboards import selectors as sel
 from ecoreport.dashboards.periods import Period
+from ecoreport.fleet.services import site_create
 from tests.conftest import iso, make_batch, make_sample
 
 pytestmark = pytest.mark.django_db
