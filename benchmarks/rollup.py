@@ -69,7 +69,8 @@ def main() -> None:
     django.setup()
     from django.db import connection, transaction
 
-    from ecoreport.accounting.services import emissions_recompute, hours_rollup
+    from ecoreport.accounting.emissions import emissions_recompute
+    from ecoreport.accounting.services import hours_rollup
     from ecoreport.carbon.models import CarbonIntensity
     from ecoreport.fleet.models import Gpu, Host
     from ecoreport.fleet.services import site_create

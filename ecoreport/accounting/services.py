@@ -5,41 +5,33 @@ A rollup of an hour deletes that hour's rows and rebuilds them from the samples,
 twice, or after late data, gives the same rows as running it once on complete data. On
 PostgreSQL an advisory lock per (organization, hour) keeps two workers from
 rebuilding the same hour at once; SQLite serialises writers anyway.
+
+Each rolled-up hour gets its emissions from ``accounting.emissions`` (which also rewrites
+them when factors change) and its summary rows from ``accounting.summary``.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import fields as dataclass_fields
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from django.db import connection, models, transaction
-from django.db.models import Case, F, Field, Q, Value, When
-from django.db.models.functions import Cast
-from django.utils import timezone
 
+from ecoreport.accounting.emissions import emissions_apply
 from ecoreport.accounting.models import (
     EmissionFigures,
     EmissionProvenance,
     EnergyMeasures,
-    HourlyJobUsage,
-    HourlyUsage,
     UsageMeasures,
     field_names,
 )
-from ecoreport.carbon.emissions import J_PER_KWH
-from ecoreport.carbon.models import WORLD_ZONE
-from ecoreport.carbon.resolver import NO_SITE, SiteHourFactors, site_hour_factors
-from ecoreport.fleet.models import Site
-from ecoreport.organizations.models import Organization
+from ecoreport.accounting.summary import summary_rebuild
+from ecoreport.carbon.resolver import SiteHourFactors, site_hour_factors
 from ecoreport.telemetry.models import DirtyHour
 from ecoreport.telemetry.validation import MAX_INTERVAL_S
 
 log = logging.getLogger(__name__)
-_HOUR = timedelta(hours=1)
 
 # One statement rolls up a run of consecutive hours: the share table has no time column, so
 # each statement may scan it (PostgreSQL picks a hash join when the range is a large part of
@@ -224,42 +216,6 @@ WHERE job_id <> ''
 GROUP BY organization_id, hour, site_id, team_id, project_id, job_id, user_name
 """  # noqa: S608 - constants only
 
-# Raw SQL: INSERT ... SELECT is beyond the ORM (and the CASE inside it with it).
-_SUMMARY_COLUMNS = field_names(UsageMeasures, EmissionFigures)
-_SUMMARY_INSERT = f"""
-INSERT INTO accounting_hourlysummary
-    (organization_id, hour, site_id, team_id, project_id, {", ".join(_SUMMARY_COLUMNS)},
-     fallback_energy_j)
-SELECT organization_id, hour, site_id, team_id, project_id,
-       {", ".join(f"SUM({c})" for c in _SUMMARY_COLUMNS)},
-       SUM(CASE WHEN intensity_fallback THEN energy_j ELSE 0.0 END)
-FROM accounting_hourlyusage
-WHERE organization_id = %s AND hour >= %s AND hour < %s {{site_filter}}
-GROUP BY organization_id, hour, site_id, team_id, project_id
-"""  # noqa: S608 - column names are constants
-
-
-def summary_rebuild(
-    *, organization_id: int, start: datetime, end: datetime, site_keys: Iterable[int] | None = None
-) -> None:
-    """Replace HourlySummary in [start, end) (only these sites' rows, when given) from
-    HourlyUsage. Two set-based statements whatever the number of rows."""
-    ops = connection.ops
-    params: list = [organization_id, ops.adapt_datetimefield_value(start)]
-    params.append(ops.adapt_datetimefield_value(end))
-    site_filter = ""
-    if site_keys is not None:
-        keys = sorted(site_keys)
-        site_filter = f"AND COALESCE(site_id, {NO_SITE}) IN ({', '.join(['%s'] * len(keys))})"
-        params += keys
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "DELETE FROM accounting_hourlysummary "  # noqa: S608 - no user text
-            f"WHERE organization_id = %s AND hour >= %s AND hour < %s {site_filter}",
-            params,
-        )
-        cursor.execute(_SUMMARY_INSERT.format(site_filter=site_filter), params)
-
 
 def hour_floor(moment: datetime) -> datetime:
     return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
@@ -343,187 +299,6 @@ def hours_rollup(*, organization_id: int, hours: Iterable[datetime]) -> int:
             organization_id=organization_id, start=run[0], end=run[-1] + timedelta(hours=1)
         )
     return count
-
-
-# The provenance columns written from a site's resolved factors (emissions_computed_at is the
-# time of the write), and the SiteHourFactors attribute each comes from: three are named
-# differently there.
-_FACTOR_ATTRS = {
-    "intensity_factor_id": "factor_id",
-    "intensity_resolution": "resolution",
-    "intensity_fallback": "fallback",
-}
-_FACTOR_FIELDS = [
-    f for f in EmissionProvenance._meta.local_fields if f.attname != "emissions_computed_at"
-]
-_FACTOR_COLUMNS = [(f.attname, _FACTOR_ATTRS.get(f.attname, f.attname)) for f in _FACTOR_FIELDS]
-if missing := {a for _, a in _FACTOR_COLUMNS} - {f.name for f in dataclass_fields(SiteHourFactors)}:
-    raise RuntimeError(f"rollup: provenance columns SiteHourFactors does not carry: {missing}")
-
-
-def _factors_tuple(factors: SiteHourFactors) -> tuple:
-    """The provenance values of ``factors`` in ``_FACTOR_COLUMNS`` order."""
-    return tuple(getattr(factors, attr) for _, attr in _FACTOR_COLUMNS)
-
-
-def _site_filter(site_keys: Iterable[int]) -> Q:
-    """The rows of these site keys (NO_SITE: the rows of hosts placed at no site)."""
-    keys = set(site_keys)
-    where = Q(site_id__in=sorted(keys - {NO_SITE}))
-    if NO_SITE in keys:
-        where |= Q(site__isnull=True)
-    return where
-
-
-def _by_site(per_site: dict[int, SiteHourFactors], attr: str, field: Field) -> Case:
-    """Each row's site's value of ``attr``.
-
-    Every value is CAST: PostgreSQL must know a parameter's type inside CASE, and a NULL
-    parameter would otherwise be taken for text. SQLite accepts the same casts.
-    """
-    target = field.target_field if field.is_relation else field
-    return Case(
-        *(
-            When(
-                Q(site__isnull=True) if site_key == NO_SITE else Q(site_id=site_key),
-                then=Cast(Value(getattr(value, attr)), output_field=target),
-            )
-            for site_key, value in per_site.items()
-        ),
-        output_field=target,
-    )
-
-
-def emissions_apply(
-    *,
-    organization_id: int,
-    start: datetime,
-    end: datetime,
-    per_site: dict[int, SiteHourFactors],
-    summary: bool = True,
-) -> int:
-    """Write facility energy, CO2e and provenance onto the rows of these sites in [start, end).
-
-    Set-based: one UPDATE for any number of rows, whatever the sites' factors. Only rows of the
-    sites in ``per_site`` are touched. The jobs' rows get the same PUE and factors, and (unless
-    the caller rebuilds it itself) HourlySummary is rebuilt for the same sites and range.
-    Returns the number of HourlyUsage rows written.
-    """
-    if not per_site:
-        return 0
-    keys = list(per_site)
-    where = Q(organization_id=organization_id, hour__gte=start, hour__lt=end) & _site_filter(keys)
-    energy = _energy_assignments(per_site)
-    provenance = {
-        field.attname: _by_site(per_site, attr, field)
-        for field, (_, attr) in zip(_FACTOR_FIELDS, _FACTOR_COLUMNS, strict=True)
-    }
-    rewritten = HourlyUsage.objects.filter(where).update(
-        **provenance, **energy, emissions_computed_at=timezone.now()
-    )
-    HourlyJobUsage.objects.filter(where).update(**energy)
-    if summary:
-        summary_rebuild(organization_id=organization_id, start=start, end=end, site_keys=keys)
-    return rewritten
-
-
-def _energy_assignments(per_site: dict[int, SiteHourFactors]) -> dict[str, Any]:
-    """Facility energy and CO2e from each row's energy and its site's factors."""
-    float_field = HourlyUsage._meta.get_field("pue")
-    pue = _by_site(per_site, "pue", float_field)
-    location = _by_site(per_site, "intensity_g_per_kwh", float_field)
-    market = _by_site(per_site, "market_intensity_g_per_kwh", float_field)
-    # facility = IT x PUE (J); CO2e (g) = facility (J) / J_PER_KWH x intensity (g/kWh), in this
-    # order of operations (the stored figures stay bit-identical).
-    return {
-        "facility_energy_j": F("energy_j") * pue,
-        "co2e_g": F("energy_j") * pue * location / Value(J_PER_KWH),
-        "co2e_market_g": F("energy_j") * pue * market / Value(J_PER_KWH),
-    }
-
-
-def emissions_recompute(
-    *,
-    start: datetime,
-    end: datetime,
-    zone: str | None = None,
-    site_ids: Iterable[int] | None = None,
-    organization_id: int | None = None,
-) -> int:
-    """Rewrite the emissions of rows in [start, end) whose resolved PUE or factors changed.
-
-    What a factor, PUE or instrument change in ``carbon`` asks for (task
-    ``carbon.recompute_emissions``, enqueued on commit). It resolves the factors again for the
-    hours that have usage there and rewrites only the (site, hour) rows whose PUE or factors
-    actually differ: a new hourly factor rewrites that hour and nothing else.
-
-    Targets: the given sites, or every site in ``zone`` (every site and site-less host for the
-    WORLD zone, whose factor stands in for any zone without one). Returns rows rewritten.
-    """
-    targets: dict[int, set[int]] = defaultdict(set)  # organization -> site keys
-    sites = Site.objects.all()
-    if organization_id is not None:
-        sites = sites.filter(organization_id=organization_id)
-    if site_ids is not None:
-        sites = sites.filter(pk__in=list(site_ids))
-    elif zone is not None and zone != WORLD_ZONE:
-        sites = sites.filter(grid_zone=zone)
-    for org_id, site_id in sites.values_list("organization_id", "pk"):
-        targets[org_id].add(site_id)
-    if site_ids is None and zone == WORLD_ZONE:
-        orgs = Organization.objects.all()
-        if organization_id is not None:
-            orgs = orgs.filter(pk=organization_id)
-        for org_id in orgs.values_list("pk", flat=True):
-            targets[org_id].add(NO_SITE)
-
-    stored_fields = ["site_id", "hour", *(c for c, _ in _FACTOR_COLUMNS), "emissions_computed_at"]
-    rewritten = 0
-    for org_id, keys in sorted(targets.items()):
-        stored: dict[tuple[int, datetime], set[tuple]] = defaultdict(set)
-        rows = (
-            HourlyUsage.objects.filter(organization_id=org_id, hour__gte=start, hour__lt=end)
-            .filter(_site_filter(keys))
-            .values_list(*stored_fields)
-            .distinct()
-            .order_by()
-        )
-        for row in rows:
-            stored[(row[0] or NO_SITE, row[1])].add(tuple(row[2:]))
-        if not stored:
-            continue
-        resolved = site_hour_factors(
-            organization_id=org_id, hours={h for _, h in stored}, site_ids=keys
-        )
-        changed: dict[datetime, dict] = defaultdict(dict)
-        for (site_key, hour), values in stored.items():
-            want = resolved[(site_key, hour)]
-            want_tuple = _factors_tuple(want)
-            if len(values) != 1 or any(v[:-1] != want_tuple or v[-1] is None for v in values):
-                changed[hour][site_key] = want
-        # Consecutive hours with the same per-site factors share one UPDATE: an annual factor
-        # change over a quarter is one statement, an hourly one a statement per hour.
-        run_start: datetime | None = None
-        run_end: datetime | None = None
-        run_sites: dict = {}
-        for hour in sorted(changed):
-            per_site = changed[hour]
-            if run_start is not None and run_end == hour and per_site == run_sites:
-                run_end = hour + _HOUR
-                continue
-            if run_start is not None and run_end is not None:
-                rewritten += emissions_apply(
-                    organization_id=org_id, start=run_start, end=run_end, per_site=run_sites
-                )
-            run_start, run_end, run_sites = hour, hour + _HOUR, per_site
-        if run_start is not None and run_end is not None:
-            rewritten += emissions_apply(
-                organization_id=org_id, start=run_start, end=run_end, per_site=run_sites
-            )
-        log.info(
-            "carbon.recompute org=%s hours_changed=%d rows=%d", org_id, len(changed), rewritten
-        )
-    return rewritten
 
 
 def dirty_hours_rollup(*, limit: int = 200) -> int:

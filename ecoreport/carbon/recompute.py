@@ -3,7 +3,7 @@
 Every change that alters what applies to past hours calls ``recompute_enqueue`` for exactly the
 zone or site and period it touches. Once the change commits, the factors' version moves on
 (caches keyed by it are no longer read) and the task ``carbon.recompute_emissions`` is sent by
-name; it runs ``accounting.services.emissions_recompute``, beside the rollup, which rewrites
+name; it runs ``accounting.emissions.emissions_recompute``, beside the rollup, which rewrites
 only the (site, hour) rows whose PUE or factors actually differ. Carbon owns factors, zones,
 PUE and instruments; the rollup tables are accounting's.
 """

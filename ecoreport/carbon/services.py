@@ -3,14 +3,14 @@
 Carbon's writes live by concept: factors in ``carbon.factors``, PUE periods in ``carbon.pue``,
 market instruments in ``carbon.instruments``, input checks in ``carbon.validation`` and the
 recompute request in ``carbon.recompute``; sites are ``fleet.services``'; the emissions
-recompute itself is ``accounting.services.emissions_recompute``, beside the rollup.
+recompute itself is ``accounting.emissions.emissions_recompute``, beside the rollup.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from ecoreport.accounting.services import emissions_recompute
+from ecoreport.accounting.emissions import emissions_recompute
 from ecoreport.carbon.models import WORLD_ZONE, CarbonIntensity, MarketInstrument
 from ecoreport.fleet.models import Site
 from ecoreport.organizations.models import Organization

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from celery import shared_task
 
-from ecoreport.accounting.services import emissions_recompute
+from ecoreport.accounting.emissions import emissions_recompute
 
 log = logging.getLogger(__name__)
 

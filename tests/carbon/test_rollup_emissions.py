@@ -211,7 +211,7 @@ def test_recompute_after_a_factor_change_touches_only_the_affected_hours(
 
 
 def test_recompute_is_idempotent(site_agent, post_batch):
-    from ecoreport.accounting.services import emissions_recompute
+    from ecoreport.accounting.emissions import emissions_recompute
     from ecoreport.carbon.models import SINCE_EVER, UNTIL_EVER
 
     _, agent = site_agent("FR")
