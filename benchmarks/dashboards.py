@@ -261,7 +261,7 @@ def setup_entities(args: argparse.Namespace, start: datetime, end: datetime) -> 
     from django.contrib.auth import get_user_model
 
     from ecoreport.carbon.models import CarbonIntensity, MarketInstrument, SitePue
-    from ecoreport.carbon.services import site_create
+    from ecoreport.carbon.sites import site_create
     from ecoreport.fleet.models import Gpu, Host
     from ecoreport.organizations.models import Project, Role, Team
     from ecoreport.organizations.services import membership_ensure, organization_create

@@ -69,9 +69,10 @@ def main() -> None:
     django.setup()
     from django.db import connection, transaction
 
+    from ecoreport.accounting.emissions import emissions_recompute
     from ecoreport.accounting.services import hours_rollup
     from ecoreport.carbon.models import CarbonIntensity
-    from ecoreport.carbon.services import emissions_recompute, site_create
+    from ecoreport.carbon.sites import site_create
     from ecoreport.fleet.models import Gpu, Host
     from ecoreport.organizations.models import Organization, Project, Team
 

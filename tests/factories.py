@@ -18,7 +18,7 @@ from typing import Any
 import factory
 from factory.django import DjangoModelFactory
 
-from ecoreport.carbon.services import site_create
+from ecoreport.carbon.sites import site_create
 from ecoreport.fleet.models import Gpu, Host, Site
 from ecoreport.fleet.services import host_ensure
 from ecoreport.organizations.models import Membership, Organization, Project, Team

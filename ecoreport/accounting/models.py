@@ -9,42 +9,63 @@ from ecoreport.fleet.models import Gpu, Host, Site
 from ecoreport.organizations.models import Organization, OrgScopedQuerySet, Project, Team
 
 
-class HourlyUsage(models.Model):
-    """Energy of one GPU in one hour charged to one (team, project).
+def field_names(*bases: type[models.Model]) -> list[str]:
+    """The columns the given abstract bases give a model, in declaration order: the one list the
+    rollup SQL, the selectors and the recompute are built from."""
+    return [f.attname for base in bases for f in base._meta.local_fields]
 
-    Rebuilt from the raw samples by ``hours_rollup``. A sample's energy is booked to each hour
-    its interval overlaps, in proportion to the overlap (``docs/methodology.md``, "Proration"):
-    the sum over rows of an hour is the energy measured in that hour, and the sum over hours
-    equals the raw samples (conservation, tested). Seconds are split the same way;
-    ``sample_count`` counts each sample (share) once, in the hour it starts.
+
+class EnergyMeasures(models.Model):
+    """Measured energy and GPU time: what every rollup table sums, the jobs' included.
+
+    A new measure is added here (or to ``UsageMeasures``) and nowhere else, bar the SQL
+    expression that computes it from a sample's share (``accounting.services._PART_SUMS``,
+    checked when the module loads); the rollup's column lists are derived from these classes.
     """
 
-    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
-    hour = models.DateTimeField()
-    gpu = models.ForeignKey(Gpu, on_delete=models.CASCADE, related_name="+")
-    host = models.ForeignKey(Host, on_delete=models.CASCADE, related_name="+")
-    site = models.ForeignKey(Site, null=True, on_delete=models.SET_NULL, related_name="+")
-    team = models.ForeignKey(Team, null=True, on_delete=models.SET_NULL, related_name="+")
-    project = models.ForeignKey(Project, null=True, on_delete=models.SET_NULL, related_name="+")
     energy_j = models.FloatField(default=0.0)
-    idle_energy_j = models.FloatField(default=0.0)
-    unattributed_energy_j = models.FloatField(default=0.0)
     # GPU time weighted by share: a GPU shared 50/50 for an hour gives each 1,800 GPU-seconds.
     gpu_seconds = models.FloatField(default=0.0)
     # Sums from which averages are derived: util% x seconds (time-weighted) and util% x joules
     # (energy-weighted). Null utilization readings are left out of both sums and their weights.
     util_seconds = models.FloatField(default=0.0)
     util_x_seconds = models.FloatField(default=0.0)
+
+    class Meta:
+        abstract = True
+
+
+class UsageMeasures(EnergyMeasures):
+    """The measures of a GPU's rows and their summary, beyond what a job row carries: idle and
+    unattributed energy (which no job owns), the energy-weighted utilization and sample counts."""
+
+    idle_energy_j = models.FloatField(default=0.0)
+    unattributed_energy_j = models.FloatField(default=0.0)
     util_x_energy_j = models.FloatField(default=0.0)
     util_energy_j = models.FloatField(default=0.0)
     sample_count = models.PositiveIntegerField(default=0)
 
-    # Emissions, written by the rollup and rewritten only where a PUE or factor change alters
-    # them (``emissions_recompute``). Provenance: the PUE and the factors are stored with the
-    # figures, so an answer can name what it came from even after the factor table changes.
+    class Meta:
+        abstract = True
+
+
+class EmissionFigures(models.Model):
+    """Facility energy and CO2e, written by ``emissions_apply`` from a row's energy and its
+    site's PUE and factors, and summed like the measures."""
+
     facility_energy_j = models.FloatField(default=0.0)
     co2e_g = models.FloatField(default=0.0)
     co2e_market_g = models.FloatField(default=0.0)
+
+    class Meta:
+        abstract = True
+
+
+class EmissionProvenance(models.Model):
+    """What a row's emissions came from: its PUE and factors, stored with the figures so that an
+    answer can name them even after the factor table changes. Written by the rollup and
+    rewritten only where a PUE or factor change alters them (``emissions_recompute``)."""
+
     pue = models.FloatField(null=True)
     intensity_g_per_kwh = models.FloatField(null=True)
     intensity_factor = models.ForeignKey(
@@ -66,6 +87,28 @@ class HourlyUsage(models.Model):
     certificate_share = models.FloatField(default=0.0)
     emissions_computed_at = models.DateTimeField(null=True)
 
+    class Meta:
+        abstract = True
+
+
+class HourlyUsage(UsageMeasures, EmissionFigures, EmissionProvenance):
+    """Energy of one GPU in one hour charged to one (team, project).
+
+    Rebuilt from the raw samples by ``hours_rollup``. A sample's energy is booked to each hour
+    its interval overlaps, in proportion to the overlap (``docs/methodology.md``, "Proration"):
+    the sum over rows of an hour is the energy measured in that hour, and the sum over hours
+    equals the raw samples (conservation, tested). Seconds are split the same way;
+    ``sample_count`` counts each sample (share) once, in the hour it starts.
+    """
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    hour = models.DateTimeField()
+    gpu = models.ForeignKey(Gpu, on_delete=models.CASCADE, related_name="+")
+    host = models.ForeignKey(Host, on_delete=models.CASCADE, related_name="+")
+    site = models.ForeignKey(Site, null=True, on_delete=models.SET_NULL, related_name="+")
+    team = models.ForeignKey(Team, null=True, on_delete=models.SET_NULL, related_name="+")
+    project = models.ForeignKey(Project, null=True, on_delete=models.SET_NULL, related_name="+")
+
     objects = OrgScopedQuerySet.as_manager()
 
     class Meta:
@@ -78,7 +121,7 @@ class HourlyUsage(models.Model):
         ]
 
 
-class HourlySummary(models.Model):
+class HourlySummary(UsageMeasures, EmissionFigures):
     """HourlyUsage summed over GPUs and hosts: one row per (hour, site, team, project).
 
     What the dashboards read: a year of a 1,000-GPU fleet is a few hundred thousand rows here
@@ -98,18 +141,6 @@ class HourlySummary(models.Model):
     project = models.ForeignKey(
         Project, null=True, on_delete=models.SET_NULL, related_name="+", db_index=False
     )
-    energy_j = models.FloatField(default=0.0)
-    idle_energy_j = models.FloatField(default=0.0)
-    unattributed_energy_j = models.FloatField(default=0.0)
-    gpu_seconds = models.FloatField(default=0.0)
-    util_seconds = models.FloatField(default=0.0)
-    util_x_seconds = models.FloatField(default=0.0)
-    util_x_energy_j = models.FloatField(default=0.0)
-    util_energy_j = models.FloatField(default=0.0)
-    sample_count = models.PositiveIntegerField(default=0)
-    facility_energy_j = models.FloatField(default=0.0)
-    co2e_g = models.FloatField(default=0.0)
-    co2e_market_g = models.FloatField(default=0.0)
     # Energy of the rows whose location factor was the world average standing in for the zone.
     fallback_energy_j = models.FloatField(default=0.0)
 
@@ -122,7 +153,7 @@ class HourlySummary(models.Model):
         ]
 
 
-class HourlyJobUsage(models.Model):
+class HourlyJobUsage(EnergyMeasures, EmissionFigures):
     """Energy of one job in one hour (at one site): what the "biggest jobs" tables read.
 
     Built from the samples' shares with a job id by ``hours_rollup``, in the same transaction as
@@ -143,14 +174,7 @@ class HourlyJobUsage(models.Model):
     )
     job_id = models.CharField(max_length=128)
     user_name = models.CharField(max_length=128, blank=True)
-    energy_j = models.FloatField(default=0.0)
-    gpu_seconds = models.FloatField(default=0.0)
-    util_seconds = models.FloatField(default=0.0)
-    util_x_seconds = models.FloatField(default=0.0)
     gpu_count = models.PositiveIntegerField(default=0)
-    facility_energy_j = models.FloatField(default=0.0)
-    co2e_g = models.FloatField(default=0.0)
-    co2e_market_g = models.FloatField(default=0.0)
 
     objects = OrgScopedQuerySet.as_manager()
 

@@ -10,13 +10,22 @@ from typing import Any
 from django.db.models import Case, Count, F, FloatField, Max, Min, Sum, When
 from django.db.models.functions import TruncDay, TruncMonth, TruncQuarter
 
-from ecoreport.accounting.models import HourlyUsage
+from ecoreport.accounting.models import (
+    EmissionFigures,
+    EmissionProvenance,
+    HourlyUsage,
+    UsageMeasures,
+    field_names,
+)
+
+# J_PER_KWH is read as ``usage.J_PER_KWH`` by the dashboards and the reports: re-exported, the
+# one constant rather than a copy.
+from ecoreport.carbon.emissions import J_PER_KWH as J_PER_KWH
+from ecoreport.carbon.emissions import S_PER_HOUR, g_to_kg, j_to_kwh, j_to_wh
 from ecoreport.carbon.models import WORLD_ZONE
 from ecoreport.carbon.resolver import MARKET_ZONE_PRIOR_YEAR, hours_between, location_factors
 from ecoreport.fleet.models import Site
 from ecoreport.organizations.models import Organization
-
-J_PER_KWH = 3_600_000.0
 
 GROUP_FIELDS = {
     "team": "team__slug",
@@ -38,17 +47,12 @@ _SUMS = {
             output_field=FloatField(),
         )
     ),
-    "energy_j": Sum("energy_j"),
-    "idle_energy_j": Sum("idle_energy_j"),
-    "unattributed_energy_j": Sum("unattributed_energy_j"),
-    "gpu_seconds": Sum("gpu_seconds"),
-    "util_seconds": Sum("util_seconds"),
-    "util_x_seconds": Sum("util_x_seconds"),
-    "util_x_energy_j": Sum("util_x_energy_j"),
-    "util_energy_j": Sum("util_energy_j"),
-    "facility_energy_j": Sum("facility_energy_j"),
-    "co2e_g": Sum("co2e_g"),
-    "co2e_market_g": Sum("co2e_market_g"),
+    # Every measure and emission figure but the sample count, which no reader sums.
+    **{
+        name: Sum(name)
+        for name in field_names(UsageMeasures, EmissionFigures)
+        if name != "sample_count"
+    },
 }
 
 
@@ -110,24 +114,24 @@ def usage_metrics(
     facility_j = sums.get("facility_energy_j") or 0.0
     co2e = sums.get("co2e_g") or 0.0
     return {
-        "energy_kwh": energy_j / J_PER_KWH,
-        "idle_energy_kwh": (sums.get("idle_energy_j") or 0.0) / J_PER_KWH,
-        "unattributed_energy_kwh": (sums.get("unattributed_energy_j") or 0.0) / J_PER_KWH,
-        "gpu_hours": gpu_seconds / 3600.0,
+        "energy_kwh": j_to_kwh(energy_j),
+        "idle_energy_kwh": j_to_kwh(sums.get("idle_energy_j") or 0.0),
+        "unattributed_energy_kwh": j_to_kwh(sums.get("unattributed_energy_j") or 0.0),
+        "gpu_hours": gpu_seconds / S_PER_HOUR,
         "avg_gpu_util_pct": (sums.get("util_x_seconds") or 0.0) / util_seconds
         if util_seconds
         else None,
         "energy_weighted_gpu_util_pct": (
             (sums.get("util_x_energy_j") or 0.0) / util_energy_j if util_energy_j else None
         ),
-        "facility_energy_kwh": facility_j / J_PER_KWH,
-        "co2e_kg": co2e / 1000.0,
-        "co2e_market_kg": (sums.get("co2e_market_g") or 0.0) / 1000.0,
-        "avg_intensity_g_per_kwh": co2e / (facility_j / J_PER_KWH) if facility_j else None,
+        "facility_energy_kwh": j_to_kwh(facility_j),
+        "co2e_kg": g_to_kg(co2e),
+        "co2e_market_kg": g_to_kg(sums.get("co2e_market_g") or 0.0),
+        "avg_intensity_g_per_kwh": co2e / j_to_kwh(facility_j) if facility_j else None,
         "zone_avg_intensity_g_per_kwh": zone_avg_intensity_g_per_kwh,
         "idle_energy_share_pct": _pct(sums.get("idle_energy_j") or 0.0, energy_j),
         # Wh of GPU energy per hour of GPU time: the average power draw, in W, of the work.
-        "energy_per_gpu_hour_wh": (energy_j / 3600.0) / (gpu_seconds / 3600.0)
+        "energy_per_gpu_hour_wh": j_to_wh(energy_j) / (gpu_seconds / S_PER_HOUR)
         if gpu_seconds
         else None,
         "fallback_share_pct": fallback_share_pct(sums),
@@ -237,18 +241,10 @@ def usage_for_org(*, organization: Organization, query: UsageQuery) -> dict[str,
     return {"rows": rows, "totals": totals}
 
 
+# A component is a site's rows with the same PUE and factors (the time of the write aside).
 _PROVENANCE_KEYS = [
     "site_id",
-    "pue",
-    "intensity_factor_id",
-    "intensity_g_per_kwh",
-    "intensity_resolution",
-    "intensity_fallback",
-    "market_basis",
-    "market_instrument_id",
-    "market_factor_id",
-    "market_intensity_g_per_kwh",
-    "certificate_share",
+    *(c for c in field_names(EmissionProvenance) if c != "emissions_computed_at"),
 ]
 PROVENANCE_FILTERS = {
     "team": "team__slug",
@@ -341,15 +337,15 @@ def usage_provenance(
                 "first_hour": g["first_hour"],
                 "last_hour": g["last_hour"],
                 "hours": g["hours"],
-                "energy_kwh": (g["energy_j"] or 0.0) / J_PER_KWH,
+                "energy_kwh": j_to_kwh(g["energy_j"] or 0.0),
                 "pue": g["pue"],
-                "facility_energy_kwh": (g["facility_energy_j"] or 0.0) / J_PER_KWH,
+                "facility_energy_kwh": j_to_kwh(g["facility_energy_j"] or 0.0),
                 "location": {
                     "g_co2e_per_kwh": g["intensity_g_per_kwh"],
                     "resolution": g["intensity_resolution"],
                     "fallback": g["intensity_fallback"],
                     "factor": factor_doc(g["intensity_factor_id"]),
-                    "co2e_kg": (g["co2e_g"] or 0.0) / 1000.0,
+                    "co2e_kg": g_to_kg(g["co2e_g"] or 0.0),
                 },
                 "market": {
                     "g_co2e_per_kwh": g["market_intensity_g_per_kwh"],
@@ -368,7 +364,7 @@ def usage_provenance(
                     },
                     "factor": factor_doc(g["market_factor_id"]),
                     **_market_fallback(g, factors.get(g["market_factor_id"])),
-                    "co2e_kg": (g["co2e_market_g"] or 0.0) / 1000.0,
+                    "co2e_kg": g_to_kg(g["co2e_market_g"] or 0.0),
                 },
             }
         )

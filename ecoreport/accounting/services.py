@@ -5,6 +5,9 @@ A rollup of an hour deletes that hour's rows and rebuilds them from the samples,
 twice, or after late data, gives the same rows as running it once on complete data. On
 PostgreSQL an advisory lock per (organization, hour) keeps two workers from
 rebuilding the same hour at once; SQLite serialises writers anyway.
+
+Each rolled-up hour gets its emissions from ``accounting.emissions`` (which also rewrites
+them when factors change) and its summary rows from ``accounting.summary``.
 """
 
 from __future__ import annotations
@@ -13,10 +16,18 @@ import logging
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from django.db import connection, transaction
-from django.utils import timezone
+from django.db import connection, models, transaction
 
-from ecoreport.carbon.resolver import NO_SITE, SiteHourFactors, site_hour_factors
+from ecoreport.accounting.emissions import emissions_apply
+from ecoreport.accounting.models import (
+    EmissionFigures,
+    EmissionProvenance,
+    EnergyMeasures,
+    UsageMeasures,
+    field_names,
+)
+from ecoreport.accounting.summary import summary_rebuild
+from ecoreport.carbon.resolver import SiteHourFactors, site_hour_factors
 from ecoreport.core.periods import hour_floor
 from ecoreport.telemetry.models import DirtyHour
 from ecoreport.telemetry.validation import MAX_INTERVAL_S
@@ -61,6 +72,11 @@ _OFFSET_EXPR = {
 # hour, as without proration (same plan, no per-row arithmetic for the split); the crossing
 # samples' head and tail parts are then added from the small table through the share index.
 # The parts table may hold several rows per key: the INSERTs below sum them anyway.
+#
+# Raw SQL, CASE included, on purpose: temporary tables, CREATE TABLE ... AS and INSERT ...
+# SELECT are beyond the ORM, and this is the hot path. The column lists are derived from the
+# abstract measure models (``accounting.models``), so a new measure is one field there plus its
+# expression in ``_PART_SUMS`` (a missing one fails when this module loads).
 _CROSSING_CREATE = """
 CREATE TEMPORARY TABLE rollup_crossing AS
 SELECT s.id AS id, s.organization_id AS organization_id, s.gpu_id AS gpu_id,
@@ -71,22 +87,49 @@ FROM telemetry_energysample s
 WHERE s.organization_id = %s AND s.start >= %s AND s.start < %s
   AND s."end" > {next_hour_expr}
 """
-_PART_SUMS = [
-    ("energy_j", "{e}"),
-    ("idle_energy_j", "CASE WHEN sh.idle THEN {e} ELSE 0.0 END"),
-    ("unattributed_energy_j", "CASE WHEN sh.attributed THEN 0.0 ELSE {e} END"),
-    ("gpu_seconds", "{t} * sh.share"),
-    ("util_seconds", "CASE WHEN s.gpu_util_pct IS NULL THEN 0.0 ELSE {t} * sh.share END"),
-    ("util_x_seconds", "COALESCE(s.gpu_util_pct, 0.0) * {t} * sh.share"),
-    ("util_x_energy_j", "COALESCE(s.gpu_util_pct, 0.0) * {e}"),
-    ("util_energy_j", "CASE WHEN s.gpu_util_pct IS NULL THEN 0.0 ELSE {e} END"),
-]
+# Each measure of a share's part, from its energy {e} (J) and its seconds {t}; ``sample_count``
+# is counted apart (a sample counts in the hour it starts only).
+_PART_SUMS = {
+    "energy_j": "{e}",
+    "idle_energy_j": "CASE WHEN sh.idle THEN {e} ELSE 0.0 END",
+    "unattributed_energy_j": "CASE WHEN sh.attributed THEN 0.0 ELSE {e} END",
+    "gpu_seconds": "{t} * sh.share",
+    "util_seconds": "CASE WHEN s.gpu_util_pct IS NULL THEN 0.0 ELSE {t} * sh.share END",
+    "util_x_seconds": "COALESCE(s.gpu_util_pct, 0.0) * {t} * sh.share",
+    "util_x_energy_j": "COALESCE(s.gpu_util_pct, 0.0) * {e}",
+    "util_energy_j": "CASE WHEN s.gpu_util_pct IS NULL THEN 0.0 ELSE {e} END",
+}
+_USAGE_MEASURES = field_names(UsageMeasures)
+_JOB_MEASURES = field_names(EnergyMeasures)
+_PART_MEASURES = [c for c in _USAGE_MEASURES if c != "sample_count"]
+if set(_PART_SUMS) != set(_PART_MEASURES):
+    raise RuntimeError(
+        f"rollup: measures without a part expression: {set(_PART_MEASURES) - set(_PART_SUMS)}, "
+        f"expressions without a measure: {set(_PART_SUMS) - set(_PART_MEASURES)}"
+    )
 
 
 def _part_sums(energy: str, seconds: str) -> str:
     return ",\n       ".join(
-        f"SUM({expr.format(e=energy, t=seconds)}) AS {name}" for name, expr in _PART_SUMS
+        f"SUM({_PART_SUMS[name].format(e=energy, t=seconds)}) AS {name}" for name in _PART_MEASURES
     )
+
+
+def _sql_literal(value: object) -> str:
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int | float):
+        return repr(value)
+    if value == "":
+        return "''"
+    raise TypeError(f"no SQL literal for a default of {value!r}")
+
+
+def _unset_emissions(*bases: type[models.Model]) -> tuple[list[str], list[str]]:
+    """The non-null emission columns a fresh row starts with, and their defaults as literals
+    (the nullable ones are left out: NULL until ``emissions_apply`` writes them)."""
+    columns = [f for base in bases for f in base._meta.local_fields if not f.null]
+    return [f.attname for f in columns], [_sql_literal(f.get_default()) for f in columns]
 
 
 _PART_GROUP = (
@@ -145,84 +188,34 @@ WHERE {where}
 """  # noqa: S608 - constants only
     for part, energy, seconds, where, count in _CROSSING_PARTS
 }
-_USAGE_FROM_PARTS = """
+_USAGE_UNSET, _USAGE_UNSET_VALUES = _unset_emissions(EmissionFigures, EmissionProvenance)
+_USAGE_FROM_PARTS = f"""
 INSERT INTO accounting_hourlyusage
     (organization_id, hour, gpu_id, host_id, site_id, team_id, project_id,
-     energy_j, idle_energy_j, unattributed_energy_j, gpu_seconds,
-     util_seconds, util_x_seconds, util_x_energy_j, util_energy_j, sample_count,
-     facility_energy_j, co2e_g, co2e_market_g, intensity_resolution, intensity_fallback,
-     market_basis, certificate_share)
+     {", ".join(_USAGE_MEASURES)},
+     {", ".join(_USAGE_UNSET)})
 SELECT organization_id, hour, gpu_id, host_id, site_id, team_id, project_id,
-       SUM(energy_j), SUM(idle_energy_j), SUM(unattributed_energy_j), SUM(gpu_seconds),
-       SUM(util_seconds), SUM(util_x_seconds), SUM(util_x_energy_j), SUM(util_energy_j),
-       SUM(sample_count),
-       0.0, 0.0, 0.0, '', FALSE, '', 0.0
+       {", ".join(f"SUM({c})" for c in _USAGE_MEASURES)},
+       {", ".join(_USAGE_UNSET_VALUES)}
 FROM rollup_parts
 GROUP BY organization_id, hour, gpu_id, host_id, site_id, team_id, project_id
-"""
+"""  # noqa: S608 - constants only
 # Jobs: the parts with a job id, GPUs summed away. Shares without one (idle, unattributed) have
 # no job row.
-_JOBS_FROM_PARTS = """
+_JOB_UNSET, _JOB_UNSET_VALUES = _unset_emissions(EmissionFigures)
+_JOBS_FROM_PARTS = f"""
 INSERT INTO accounting_hourlyjobusage
     (organization_id, hour, site_id, team_id, project_id, job_id, user_name,
-     energy_j, gpu_seconds, util_seconds, util_x_seconds, gpu_count,
-     facility_energy_j, co2e_g, co2e_market_g)
+     {", ".join(_JOB_MEASURES)}, gpu_count,
+     {", ".join(_JOB_UNSET)})
 SELECT organization_id, hour, site_id, team_id, project_id, job_id, user_name,
-       SUM(energy_j), SUM(gpu_seconds), SUM(util_seconds), SUM(util_x_seconds),
+       {", ".join(f"SUM({c})" for c in _JOB_MEASURES)},
        COUNT(DISTINCT gpu_id),
-       0.0, 0.0, 0.0
+       {", ".join(_JOB_UNSET_VALUES)}
 FROM rollup_parts
 WHERE job_id <> ''
 GROUP BY organization_id, hour, site_id, team_id, project_id, job_id, user_name
-"""
-
-_SUMMARY_COLUMNS = [
-    "energy_j",
-    "idle_energy_j",
-    "unattributed_energy_j",
-    "gpu_seconds",
-    "util_seconds",
-    "util_x_seconds",
-    "util_x_energy_j",
-    "util_energy_j",
-    "sample_count",
-    "facility_energy_j",
-    "co2e_g",
-    "co2e_market_g",
-]
-_SUMMARY_INSERT = f"""
-INSERT INTO accounting_hourlysummary
-    (organization_id, hour, site_id, team_id, project_id, {", ".join(_SUMMARY_COLUMNS)},
-     fallback_energy_j)
-SELECT organization_id, hour, site_id, team_id, project_id,
-       {", ".join(f"SUM({c})" for c in _SUMMARY_COLUMNS)},
-       SUM(CASE WHEN intensity_fallback THEN energy_j ELSE 0.0 END)
-FROM accounting_hourlyusage
-WHERE organization_id = %s AND hour >= %s AND hour < %s {{site_filter}}
-GROUP BY organization_id, hour, site_id, team_id, project_id
-"""  # noqa: S608 - column names are constants
-
-
-def summary_rebuild(
-    *, organization_id: int, start: datetime, end: datetime, site_keys: Iterable[int] | None = None
-) -> None:
-    """Replace HourlySummary in [start, end) (only these sites' rows, when given) from
-    HourlyUsage. Two set-based statements whatever the number of rows."""
-    ops = connection.ops
-    params: list = [organization_id, ops.adapt_datetimefield_value(start)]
-    params.append(ops.adapt_datetimefield_value(end))
-    site_filter = ""
-    if site_keys is not None:
-        keys = sorted(site_keys)
-        site_filter = f"AND COALESCE(site_id, {NO_SITE}) IN ({', '.join(['%s'] * len(keys))})"
-        params += keys
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "DELETE FROM accounting_hourlysummary "  # noqa: S608 - no user text
-            f"WHERE organization_id = %s AND hour >= %s AND hour < %s {site_filter}",
-            params,
-        )
-        cursor.execute(_SUMMARY_INSERT.format(site_filter=site_filter), params)
+"""  # noqa: S608 - constants only
 
 
 def hours_rollup(*, organization_id: int, hours: Iterable[datetime]) -> int:
@@ -303,99 +296,6 @@ def hours_rollup(*, organization_id: int, hours: Iterable[datetime]) -> int:
             organization_id=organization_id, start=run[0], end=run[-1] + timedelta(hours=1)
         )
     return count
-
-
-# Columns written from a site's resolved factors; the CASE per column picks the row's site.
-_FACTOR_COLUMNS = [
-    ("pue", "pue", "DOUBLE PRECISION"),
-    ("intensity_g_per_kwh", "intensity_g_per_kwh", "DOUBLE PRECISION"),
-    ("intensity_factor_id", "factor_id", "BIGINT"),
-    ("intensity_resolution", "resolution", "VARCHAR(8)"),
-    ("intensity_fallback", "fallback", "BOOLEAN"),
-    ("market_intensity_g_per_kwh", "market_intensity_g_per_kwh", "DOUBLE PRECISION"),
-    ("market_basis", "market_basis", "VARCHAR(10)"),
-    ("market_instrument_id", "market_instrument_id", "BIGINT"),
-    ("market_factor_id", "market_factor_id", "BIGINT"),
-    ("certificate_share", "certificate_share", "DOUBLE PRECISION"),
-]
-
-
-def _case(per_site: dict[int, SiteHourFactors], attr: str, sql_type: str) -> tuple[str, list]:
-    # Every value is CAST: PostgreSQL must know a parameter's type inside CASE, and a NULL
-    # parameter would otherwise be taken for text. SQLite accepts the same casts.
-    parts, params = [], []
-    for site_key, value in per_site.items():
-        parts.append(f"WHEN %s THEN CAST(%s AS {sql_type})")
-        params += [site_key, getattr(value, attr)]
-    return f"CASE COALESCE(site_id, {NO_SITE}) {' '.join(parts)} END", params
-
-
-def emissions_apply(
-    *,
-    organization_id: int,
-    start: datetime,
-    end: datetime,
-    per_site: dict[int, SiteHourFactors],
-    summary: bool = True,
-) -> int:
-    """Write facility energy, CO2e and provenance onto the rows of these sites in [start, end).
-
-    Set-based: one UPDATE for any number of rows, whatever the sites' factors. Only rows of the
-    sites in ``per_site`` are touched. The jobs' rows get the same PUE and factors, and (unless
-    the caller rebuilds it itself) HourlySummary is rebuilt for the same sites and range.
-    Returns the number of HourlyUsage rows written.
-    """
-    if not per_site:
-        return 0
-    ops = connection.ops
-    keys = list(per_site)
-    where = (
-        "WHERE organization_id = %s AND hour >= %s AND hour < %s "
-        f"AND COALESCE(site_id, {NO_SITE}) IN ({', '.join(['%s'] * len(keys))})"
-    )
-    where_params = [
-        organization_id,
-        ops.adapt_datetimefield_value(start),
-        ops.adapt_datetimefield_value(end),
-        *keys,
-    ]
-    energy_sets, energy_params = _energy_assignments(per_site)
-    assignments, params = [], []
-    for column, attr, sql_type in _FACTOR_COLUMNS:
-        expr, expr_params = _case(per_site, attr, sql_type)
-        assignments.append(f"{column} = {expr}")
-        params += expr_params
-    assignments += [*energy_sets, "emissions_computed_at = %s"]
-    params += [*energy_params, ops.adapt_datetimefield_value(timezone.now())]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE accounting_hourlyusage SET {', '.join(assignments)} {where}",  # noqa: S608
-            params + where_params,
-        )
-        rewritten = cursor.rowcount
-        cursor.execute(
-            f"UPDATE accounting_hourlyjobusage SET {', '.join(energy_sets)} {where}",  # noqa: S608
-            energy_params + where_params,
-        )
-    if summary:
-        summary_rebuild(organization_id=organization_id, start=start, end=end, site_keys=keys)
-    return rewritten
-
-
-def _energy_assignments(per_site: dict[int, SiteHourFactors]) -> tuple[list[str], list]:
-    """SET clauses for facility energy and CO2e from each row's energy and its site's factors."""
-    pue_expr, pue_params = _case(per_site, "pue", "DOUBLE PRECISION")
-    loc_expr, loc_params = _case(per_site, "intensity_g_per_kwh", "DOUBLE PRECISION")
-    mkt_expr, mkt_params = _case(per_site, "market_intensity_g_per_kwh", "DOUBLE PRECISION")
-    # facility = IT x PUE (J); CO2e (g) = facility (J) / 3.6e6 (J/kWh) x intensity (g/kWh)
-    return (
-        [
-            f"facility_energy_j = energy_j * {pue_expr}",
-            f"co2e_g = energy_j * {pue_expr} * {loc_expr} / 3600000.0",
-            f"co2e_market_g = energy_j * {pue_expr} * {mkt_expr} / 3600000.0",
-        ],
-        pue_params + pue_params + loc_params + pue_params + mkt_params,
-    )
 
 
 def dirty_hours_rollup(*, limit: int = 200) -> int:

@@ -6,14 +6,16 @@ shown in kWh; mass in grams internally and shown in kg; intensities in g CO2e pe
 
 from __future__ import annotations
 
+S_PER_HOUR = 3600.0
 J_PER_WH = 3600.0
 J_PER_KWH = 3_600_000.0
 J_PER_MWH = 3_600_000_000.0
+KWH_PER_MWH = 1000.0
 G_PER_KG = 1000.0
 G_PER_T = 1_000_000.0
 # 1 lb = 453.59237 g (international avoirdupois pound); lb/MWh -> g/kWh divides by 1,000.
 G_PER_LB = 453.59237
-LB_PER_MWH_TO_G_PER_KWH = G_PER_LB / 1000.0  # 0.45359237
+LB_PER_MWH_TO_G_PER_KWH = G_PER_LB / KWH_PER_MWH  # 0.45359237
 
 
 def j_to_wh(energy_j: float) -> float:
@@ -33,7 +35,7 @@ def kwh_to_j(energy_kwh: float) -> float:
 
 
 def mwh_to_kwh(energy_mwh: float) -> float:
-    return energy_mwh * 1000.0
+    return energy_mwh * KWH_PER_MWH
 
 
 def g_to_kg(mass_g: float) -> float:

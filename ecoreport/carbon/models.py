@@ -8,6 +8,7 @@ only and preferred over shared ones of the same resolution).
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from django.core.validators import MaxValueValidator, MinValueValidator
@@ -22,6 +23,10 @@ WORLD_ZONE = "WORLD"
 # factors (the dashboards' zone averages) include it in their keys.
 FACTORS_VERSION_KEY = "carbon:factors-version"
 MAX_INTENSITY_G_PER_KWH = 2000.0
+# Open ends of a period: the first PUE period of a site reaches back before any measurement could
+# exist, and a recompute without an end runs to the end of time.
+SINCE_EVER = datetime(2000, 1, 1, tzinfo=UTC)
+UNTIL_EVER = datetime(2200, 1, 1, tzinfo=UTC)
 
 
 class Resolution(models.TextChoices):

@@ -286,7 +286,7 @@ def provider_factors_store(
     """Upsert shared hourly factors of ``basis`` for ``zone``; returns how many hours changed.
 
     Marginal signals change no reported emission, so storing them enqueues no recompute."""
-    from ecoreport.carbon.services import recompute_enqueue
+    from ecoreport.carbon.recompute import recompute_enqueue
 
     values = [v for v in values if 0 <= v.g_per_kwh <= MAX_INTENSITY_G_PER_KWH]
     if not values:

@@ -1,38 +1,13 @@
-"""Celery tasks: thin, named, bounded, idempotent."""
+"""Celery tasks: thin, named, bounded, idempotent. The emissions recompute that carbon's writes
+ask for runs beside the rollup (``accounting.tasks.recompute_emissions``)."""
 
 from __future__ import annotations
 
-import logging
-from datetime import datetime
-
 from celery import shared_task
 
-from ecoreport.carbon.services import emissions_recompute
-
-log = logging.getLogger(__name__)
-
-
-@shared_task(name="carbon.recompute_emissions", time_limit=1800, soft_time_limit=1740)
-def recompute_emissions(
-    *,
-    start: str,
-    end: str,
-    zone: str | None = None,
-    site_ids: list[int] | None = None,
-    organization_id: int | None = None,
-) -> int:
-    # Idempotent: it compares what is stored with what resolves now, so a rerun writes nothing.
-    return emissions_recompute(
-        start=datetime.fromisoformat(start),
-        end=datetime.fromisoformat(end),
-        zone=zone,
-        site_ids=site_ids,
-        organization_id=organization_id,
-    )
+from ecoreport.carbon.providers import providers_fetch
 
 
 @shared_task(name="carbon.fetch_provider_factors", time_limit=900, soft_time_limit=840)
 def fetch_provider_factors() -> int:
-    from ecoreport.carbon.providers import providers_fetch
-
     return providers_fetch()

@@ -15,6 +15,8 @@ from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from ecoreport.carbon.factors import factor_create, factor_delete
+from ecoreport.carbon.instruments import market_instrument_create, market_instrument_delete
 from ecoreport.carbon.models import (
     Basis,
     CarbonIntensity,
@@ -23,15 +25,8 @@ from ecoreport.carbon.models import (
     Resolution,
     SitePue,
 )
-from ecoreport.carbon.services import (
-    factor_create,
-    factor_delete,
-    market_instrument_create,
-    market_instrument_delete,
-    site_create,
-    site_pue_set,
-    site_update,
-)
+from ecoreport.carbon.pue import site_pue_set
+from ecoreport.carbon.sites import site_create, site_update
 from ecoreport.core.api import (
     ApiError,
     CountedLimitOffsetPagination,

@@ -14,21 +14,27 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.core.cache import cache
 from django.db import transaction
 from django.utils.module_loading import autodiscover_modules
 
 log = logging.getLogger(__name__)
 
 
-def enqueue(task_name: str, *args: Any, countdown: float | None = None, **kwargs: Any) -> None:
-    """Send ``task_name`` now (outside a transaction, or once it commits)."""
+def task_named(task_name: str) -> Any:
+    """The registered Celery task called ``task_name``; KeyError when there is none."""
     from ecoreport.celery import app
 
     if task_name not in app.tasks:
         # A web process has imported no ``tasks`` module (that is the point of naming tasks):
         # the worker's autodiscovery registers them all; an unknown name still raises KeyError.
         autodiscover_modules("tasks")
-    task = app.tasks[task_name]
+    return app.tasks[task_name]
+
+
+def enqueue(task_name: str, *args: Any, countdown: float | None = None, **kwargs: Any) -> None:
+    """Send ``task_name`` now (outside a transaction, or once it commits)."""
+    task = task_named(task_name)
     options: dict[str, Any] = {} if countdown is None else {"countdown": countdown}
     task.apply_async(args, kwargs, **options)
 
@@ -45,3 +51,27 @@ def enqueue_on_commit(
             log.exception("task.enqueue_failed task=%s", task_name)
 
     transaction.on_commit(send)
+
+
+def enqueue_debounced(task_name: str, *, key: str, window_s: float) -> None:
+    """Send ``task_name`` at most once per ``window_s`` seconds, ``window_s`` from now.
+
+    For work that many commits ask for and one run covers (the rollup after ingest batches):
+    the first caller in a window sets ``key`` in the cache and sends the task with that delay,
+    so it runs after every caller that found the key set has committed; later callers in the
+    window send nothing. Call it once the transaction has committed. Eager mode (tests, the
+    embedded demo) sends at once. A broker error frees the key and is logged: the caller's work
+    is committed, and the periodic sweeps pick it up.
+    """
+    from ecoreport.celery import app
+
+    if app.conf.task_always_eager:
+        enqueue(task_name)
+        return
+    if not cache.add(key, 1, timeout=window_s):
+        return
+    try:
+        enqueue(task_name, countdown=window_s)
+    except Exception:
+        cache.delete(key)
+        log.exception("task.enqueue_failed task=%s", task_name)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime, timedelta
 
+from ecoreport.accounting.emissions import emissions_recompute
 from ecoreport.carbon.models import WORLD_ZONE, CarbonIntensity, MarketInstrument
-from ecoreport.carbon.services import emissions_recompute
 from ecoreport.fleet.models import Site
 from ecoreport.organizations.models import Organization
 

@@ -1,4 +1,9 @@
-"""Writes for sites, hosts and agent credentials."""
+"""Writes for hosts and agent credentials.
+
+Sites are fleet's rows, but writing one sets its grid zone and PUE, which are carbon's concepts
+(and carbon's PUE history points at the site): site writes are ``ecoreport.carbon.sites``, so
+that fleet imports no app above it.
+"""
 
 from __future__ import annotations
 

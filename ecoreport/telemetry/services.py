@@ -37,7 +37,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from ecoreport.core.enqueue import enqueue_on_commit
+from ecoreport.core.enqueue import enqueue_debounced, enqueue_on_commit
 from ecoreport.core.periods import hour_floor
 from ecoreport.fleet.models import AgentCredential, Gpu, Host
 from ecoreport.organizations.models import Membership, Organization, Project, Role, Team
@@ -149,9 +149,7 @@ def samples_ingest(
             raise
         return _replay(stored, batch_id)
     if result.hours:
-        from ecoreport.accounting.enqueue import enqueue_rollup
-
-        transaction.on_commit(lambda: enqueue_rollup(organization_id=org.pk), robust=True)
+        transaction.on_commit(_rollup_soon, robust=True)
     log.info(
         "ingest.batch org=%s host=%s batch_id=%s accepted=%d duplicates=%d rejected=%d warnings=%d",
         org.slug,
@@ -163,6 +161,17 @@ def samples_ingest(
         len(result.warnings),
     )
     return result
+
+
+# Ingest commits many batches a second; one rollup a second covers them all (it claims the
+# dirty hours of every organization). Hours it misses, say with the broker down, are rolled up
+# by the periodic sweep (``rollup-sweep`` in ``ecoreport.schedules``).
+ROLLUP_TASK = "accounting.rollup_dirty_hours"
+ROLLUP_DEBOUNCE_S = 1
+
+
+def _rollup_soon() -> None:
+    enqueue_debounced(ROLLUP_TASK, key="accounting:rollup-pending", window_s=ROLLUP_DEBOUNCE_S)
 
 
 def _replay(stored: IngestBatch, batch_id: str) -> IngestResult:

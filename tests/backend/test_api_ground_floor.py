@@ -13,7 +13,7 @@ from rest_framework.exceptions import ValidationError
 
 from ecoreport.carbon.importer import FactorError
 from ecoreport.carbon.providers import ProviderError
-from ecoreport.carbon.services import CarbonInputError
+from ecoreport.carbon.validation import CarbonInputError
 from ecoreport.core.api import (
     CountedLimitOffsetPagination,
     StrictSerializer,

@@ -87,7 +87,7 @@ def test_hostile_json_body_on_the_api_is_a_400(client, cast, method, url, body):
 
 
 def test_a_pue_period_before_1970_is_refused(client, cast):
-    from ecoreport.carbon.services import site_create
+    from ecoreport.carbon.sites import site_create
 
     site_create(organization=cast.org, slug="dc1", name="DC 1", grid_zone="FR")
     body = json.dumps({"pue": "1.2", "valid_from": "1969-06-01T00:00:00Z"})

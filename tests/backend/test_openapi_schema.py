@@ -89,7 +89,7 @@ def test_list_envelopes_are_documented_as_objects(schema):
 
 @pytest.mark.django_db
 def test_documented_list_envelope_matches_the_answer(client, cast):
-    from ecoreport.carbon.services import site_create
+    from ecoreport.carbon.sites import site_create
 
     site_create(organization=cast.org, slug="dc1", name="DC 1", grid_zone="FR")
     auth = {"HTTP_AUTHORIZATION": f"Bearer {cast.owner_token}"}

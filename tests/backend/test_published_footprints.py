@@ -85,7 +85,8 @@ def _report_csv(report) -> dict[tuple[str, str], str]:
 def test_published_footprint_comes_out_of_the_usage_api_and_the_report(
     fp, cast, make_agent, post_batch, get_usage, django_capture_on_commit_callbacks
 ):
-    from ecoreport.carbon.services import factors_import, site_create
+    from ecoreport.carbon.factors import factors_import
+    from ecoreport.carbon.sites import site_create
 
     zone = "XX-" + fp.name.replace(" ", "").replace(".", "")
     with django_capture_on_commit_callbacks(execute=True):

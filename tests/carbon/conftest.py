@@ -8,7 +8,7 @@ import pytest
 @pytest.fixture
 def site_agent(cast: Any, make_agent: Any) -> Any:
     """A site factory: ``site_agent("FR", pue="1.25")`` gives (site, agent) with its host there."""
-    from ecoreport.carbon.services import site_create
+    from ecoreport.carbon.sites import site_create
 
     def make(
         zone: str, *, pue: str = "1.25", slug: str | None = None, hostname: str | None = None

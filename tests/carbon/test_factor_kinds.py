@@ -9,14 +9,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from ecoreport.accounting.models import HourlyUsage
+from ecoreport.carbon.factors import factors_import, factors_import_csv
+from ecoreport.carbon.instruments import market_instrument_create
 from ecoreport.carbon.models import CarbonIntensity
-from ecoreport.carbon.services import (
-    CarbonInputError,
-    factors_import,
-    factors_import_csv,
-    market_instrument_create,
-    site_pue_set,
-)
+from ecoreport.carbon.pue import site_pue_set
+from ecoreport.carbon.validation import CarbonInputError
 from tests.conftest import BASE_TIME, iso
 from tests.conftest import make_batch as _make_batch
 from tests.conftest import make_sample as _make_sample

@@ -244,7 +244,7 @@ def test_factors_api_lists_shared_and_own_and_guards_writes(cast, client):
 
 
 def test_issue_agent_token_places_a_host_at_an_existing_site(cast):
-    from ecoreport.carbon.services import site_create
+    from ecoreport.carbon.sites import site_create
     from ecoreport.fleet.models import Host
 
     site_create(

@@ -8,7 +8,8 @@ from datetime import timedelta
 import pytest
 
 from ecoreport.accounting.models import HourlyJobUsage, HourlyUsage
-from ecoreport.carbon.services import factors_import, site_pue_set
+from ecoreport.carbon.factors import factors_import
+from ecoreport.carbon.pue import site_pue_set
 from tests.carbon.test_rollup_emissions import hourly, load
 from tests.conftest import BASE_TIME, iso, make_batch, make_sample
 

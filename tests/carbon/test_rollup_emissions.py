@@ -10,12 +10,9 @@ import pytest
 from django.db.models import Sum
 
 from ecoreport.accounting.models import HourlyUsage
-from ecoreport.carbon.services import (
-    factor_delete,
-    factors_import,
-    market_instrument_create,
-    site_pue_set,
-)
+from ecoreport.carbon.factors import factor_delete, factors_import
+from ecoreport.carbon.instruments import market_instrument_create
+from ecoreport.carbon.pue import site_pue_set
 from tests.conftest import BASE_TIME, iso
 from tests.conftest import make_batch as _make_batch
 from tests.conftest import make_sample as _make_sample
@@ -214,7 +211,8 @@ def test_recompute_after_a_factor_change_touches_only_the_affected_hours(
 
 
 def test_recompute_is_idempotent(site_agent, post_batch):
-    from ecoreport.carbon.services import SINCE_EVER, UNTIL_EVER, emissions_recompute
+    from ecoreport.accounting.emissions import emissions_recompute
+    from ecoreport.carbon.models import SINCE_EVER, UNTIL_EVER
 
     _, agent = site_agent("FR")
     post_batch(agent.token, make_batch([make_sample()]))
@@ -456,7 +454,7 @@ def test_demo_gets_hourly_factors_and_a_green_contract(db):
 @pytest.mark.django_db(transaction=True)
 def test_deleting_an_own_factor_through_the_api_recomputes_without_it(cast, client, site_agent):
     # Autocommit, as in production: the recompute must not run before the factor is gone.
-    from ecoreport.carbon.services import builtin_factors_load, factor_create
+    from ecoreport.carbon.factors import builtin_factors_load, factor_create
 
     # Transactional tests run last and flush the tables between them, the built-in factors
     # that the migration loaded included: load them again (idempotent).

@@ -13,8 +13,10 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
 from ecoreport.accounting.models import HourlyUsage
+from ecoreport.carbon.factors import factor_create
+from ecoreport.carbon.instruments import market_instrument_create
 from ecoreport.carbon.models import CarbonIntensity, MarketInstrument, SitePue
-from ecoreport.carbon.services import factor_create, market_instrument_create, site_create
+from ecoreport.carbon.sites import site_create
 from ecoreport.fleet.models import AgentCredential, Host, Site
 from ecoreport.fleet.services import agent_token_issue, host_ensure
 from ecoreport.organizations.models import ApiToken, Membership

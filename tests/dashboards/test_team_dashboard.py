@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from ecoreport.carbon.services import factors_import, site_create
+from ecoreport.carbon.factors import factors_import
+from ecoreport.carbon.sites import site_create
 from ecoreport.dashboards import selectors as sel
 from ecoreport.dashboards.periods import Period
 from tests.conftest import iso, make_batch, make_sample

@@ -48,7 +48,7 @@ def _unthrottled(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _seed() -> dict[str, str]:
-    from ecoreport.carbon.services import site_create
+    from ecoreport.carbon.sites import site_create
     from ecoreport.fleet.services import agent_token_issue, host_ensure
     from ecoreport.organizations.services import (
         api_token_issue,

@@ -45,7 +45,7 @@ def test_api_and_report_give_the_same_fallback_share_when_pue_differs(
     """1 kWh at a zone without factors (PUE 2.0) and 1 kWh in France (PUE 1.0): half of the IT
     energy fell back. Weighted by facility energy it would read 66.7 %, which is what the report
     printed while the API said 50 %."""
-    from ecoreport.carbon.services import site_create
+    from ecoreport.carbon.sites import site_create
 
     nowhere = site_create(
         organization=cast.org, slug="dc-x", name="dc-x", grid_zone="XX-NOWHERE", pue="2.0"

@@ -139,7 +139,7 @@ def fleet(cast: Any, make_agent: Any, post_batch: Any, zone_factors: None) -> Fl
     - GPU-A1: idle (no process) in hours 10 and 11, 0.5 kWh each: charged to nlp, node-a's team.
     - GPU-B0: job j2 of project tiny-eval (team vision), 0.5 kWh in hour 10, 10 % util, 5 GB.
     """
-    from ecoreport.carbon.services import site_create
+    from ecoreport.carbon.sites import site_create
     from tests.factories import TeamFactory
 
     nlp = TeamFactory(organization=cast.org, slug="nlp")

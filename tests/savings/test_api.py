@@ -16,7 +16,7 @@ MARGINAL_ZA = [300.0 if h % 24 in (15, 16, 17) else 600.0 for h in range(48)]
 
 
 def load_marginal(zone: str, values: list[float]) -> None:
-    from ecoreport.carbon.services import factors_import
+    from ecoreport.carbon.factors import factors_import
 
     result = factors_import(
         records=[

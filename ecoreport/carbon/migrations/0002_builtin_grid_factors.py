@@ -6,7 +6,7 @@ from django.db import migrations
 
 
 def load(apps, schema_editor):
-    from ecoreport.carbon.services import builtin_factors_load
+    from ecoreport.carbon.factors import builtin_factors_load
 
     builtin_factors_load(model=apps.get_model("carbon", "CarbonIntensity"))
 
@@ -14,7 +14,7 @@ def load(apps, schema_editor):
 def unload(apps, schema_editor):
     import csv
 
-    from ecoreport.carbon.services import BUILTIN_DEFAULTS
+    from ecoreport.carbon.factors import BUILTIN_DEFAULTS
 
     model = apps.get_model("carbon", "CarbonIntensity")
     with BUILTIN_DEFAULTS.open(newline="") as fh:

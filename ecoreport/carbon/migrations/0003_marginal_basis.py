@@ -28,13 +28,19 @@ def reclassify(apps, schema_editor):
 
     def enqueue():
         # The worker recomputes with the code and schema of the release, after every migration.
-        from ecoreport.carbon.tasks import recompute_emissions
+        # By name: the task lives beside the rollup (accounting.tasks) and keeps this name.
+        from ecoreport.core.enqueue import enqueue
 
         for zone, (lo, hi) in sorted(spans.items()):
-            recompute_emissions.delay(start=lo.isoformat(), end=hi.isoformat(), zone=zone)
+            enqueue(
+                "carbon.recompute_emissions", start=lo.isoformat(), end=hi.isoformat(), zone=zone
+            )
         for zone in sorted(market_zones):
-            recompute_emissions.delay(
-                start="2000-01-01T00:00:00+00:00", end="2200-01-01T00:00:00+00:00", zone=zone
+            enqueue(
+                "carbon.recompute_emissions",
+                start="2000-01-01T00:00:00+00:00",
+                end="2200-01-01T00:00:00+00:00",
+                zone=zone,
             )
 
     transaction.on_commit(enqueue)

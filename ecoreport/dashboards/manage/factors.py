@@ -13,12 +13,8 @@ from django.shortcuts import redirect
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from ecoreport.carbon.services import (
-    CarbonInputError,
-    factor_create,
-    factor_delete,
-    factors_import_csv,
-)
+from ecoreport.carbon.factors import factor_create, factor_delete, factors_import_csv
+from ecoreport.carbon.validation import CarbonInputError
 from ecoreport.dashboards.manage import selectors as sel
 from ecoreport.dashboards.manage._common import admin_page, paginate, render_page
 from ecoreport.dashboards.manage.forms import FactorForm, FactorImportForm

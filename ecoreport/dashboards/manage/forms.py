@@ -13,7 +13,7 @@ from django.utils.text import slugify
 
 from ecoreport.carbon.importer import FactorError, parse_zone
 from ecoreport.carbon.models import MAX_INTENSITY_G_PER_KWH, Basis, InstrumentKind, Scope
-from ecoreport.carbon.services import CarbonInputError, pue_validate
+from ecoreport.carbon.validation import CarbonInputError, pue_validate
 from ecoreport.fleet.models import Site
 from ecoreport.organizations.models import Role, slug_validator
 

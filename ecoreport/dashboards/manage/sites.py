@@ -1,5 +1,5 @@
 """Sites: list, create, edit, PUE periods and market-based instruments. Writes go through
-``carbon.services``, which enqueue the same emissions recompute the API's writes do."""
+the carbon and fleet services, which enqueue the same emissions recompute the API's writes do."""
 
 from __future__ import annotations
 
@@ -10,14 +10,10 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.views.decorators.http import require_POST
 
-from ecoreport.carbon.services import (
-    CarbonInputError,
-    market_instrument_create,
-    market_instrument_delete,
-    site_create,
-    site_pue_set,
-    site_update,
-)
+from ecoreport.carbon.instruments import market_instrument_create, market_instrument_delete
+from ecoreport.carbon.pue import site_pue_set
+from ecoreport.carbon.sites import site_create, site_update
+from ecoreport.carbon.validation import CarbonInputError
 from ecoreport.dashboards.manage import selectors as sel
 from ecoreport.dashboards.manage._common import admin_page, render_page
 from ecoreport.dashboards.manage.forms import InstrumentForm, PuePeriodForm, SiteForm, utc_midnight

@@ -2,7 +2,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from ecoreport.carbon.services import factors_import_csv
+from ecoreport.carbon.factors import factors_import_csv
 
 
 class Command(BaseCommand):
