@@ -5,7 +5,7 @@ Text stays in Helvetica, the PDF's built-in font, wherever Helvetica has the cha
 not embedded: no cost). Each run of characters it lacks switches to the first fallback face
 that has them; both fallbacks come from pip wheels, so a fresh ``make install`` has them offline:
 
-* DejaVu Sans, shipped in matplotlib's own data: Latin, Greek, Cyrillic, symbols (``⟨⟩``);
+* DejaVu Sans, shipped in matplotlib's own data: Latin, Cyrillic, symbols (``⟨⟩``);
 * IPAexGothic, shipped by ``matplotlib-fontja`` (IPA Font Licence): kana and about 10,000 kanji.
 
 reportlab embeds only the glyphs a report uses (a subset with a ToUnicode map), so the text stays
@@ -79,13 +79,19 @@ def _codepoints(path: str) -> frozenset[int]:
 
 @cache
 def _in_base(ch: str) -> bool:
+    """Whether Helvetica draws ``ch``: WinAnsi, or the Symbol font that reportlab itself
+    switches to for Greek and maths (``Σ`` in the methodology), which is built in too."""
     from reportlab.pdfbase import pdfmetrics
 
-    try:
-        ch.encode(pdfmetrics.getFont(BASE).encName)  # WinAnsi: every glyph Helvetica has
-    except UnicodeEncodeError:
+    if not (ch.isprintable() or ch in "\t\n"):
         return False
-    return ch.isprintable() or ch in "\t\n"
+    for name in (BASE, "Symbol"):
+        try:
+            ch.encode(pdfmetrics.getFont(name).encName)
+        except UnicodeEncodeError:
+            continue
+        return True
+    return False
 
 
 @cache
