@@ -6,13 +6,16 @@ not embedded: no cost). Each run of characters it lacks switches to the first fa
 that has them; both fallbacks come from pip wheels, so a fresh ``make install`` has them offline:
 
 * DejaVu Sans, shipped in matplotlib's own data: Latin, Cyrillic, symbols (``⟨⟩``);
-* IPAexGothic, shipped by ``matplotlib-fontja`` (IPA Font Licence): kana and about 10,000 kanji.
+* IPAexGothic, shipped by ``matplotlib-fontja`` (IPA Font Licence): kana and about 10,000 kanji;
+* then, for Hangul and the Chinese characters IPAexGothic lacks, reportlab's built-in CID fonts
+  (``CID_FACES``), which the viewer draws.
 
 reportlab embeds only the glyphs a report uses (a subset with a ToUnicode map), so the text stays
 extractable and a report with a few such names grows by a few kilobytes. The charts use the same
-two faces as matplotlib's family list (matplotlib falls back glyph by glyph). A character that no
-face has is written as its code point, ``⟨U+AC00⟩``, as ``label_display`` writes invisible ones:
-never a missing-glyph box.
+two embedded faces as matplotlib's family list (matplotlib falls back glyph by glyph). A character
+that no face has (in charts: Hangul too, as no pip wheel ships a Korean face matplotlib reads)
+is written as its code point, ``⟨U+AC00⟩``, as ``label_display`` writes invisible ones: never a
+missing-glyph box.
 """
 
 from __future__ import annotations
@@ -94,14 +97,40 @@ def _in_base(ch: str) -> bool:
     return False
 
 
+@dataclass(frozen=True)
+class CidFace:
+    """One of reportlab's built-in CID fonts: not embedded (the viewer brings its glyphs, as
+    Acrobat, Preview and pdf.js do), so it costs nothing, but no glyph here can be checked."""
+
+    name: str
+    ranges: tuple[tuple[int, int], ...]
+    bold: str = ""
+
+
+# Tried after the embedded faces: what IPAexGothic lacks of Korean and Chinese.
+CID_FACES = (
+    CidFace(
+        "HYGothic-Medium",  # Adobe-Korea1: every modern Hangul syllable, jamo
+        ((0x1100, 0x11FF), (0x3130, 0x318F), (0xAC00, 0xD7A3)),
+    ),
+    CidFace(
+        "STSong-Light",  # Adobe-GB1: simplified (and most traditional) Chinese
+        ((0x3000, 0x303F), (0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xFF00, 0xFFEF)),
+    ),
+)
+
+
 @cache
-def face_for(ch: str) -> Face | None:
+def face_for(ch: str) -> Face | CidFace | None:
     """The first fallback face that has ``ch``; None when Helvetica has it or no face does."""
     if _in_base(ch):
         return None
     for face in faces():
         if ord(ch) in _codepoints(face.path):
             return face
+    for cid in CID_FACES:
+        if any(low <= ord(ch) <= high for low, high in cid.ranges):
+            return cid
     return None
 
 
@@ -109,10 +138,10 @@ def code_point(ch: str) -> str:
     return f"\u27e8U+{ord(ch):04X}\u27e9"
 
 
-def runs(text: str) -> list[tuple[Face | None, str]]:
+def runs(text: str) -> list[tuple[Face | CidFace | None, str]]:
     """``text`` cut into runs that one face draws (None: Helvetica). A character that no face
     has becomes its code point, drawn in DejaVu Sans."""
-    out: list[tuple[Face | None, str]] = []
+    out: list[tuple[Face | CidFace | None, str]] = []
     for ch in text:
         face = face_for(ch)
         if face is None and not _in_base(ch):
@@ -128,24 +157,29 @@ _registered: set[str] = set()
 _lock = threading.Lock()
 
 
-def _register(face: Face) -> None:
+def _register(face: Face | CidFace) -> None:
     # Parsing a face costs up to half a second (IPAexGothic is 6 MB), so each is read once per
     # process, and only when a report needs it.
     if face.name in _registered:
         return
     from reportlab.lib.fonts import addMapping
     from reportlab.pdfbase import pdfmetrics
+    from reportlab.pdfbase.cidfonts import UnicodeCIDFont
     from reportlab.pdfbase.ttfonts import TTFont
 
     with _lock:
         if face.name in _registered:
             return
-        pdfmetrics.registerFont(TTFont(face.name, face.path))
-        if face.bold != face.name:
-            pdfmetrics.registerFont(TTFont(face.bold, face.bold_path))
+        bold = face.bold or face.name
+        if isinstance(face, CidFace):
+            pdfmetrics.registerFont(UnicodeCIDFont(face.name))
+        else:
+            pdfmetrics.registerFont(TTFont(face.name, face.path))
+            if face.bold != face.name:
+                pdfmetrics.registerFont(TTFont(face.bold, face.bold_path))
         # <b> inside a <font name=...> run picks the bold face (no italic is used).
-        for bold, italic in ((0, 0), (1, 0), (0, 1), (1, 1)):
-            addMapping(face.name, bold, italic, face.bold if bold else face.name)
+        for b, italic in ((0, 0), (1, 0), (0, 1), (1, 1)):
+            addMapping(face.name, b, italic, bold if b else face.name)
         _registered.add(face.name)
 
 

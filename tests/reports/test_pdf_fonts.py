@@ -29,6 +29,8 @@ SHOWN = {
     "nlp\u200b": "nlp\u27e8U+200B\u27e9",
 }
 ORG_NAME = "Forschungsgruppe Ökologie 研究所"
+# Drawn with reportlab's CID fonts: no embedded glyphs to check, but text all the same.
+CID_NAMES = ["연구팀", "研究团队"]
 
 
 @pytest.mark.parametrize(
@@ -44,8 +46,11 @@ ORG_NAME = "Forschungsgruppe Ökologie 研究所"
         ("Team 研究", [(None, "Team "), ("IPAexGothic", "研究")]),
         ("Ωmega", [(None, "Ωmega")]),  # reportlab's own Symbol font, built in too
         ("Жук", [("DejaVuSans", "Жук")]),
-        # No face has Hangul: its code point, drawn in DejaVu Sans, never a box.
-        ("팀 a", [("DejaVuSans", "⟨U+D300⟩"), (None, " a")]),
+        # Not embedded: reportlab's CID fonts, for what IPAexGothic lacks.
+        ("팀 a", [("HYGothic-Medium", "팀"), (None, " a")]),
+        ("研究团队", [("IPAexGothic", "研究"), ("STSong-Light", "团队")]),
+        # No face has Devanagari: its code point, drawn in DejaVu Sans, never a box.
+        ("क", [("DejaVuSans", "⟨U+0915⟩")]),
     ],
 )
 def test_text_is_cut_into_runs_of_a_face_that_has_the_glyphs(text, expected):
@@ -76,11 +81,11 @@ def labelled(cast, agent, post_batch):
             energy_j=10_000.0 + 1_000.0 * i,
             attribution=[{"share": 1.0, "team": label, "project": label}],
         )
-        for i, label in enumerate(SHOWN)
+        for i, label in enumerate([*SHOWN, *CID_NAMES])
     ]
     with time_machine.travel(datetime(2026, 10, 20, 12, 0, tzinfo=UTC), tick=False):
         response = post_batch(agent.token, make_batch(samples))
-        assert response.json()["accepted"] == len(SHOWN), response.content
+        assert response.json()["accepted"] == len(SHOWN) + len(CID_NAMES), response.content
         yield cast
 
 
@@ -113,7 +118,7 @@ def test_pdf_names_are_text_and_their_fonts_have_the_glyphs(labelled):
     data = bytes(ReportFile.objects.get(report=report, format="pdf").content)
     reader = PdfReader(io.BytesIO(data))
     text = "\n".join(page.extract_text() for page in reader.pages)
-    for name in [*SHOWN.values(), ORG_NAME]:
+    for name in [*SHOWN.values(), ORG_NAME, *CID_NAMES]:
         assert name in text, name
 
     embedded = _glyphs_by_font(reader)
@@ -125,6 +130,12 @@ def test_pdf_names_are_text_and_their_fonts_have_the_glyphs(labelled):
                 continue
             have = set().union(*(c for f, c in embedded.items() if f.endswith(face.name)))
             assert set(run) - {" "} <= have, (name, face.name, set(run) - have)
+    used = {
+        str(f.get_object()["/BaseFont"])
+        for p in reader.pages
+        for f in p["/Resources"]["/Font"].values()
+    }
+    assert {"/HYGothic-Medium", "/STSong-Light"} <= used
     # Subsets: the 6 MB Japanese face adds a few kilobytes, not megabytes.
     assert len(data) < 200_000
 
@@ -137,7 +148,11 @@ def _team_chart(names):
 
 
 def test_charts_draw_cjk_names_without_a_missing_glyph(recwarn):
-    png = _team_chart([*SHOWN.values(), "팀"])
+    assert (
+        fonts.chart_text("팀 研究团队")
+        == "\u27e8U+D300\u27e9 研究\u27e8U+56E2\u27e9\u27e8U+961F\u27e9"
+    )
+    png = _team_chart([*SHOWN.values(), *CID_NAMES])
     assert png.getvalue().startswith(b"\x89PNG")
     assert not [w for w in recwarn if "missing from font" in str(w.message)]
 
