@@ -174,9 +174,11 @@ def _register(face: Face | CidFace) -> None:
         if isinstance(face, CidFace):
             pdfmetrics.registerFont(UnicodeCIDFont(face.name))
         else:
-            pdfmetrics.registerFont(TTFont(face.name, face.path))
+            # asciiReadable=False: a subset holds the glyphs used, not all of ASCII besides
+            # (16 kB of DejaVu glyphs for a name's two brackets); ToUnicode keeps it readable.
+            pdfmetrics.registerFont(TTFont(face.name, face.path, asciiReadable=False))
             if face.bold != face.name:
-                pdfmetrics.registerFont(TTFont(face.bold, face.bold_path))
+                pdfmetrics.registerFont(TTFont(face.bold, face.bold_path, asciiReadable=False))
         # <b> inside a <font name=...> run picks the bold face (no italic is used).
         for b, italic in ((0, 0), (1, 0), (0, 1), (1, 1)):
             addMapping(face.name, b, italic, bold if b else face.name)
