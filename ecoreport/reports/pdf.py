@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from ecoreport.core.palette import PALETTE
+from ecoreport.reports import fonts
 from ecoreport.reports.tables import (
     UNATTRIBUTED,
     Table,
@@ -24,17 +25,20 @@ def _chart_png(draw: Any, *, width_in: float = 7.0, height_in: float = 2.6) -> i
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
-    # A Figure without pyplot: nothing global, safe in a long-lived worker.
-    fig = Figure(figsize=(width_in, height_in), dpi=150)
-    ax = fig.add_subplot(1, 1, 1)
-    draw(ax)
-    ax.spines[["top", "right"]].set_visible(False)
-    ax.grid(axis="y", color="#e5e5e5", linewidth=0.6)
-    ax.set_axisbelow(True)
-    ax.tick_params(labelsize=7)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
+    # The family list makes matplotlib fall back glyph by glyph (CJK names). It is set for the
+    # drawing alone: ticks are made at draw time from rcParams, so a per-Text font would miss them.
+    with matplotlib.rc_context({"font.family": fonts.chart_families()}):
+        # A Figure without pyplot: nothing global, safe in a long-lived worker.
+        fig = Figure(figsize=(width_in, height_in), dpi=150)
+        ax = fig.add_subplot(1, 1, 1)
+        draw(ax)
+        ax.spines[["top", "right"]].set_visible(False)
+        ax.grid(axis="y", color="#e5e5e5", linewidth=0.6)
+        ax.set_axisbelow(True)
+        ax.tick_params(labelsize=7)
+        fig.tight_layout()
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png")
     buffer.seek(0)
     return buffer
 
@@ -93,7 +97,10 @@ def _charts(content: dict[str, Any]) -> list[tuple[str, io.BytesIO, float]]:
         def by_team(ax: Any) -> None:
             # Names, not slugs; "$" would start matplotlib's mathtext.
             names = [
-                (r.get("team_name") or r["team"] or UNATTRIBUTED).replace("$", r"\$") for r in teams
+                fonts.chart_text(r.get("team_name") or r["team"] or UNATTRIBUTED).replace(
+                    "$", r"\$"
+                )
+                for r in teams
             ]
             ax.barh(names, [r["energy_kwh"] for r in teams], color=PALETTE[0])
             ax.set_xlabel("IT energy (kWh)", fontsize=8)
@@ -105,7 +112,9 @@ def _charts(content: dict[str, Any]) -> list[tuple[str, io.BytesIO, float]]:
         rows = content["intensity"]
 
         def intensity(ax: Any) -> None:
-            labels = [f"{r['site']}\n({r['zone']})" for r in rows]
+            labels = [
+                fonts.chart_text(f"{r['site']}\n({r['zone']})").replace("$", r"\$") for r in rows
+            ]
             pos = range(len(rows))
             ax.bar(
                 [p - 0.2 for p in pos],
@@ -177,8 +186,8 @@ def render_pdf(
     tables = {t.name: t for t in report_tables(content)}
     width = A4[0] - 3 * cm
 
-    def esc(text: str) -> str:
-        return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    # Escaped, and each run that Helvetica lacks set in a face that has it (fonts.py).
+    esc = fonts.markup
 
     def table(t: Table, *, col_widths: list[float] | None = None) -> Any:
         numeric = [c.digits is not None for c in t.columns]
@@ -427,11 +436,13 @@ def render_pdf(
         canvas.saveState()
         canvas.setFont("Helvetica", 7)
         canvas.setFillColor(colors.HexColor("#666666"))
-        canvas.drawString(
+        fonts.draw_string(
+            canvas,
             1.5 * cm,
             1 * cm,
             f"EcoReport · {meta['organization_name']} · {meta['scope']} · {meta['period']}"
             + (f" · v{version}" if version else ""),
+            size=7,
         )
         canvas.drawRightString(A4[0] - 1.5 * cm, 1 * cm, f"page {doc.page}")
         canvas.restoreState()
