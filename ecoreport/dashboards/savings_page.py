@@ -24,8 +24,8 @@ from django.shortcuts import render
 from django.template.loader import render_to_string
 from django.urls import reverse
 
+from ecoreport.core import figures
 from ecoreport.core.api import error_body
-from ecoreport.dashboards import figures
 from ecoreport.dashboards.periods import Period
 from ecoreport.dashboards.selectors import Scope, projects_of, teams_of
 from ecoreport.dashboards.views import _page, _period, current_membership

@@ -11,8 +11,8 @@ from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
 
+from ecoreport.core import figures
 from ecoreport.core.enqueue import enqueue_on_commit
-from ecoreport.dashboards import figures
 from ecoreport.dashboards.views import _page, _period, current_membership
 from ecoreport.organizations.models import Role
 from ecoreport.policies import calc

@@ -12,8 +12,8 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
 
+from ecoreport.core import figures
 from ecoreport.core.spreadsheets import spreadsheet_row
-from ecoreport.dashboards import figures
 from ecoreport.dashboards import selectors as sel
 from ecoreport.dashboards.periods import GROUPINGS, PRESETS, Period, PeriodError, parse_period
 from ecoreport.organizations.models import Membership, Project, Role, Team

@@ -9,8 +9,8 @@ from typing import Any
 from django.template.loader import render_to_string
 from django.utils.safestring import mark_safe
 
+from ecoreport.core import figures
 from ecoreport.core.palette import PALETTE
-from ecoreport.dashboards import figures
 from ecoreport.reports.tables import comparison_sentence, fmt, fmt_change, report_tables
 
 _PLOTLY_JS: str | None = None

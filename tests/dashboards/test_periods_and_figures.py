@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from ecoreport.dashboards import figures
+from ecoreport.core import figures
 from ecoreport.dashboards.periods import PeriodError, parse_period
 
 NOW = datetime(2026, 11, 28, 12, 34, tzinfo=UTC)

@@ -11,7 +11,7 @@ from html import unescape
 
 import pytest
 
-from ecoreport.dashboards import figures
+from ecoreport.core import figures
 from tests.savings import conftest as savings_conftest
 
 pytestmark = pytest.mark.django_db

@@ -10,10 +10,10 @@ import warnings
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from ecoreport.core.periods import parse_period
 from fontTools.ttLib import TTFont
 from pypdf import PdfReader
 
+from ecoreport.core.periods import parse_period
 from ecoreport.reports import fonts
 from ecoreport.reports import services as reports
 from ecoreport.reports.models import ReportFile

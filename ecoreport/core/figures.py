@@ -1,6 +1,7 @@
-"""Plotly figures for the pages, built by pure functions from plain rows (tested without a
-database). Each returns a figure as a JSON-ready dict; the page's script draws it with the
-plotly.js the app serves itself."""
+"""Plotly figures for the pages and the reports' HTML, built by pure functions from plain rows
+(tested without a database); here rather than in ``dashboards`` because reports draw them too.
+Each returns a figure as a JSON-ready dict; the page's script draws it with the plotly.js the app
+serves itself."""
 
 from __future__ import annotations
 
