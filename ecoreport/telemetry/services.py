@@ -13,10 +13,12 @@ step costs.
 For each GPU the stored intervals are disjoint: an exact duplicate (same GPU, start, end and
 energy) is counted as a duplicate, any other overlap is rejected. The batch first locks the rows
 of the GPUs it may name (``SELECT ... FOR NO KEY UPDATE`` in id order, ``_gpus_upsert``), so two
-batches of one GPU take turns and each checks against what the other committed; then every
-sample is checked against the one stored interval that can overlap it (the greatest start before
-its end: one probe of the (gpu, start) index). No exclusion constraint is involved, so the same
-works on a time-partitioned raw table, where PostgreSQL 15 has none. On SQLite the
+batches of one GPU take turns and each checks against what the other committed; then each
+GPU's latest stored interval is read (one probe of the (gpu, start) index per GPU): if it ends
+by the batch's first start for that GPU (an agent appending) nothing stored can overlap, else
+every sample of that GPU is checked against the one stored interval that can overlap it (the
+greatest start before its end: one more probe per sample). No exclusion constraint is involved,
+so the same works on a time-partitioned raw table, where PostgreSQL 15 has none. On SQLite the
 transaction holds the database's write lock, which serialises batches anyway.
 """
 
@@ -793,11 +795,12 @@ def _samples_insert_sqlite(
 
 
 # One round trip for the whole batch. The samples arrive sorted by the natural key (see
-# ``_ingest_locked``) and are inserted in that order (``ORDER BY i``). ``met`` holds the samples
-# that meet a stored interval of their GPU: the stored one with the greatest start before the
-# sample's end (one backward probe of the (gpu_id, start) index), the only one that can overlap
-# since a GPU's stored intervals are disjoint (see ``validation.interval_conflict``); an exact
-# match is a duplicate, anything else an overlap. The batch holds its GPUs' row locks, so this
+# ``_ingest_locked``) and are inserted in that order (``ORDER BY i``). ``reach`` holds the GPUs
+# whose latest stored interval ends after the batch's first start for them; for those only,
+# ``met`` holds the samples that meet a stored interval of their GPU: the stored one with the
+# greatest start before the sample's end (one backward probe of the (gpu_id, start) index), the
+# only one that can overlap since a GPU's stored intervals are disjoint (see
+# ``validation.interval_conflict``); an exact match is a duplicate, anything else an overlap. The batch holds its GPUs' row locks, so this
 # statement's snapshot has every committed sample of them. ``ins`` holds only the samples this
 # statement inserted (ON CONFLICT stays as a backstop), so duplicates get neither shares nor
 # dirty hours; a data-modifying CTE sees the RETURNING rows of another, not the table, which is
