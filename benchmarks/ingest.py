@@ -96,6 +96,13 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--warmup-batches", type=int, default=2, help="per client, not timed")
     p.add_argument("--keep-db", action="store_true", help="leave the database for inspection")
     p.add_argument("--json", type=Path, help="also write the figures to this file")
+    p.add_argument(
+        "--code",
+        type=Path,
+        default=ROOT,
+        help="checkout whose ecoreport/ is migrated and served (default: this one), e.g. a git "
+        "worktree of an older commit, to compare before and after with the same script and venv",
+    )
     return p.parse_args()
 
 
@@ -118,11 +125,13 @@ def database_drop(admin_url: str, name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def django_setup(url: str) -> None:
+def django_setup(url: str, code: Path) -> None:
     os.environ["DATABASE_URL"] = url
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ecoreport.settings")
     os.environ.pop("REDIS_URL", None)  # setup needs no broker
-    sys.path.insert(0, str(ROOT))
+    # Ahead of the venv's editable install (a finder appended to sys.meta_path), so ``--code``
+    # wins; gunicorn gets the same by running in that directory with it on PYTHONPATH.
+    sys.path.insert(0, str(code))
     import django
 
     django.setup()
@@ -191,6 +200,10 @@ def gunicorn_start(args: argparse.Namespace, url: str, port: int, log: Path) -> 
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "LOG_LEVEL": "WARNING",
         "DB_CONN_MAX_AGE": "600",
+        # Plain HTTP on loopback: with DEBUG off the app redirects http to https (301), which
+        # a TLS-terminating proxy in front of it would have answered already.
+        "SECURE_SSL_REDIRECT": "0",
+        "PYTHONPATH": str(args.code.resolve()),
     }
     cmd = [
         str(ROOT / ".venv/bin/gunicorn"),
@@ -212,7 +225,7 @@ def gunicorn_start(args: argparse.Namespace, url: str, port: int, log: Path) -> 
     ]
     proc = subprocess.Popen(
         cmd,
-        cwd=ROOT,
+        cwd=args.code,
         env=env,
         stdout=log.open("w"),
         stderr=subprocess.STDOUT,
@@ -567,7 +580,15 @@ def main() -> None:
     )
     t_setup = time.perf_counter()
     database_recreate(args.admin_url, args.db_name)
-    django_setup(url)
+    django_setup(url, args.code.resolve())
+    import ecoreport
+
+    code_rev = subprocess.run(
+        ["git", "-C", str(args.code), "describe", "--always", "--dirty"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    print(f"code served: {Path(ecoreport.__file__).parent} ({code_rev or 'not a git checkout'})")
     fleet = fleet_create(args.hosts)
     print(
         f"setup (database, migrations, {args.hosts} hosts): {time.perf_counter() - t_setup:.1f} s"
@@ -592,6 +613,7 @@ def main() -> None:
             r.delete("celery", "unacked", "unacked_index")  # the rollups nobody consumed
         except Exception as error:
             print(f"(could not clean the Redis queue: {error})")
+    figures["code"] = code_rev
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
     if not args.keep_db:
