@@ -312,6 +312,11 @@ def _http_get(url: str, timeout_s: float) -> str:
         return reply.read().decode("utf-8", "replace")
 
 
+_DEPLOYMENT_POD = re.compile(
+    r"-[bcdfghjklmnpqrstvwxz2456789]{6,10}-[bcdfghjklmnpqrstvwxz2456789]{5}$"
+)
+
+
 class DcgmLabels:
     """Labels of dcgm-exporter's pods: the Kubernetes mapping from namespace and pod name (the
     exporter gives no pod labels or owners), ``hpc_job`` as a Slurm job id."""
@@ -331,8 +336,11 @@ class DcgmLabels:
         namespace, pod, _container, job = key
         project = team = job_id = None
         if pod:
+            # No owner is exported: a Deployment's pod (<name>-<template hash>-<suffix>) is
+            # recognised by Kubernetes' alphabet for generated names.
+            name = _DEPLOYMENT_POD.sub("", pod)
             project, team, _user, _ = self.mapping.labels(
-                Pod(uid="", namespace=namespace or "default", name=pod)
+                Pod(uid="", namespace=namespace or "default", name=name)
             )
             job_id = clean_label(f"{namespace}/{pod}", LABEL_SHORT_MAX_CHARS)
         if job:

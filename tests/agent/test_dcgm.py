@@ -283,3 +283,16 @@ def test_cli_requires_the_exporter_url():
         == "dcgm"
     )
     assert isinstance(Nvml(DcgmExporter("http://127.0.0.1:9/metrics")), Nvml)
+
+
+def test_pod_names_map_to_their_workload(clock):
+    text = "".join(
+        f'DCGM_FI_DEV_GPU_UTIL{{gpu="0",UUID="{UUID_A}",namespace="vision",pod="{pod}"}} {u}\n'
+        for pod, u in (("detector-7c9f5d8b4-x2k4q", 10), ("train-42-b7xkz", 20), ("web-0", 30))
+    )
+    source = DcgmExporter("http://unused", monotonic=clock.monotonic, fetch=lambda url, t: text)
+    labels = DcgmLabels(source)
+    projects = [
+        labels.labels(p.pid)[0] for p in source.nvmlDeviceGetComputeRunningProcesses(UUID_A)
+    ]
+    assert projects == ["detector", "train-42", "web-0"]
