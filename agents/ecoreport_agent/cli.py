@@ -127,7 +127,9 @@ def _open_nvml(settings: Settings) -> tuple[Nvml, LabelSource]:
         from ecoreport_agent.dcgm import DcgmExporter, DcgmLabels
 
         assert settings.dcgm_url is not None  # config.resolve requires it
-        exporter = DcgmExporter(settings.dcgm_url)
+        # dcgm-exporter refreshes its figures every few seconds (30 s by default): two scrapes
+        # per interval are plenty, and each costs a parse of the whole exposition.
+        exporter = DcgmExporter(settings.dcgm_url, max_age_s=min(5.0, settings.interval / 2))
         return Nvml(exporter), DcgmLabels(exporter, _kubernetes_mapping(settings))
     labels: LabelSource = ProcLabelSource()
     if settings.kubernetes:
