@@ -130,23 +130,28 @@ def _open_nvml(settings: Settings) -> tuple[Nvml, LabelSource]:
         # dcgm-exporter refreshes its figures every few seconds (30 s by default): two scrapes
         # per interval are plenty, and each costs a parse of the whole exposition.
         exporter = DcgmExporter(settings.dcgm_url, max_age_s=min(5.0, settings.interval / 2))
-        return Nvml(exporter), DcgmLabels(exporter, _kubernetes_mapping(settings))
+        directory = _pod_directory(settings) if settings.kubernetes else None
+        return Nvml(exporter), DcgmLabels(exporter, _kubernetes_mapping(settings), directory)
     labels: LabelSource = ProcLabelSource()
     if settings.kubernetes:
-        from ecoreport_agent.kubernetes import (
-            KubeletClient,
-            KubernetesLabelSource,
-            PodDirectory,
-        )
+        from ecoreport_agent.kubernetes import KubernetesLabelSource
 
-        client = KubeletClient(
-            settings.kubelet_url,
-            token_file=settings.kubelet_token_file,
-            ca_file=settings.kubelet_ca_file,
-            insecure=settings.kubelet_insecure,
+        labels = KubernetesLabelSource(
+            _pod_directory(settings), mapping=_kubernetes_mapping(settings)
         )
-        labels = KubernetesLabelSource(PodDirectory(client), mapping=_kubernetes_mapping(settings))
     return Nvml(load_pynvml()), labels
+
+
+def _pod_directory(settings: Settings) -> Any:
+    from ecoreport_agent.kubernetes import KubeletClient, PodDirectory
+
+    client = KubeletClient(
+        settings.kubelet_url,
+        token_file=settings.kubelet_token_file,
+        ca_file=settings.kubelet_ca_file,
+        insecure=settings.kubelet_insecure,
+    )
+    return PodDirectory(client)
 
 
 def _kubernetes_mapping(settings: Settings) -> Any:

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from ecoreport_agent.attribution import LABEL_SHORT_MAX_CHARS, Labels, clean_label
-from ecoreport_agent.kubernetes import LabelMapping, Pod
+from ecoreport_agent.kubernetes import LabelMapping, Pod, PodDirectory
 from ecoreport_agent.nvml import (
     NVML_ERROR_GPU_IS_LOST,
     NVML_ERROR_INVALID_ARGUMENT,
@@ -321,9 +321,16 @@ class DcgmLabels:
     """Labels of dcgm-exporter's pods: the Kubernetes mapping from namespace and pod name (the
     exporter gives no pod labels or owners), ``hpc_job`` as a Slurm job id."""
 
-    def __init__(self, exporter: DcgmExporter, mapping: LabelMapping | None = None) -> None:
+    def __init__(
+        self,
+        exporter: DcgmExporter,
+        mapping: LabelMapping | None = None,
+        directory: PodDirectory | None = None,
+    ) -> None:
         self.exporter = exporter
         self.mapping = mapping or LabelMapping()
+        # With --kubernetes too: the pod's labels and owner from the kubelet, by name.
+        self.directory = directory
         self._cache: dict[int, Labels] = {}
 
     def labels(self, pid: int) -> Labels:
@@ -335,7 +342,10 @@ class DcgmLabels:
             return (None, None, None, None)
         namespace, pod, _container, job = key
         project = team = job_id = None
-        if pod:
+        listed = self.directory.find(namespace, pod) if self.directory and pod else None
+        if listed is not None:
+            project, team, _user, job_id = self.mapping.labels(listed)
+        elif pod:
             # No owner is exported: a Deployment's pod (<name>-<template hash>-<suffix>) is
             # recognised by Kubernetes' alphabet for generated names.
             name = _DEPLOYMENT_POD.sub("", pod)

@@ -211,6 +211,17 @@ class PodDirectory:
             pod = self.pods.get(uid)
         return pod
 
+    def find(self, namespace: str, name: str) -> Pod | None:
+        """A pod by namespace and name (dcgm-exporter names pods, not UIDs); same refresh rule."""
+        for attempt in range(2):
+            for pod in self.pods.values():
+                if pod.name == name and pod.namespace == namespace:
+                    return pod
+            if attempt or self.monotonic() - self._last_refresh < self.refresh_min_s:
+                return None
+            self.refresh()
+        return None
+
     def refresh(self) -> None:
         self._last_refresh = self.monotonic()
         try:

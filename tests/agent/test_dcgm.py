@@ -296,3 +296,30 @@ def test_pod_names_map_to_their_workload(clock):
         labels.labels(p.pid)[0] for p in source.nvmlDeviceGetComputeRunningProcesses(UUID_A)
     ]
     assert projects == ["detector", "train-42", "web-0"]
+
+
+def test_with_the_kubelet_dcgm_pods_get_their_labels_and_owner(clock):
+    from ecoreport_agent.kubernetes import Pod, PodDirectory
+
+    class Kubelet:
+        calls = 0
+
+        def pods(self):
+            Kubelet.calls += 1
+            return [
+                Pod(
+                    uid="u-1",
+                    namespace="shared",
+                    name="pretrain-42-b7xkz",
+                    labels={"ecoreport.io/team": "nlp"},
+                    owner_kind="Job",
+                    owner_name="pretrain-42",
+                )
+            ]
+
+    text = f'DCGM_FI_DEV_GPU_UTIL{{gpu="0",UUID="{UUID_A}",namespace="shared",pod="pretrain-42-b7xkz"}} 9\n'
+    source = DcgmExporter("http://unused", monotonic=clock.monotonic, fetch=lambda url, t: text)
+    labels = DcgmLabels(source, directory=PodDirectory(Kubelet(), monotonic=clock.monotonic))
+    (proc,) = source.nvmlDeviceGetComputeRunningProcesses(UUID_A)
+    assert labels.labels(proc.pid) == ("pretrain-42", "nlp", None, "shared/pretrain-42")
+    assert Kubelet.calls == 1
