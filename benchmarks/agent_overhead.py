@@ -7,6 +7,15 @@ and < 40 MB peak RSS.
 
     python benchmarks/agent_overhead.py                  # 10 minutes, 8 GPUs, 10 s interval
     python benchmarks/agent_overhead.py --duration 240   # shorter; rates are extrapolated
+    python benchmarks/agent_overhead.py --source dcgm    # read a stub dcgm-exporter: 8 GPUs, 20 pods
+    python benchmarks/agent_overhead.py --pod-lookups    # + the kubelet pod attribution's cost
+
+``--source dcgm`` serves dcgm-exporter's text exposition from 127.0.0.1 (energy counters exact
+functions of time, 20 pods time-sliced over the GPUs with their own utilization) and runs the
+agent with ``--source dcgm``. ``--pod-lookups`` measures, in this process, the NVML path's pod
+attribution for 20 GPU processes in 20 pods (fake ``/proc/<pid>/cgroup`` files, a stub kubelet):
+what the agent does per poll (``observe``) and per interval (``labels``), for an hour's worth
+of intervals.
 
 Two CPU figures are reported: the whole run including interpreter start-up and the first
 (simulator warm-up, discovery) seconds, and the steady state measured from --warmup seconds on.
@@ -71,6 +80,130 @@ def stub_server(stub: Stub) -> ThreadingHTTPServer:
     return server
 
 
+PODS = 20
+
+
+class StubExporter:
+    """dcgm-exporter's /metrics for ``gpus`` GPUs and ``PODS`` pods spread over them."""
+
+    def __init__(self, gpus: int) -> None:
+        self.gpus = [f"GPU-bench-{i:04d}-0000-0000-000000000000" for i in range(gpus)]
+        self.t0 = time.time()
+        self.scrapes = 0
+
+    def text(self) -> str:
+        t = time.time()
+        lines = []
+        for index, uuid in enumerate(self.gpus):
+            pods = [p for p in range(PODS) if p % len(self.gpus) == index]
+            for k, pod in enumerate(pods or [None]):
+                extra = (
+                    ""
+                    if pod is None
+                    else (f',namespace="team-{pod % 4}",pod="job-{pod}-abcde",container="main"')
+                )
+                labels = f'{{gpu="{index}",UUID="{uuid}",modelName="NVIDIA H100 80GB HBM3"{extra}}}'
+                lines += [
+                    f"DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION{labels} {int(4e8 + 500 * (t - self.t0) * 1000)}",
+                    f"DCGM_FI_DEV_POWER_USAGE{labels} 500.0",
+                    f"DCGM_FI_DEV_GPU_UTIL{labels} {40 + 10 * k}",
+                    f"DCGM_FI_DEV_MEM_COPY_UTIL{labels} 20",
+                    f"DCGM_FI_DEV_FB_USED{labels} 30000",
+                    f"DCGM_FI_DEV_FB_FREE{labels} 51559",
+                    f"DCGM_FI_DEV_GPU_TEMP{labels} 60",
+                    f"DCGM_FI_DEV_SM_CLOCK{labels} 1980",
+                    f"DCGM_FI_PROF_PIPE_TENSOR_ACTIVE{labels} 0.3",
+                ]
+        return "\n".join(lines) + "\n"
+
+
+def exporter_server(exporter: StubExporter) -> ThreadingHTTPServer:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            exporter.scrapes += 1
+            body = exporter.text().encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def pod_lookups(interval_s: float, poll_s: float = 1.0) -> dict[str, Any]:
+    """CPU of the kubelet pod attribution for PODS processes over an hour of intervals."""
+    sys.path.insert(0, str(ROOT / "agents"))
+    from ecoreport_agent.kubernetes import KubeletClient, KubernetesLabelSource, PodDirectory
+
+    pods = [
+        {
+            "metadata": {
+                "uid": f"{p:08x}-0000-4000-8000-000000000000",
+                "namespace": f"team-{p % 4}",
+                "name": f"job-{p}-abcde",
+                "labels": {"ecoreport.io/project": f"project-{p % 6}"},
+                "ownerReferences": [{"kind": "Job", "name": f"job-{p}", "controller": True}],
+            }
+        }
+        for p in range(PODS)
+    ]
+    requests = [0]
+
+    class Kubelet(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            requests[0] += 1
+            body = json.dumps({"items": pods}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Kubelet)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    with tempfile.TemporaryDirectory() as proc:
+        pids = list(range(40000, 40000 + PODS))
+        for p, pid in enumerate(pids):
+            d = Path(proc, str(pid))
+            d.mkdir()
+            (d / "stat").write_text(f"{pid} (python) S 1 " + "0 " * 17 + "12345 0\n")
+            (d / "environ").write_bytes(b"HOME=/root\0")
+            uid = pods[p]["metadata"]["uid"].replace("-", "_")
+            (d / "cgroup").write_text(
+                "0::/kubepods.slice/kubepods-burstable.slice/"
+                f"kubepods-burstable-pod{uid}.slice/cri-containerd-{pid:x}.scope\n"
+            )
+        client = KubeletClient(
+            f"http://127.0.0.1:{server.server_address[1]}", token_file=None, ca_file=None
+        )
+        source = KubernetesLabelSource(PodDirectory(client), proc_root=proc)
+        intervals = round(3600 / interval_s)
+        ticks = max(1, round(interval_s / poll_s))
+        started = time.process_time()
+        for n in range(intervals):
+            for _ in range(ticks):
+                source.observe(pids)
+            for pid in pids:
+                source.labels(pid)
+            if n % 60 == 59:
+                source.forget_except(pids)
+        cpu = time.process_time() - started
+    server.shutdown()
+    return {
+        "pod_lookup_cpu_s_per_hour": round(cpu, 3),
+        "pod_lookup_kubelet_requests_per_hour": requests[0],
+        "pod_lookup_cgroup_reads_per_hour": source.cgroup_reads,
+        "pod_lookup_labels": source.labels(pids[0]),
+    }
+
+
 def cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as fh:
         fields = fh.read().rsplit(")", 1)[1].split()
@@ -92,17 +225,25 @@ def main() -> int:
     parser.add_argument("--interval", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=20.0, help="excluded from steady state")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--source", choices=("simulate", "dcgm"), default="simulate")
+    parser.add_argument("--pod-lookups", action="store_true", help="also time pod attribution")
     args = parser.parse_args()
 
     stub = Stub()
     server = stub_server(stub)
     url = f"http://127.0.0.1:{server.server_address[1]}"
+    exporter = StubExporter(args.gpus)
+    source_args = ["--simulate", str(args.gpus)]
+    if args.source == "dcgm":
+        metrics = exporter_server(exporter)
+        dcgm_url = f"http://127.0.0.1:{metrics.server_address[1]}/metrics"
+        source_args = ["--source", "dcgm", "--dcgm-url", dcgm_url]
     with tempfile.TemporaryDirectory() as tmp:
         spool = os.path.join(tmp, "spool.db")
         env = dict(os.environ, PYTHONPATH=str(ROOT / "agents"))
         cmd = [
             sys.executable, "-m", "ecoreport_agent", "run",
-            "--simulate", str(args.gpus), "--interval", str(args.interval),
+            *source_args, "--interval", str(args.interval),
             "--server", url, "--token", "bench", "--spool", spool,
             "--duration", str(args.duration), "--log-level", "WARNING",
         ]  # fmt: skip
@@ -136,7 +277,8 @@ def main() -> int:
 
     calls = stats["agent"]["nvml_calls_per_interval"]
     steady_rate = (last_cpu - warm_cpu) / max(1e-9, last_at - warm_at) * 3600
-    result = {
+    result: dict[str, Any] = {
+        "source": args.source,
         "gpus": args.gpus,
         "interval_s": args.interval,
         "duration_s": round(elapsed, 1),
@@ -152,6 +294,13 @@ def main() -> int:
         "samples_uploaded": stub.samples,
         "samples_pending": stats["pending_samples"],
     }
+    if args.source == "dcgm":
+        result["pods"] = PODS
+        result["exporter_scrapes_per_interval"] = round(
+            exporter.scrapes / max(1, stats["agent"]["cycles"]), 1
+        )
+    if args.pod_lookups:
+        result.update(pod_lookups(args.interval))
     if args.json:
         print(json.dumps(result, indent=2))
     else:

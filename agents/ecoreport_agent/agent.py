@@ -88,11 +88,17 @@ class Agent:
         self.fleet.discover()
 
     def poll(self) -> None:
+        # A label source that resolves processes while they run (Kubernetes: the pod from the
+        # cgroup) sees each tick's pids, so a process that exits before the boundary keeps them.
+        observe = getattr(self.labels, "observe", None)
         for state in list(self.gpus.values()):
             try:
                 poll_gpu(state, self.nvml, self.clock.monotonic(), self.poll_s)
             except GpuLost as exc:
                 self.fleet.lose(state, exc)
+                continue
+            if observe is not None and state.ticks:
+                observe(state.ticks[-1][1])
 
     def close_interval(self) -> int:
         """Close every GPU's interval and book all samples in one transaction. Returns count."""

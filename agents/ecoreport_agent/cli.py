@@ -58,6 +58,25 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", help="simulator seed (default 0)")
     parser.add_argument("--hostname", help="host name sent to the backend (default: this host's)")
     parser.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR")
+    k8s = parser.add_argument_group("Kubernetes (docs/kubernetes.md)")
+    k8s.add_argument(
+        "--kubernetes",
+        action="store_const",
+        const="true",
+        help="attribute GPU processes to their pods (kubelet pod list); with --simulate, pods",
+    )
+    k8s.add_argument("--kubelet-url", help="kubelet address (default https://127.0.0.1:10250)")
+    k8s.add_argument("--kubelet-token-file", help="bearer token (default: the service account's)")
+    k8s.add_argument("--kubelet-ca-file", help="CA bundle for the kubelet's certificate")
+    k8s.add_argument(
+        "--kubelet-insecure", action="store_const", const="true", help="skip TLS verification"
+    )
+    k8s.add_argument("--team-label", help="pod label naming the team (default ecoreport.io/team)")
+    k8s.add_argument(
+        "--project-label", help="pod label naming the project (default ecoreport.io/project)"
+    )
+    k8s.add_argument("--source", help="nvml (default) or dcgm (read a dcgm-exporter endpoint)")
+    k8s.add_argument("--dcgm-url", help="dcgm-exporter metrics URL, e.g. http://HOST:9400/metrics")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,10 +117,47 @@ def _open_nvml(settings: Settings) -> tuple[Nvml, LabelSource]:
         from ecoreport_agent.simulate import SimulatedLabels, SimulatedNvml
 
         sim = SimulatedNvml(
-            settings.simulate, seed=settings.seed, host=settings.resolved_hostname()
+            settings.simulate,
+            seed=settings.seed,
+            host=settings.resolved_hostname(),
+            kubernetes=settings.kubernetes,
         )
         return Nvml(sim), SimulatedLabels(sim)
-    return Nvml(load_pynvml()), ProcLabelSource()
+    if settings.source == "dcgm":
+        from ecoreport_agent.dcgm import DcgmExporter, DcgmLabels
+
+        assert settings.dcgm_url is not None  # config.resolve requires it
+        # dcgm-exporter refreshes its figures every few seconds (30 s by default): two scrapes
+        # per interval are plenty, and each costs a parse of the whole exposition.
+        exporter = DcgmExporter(settings.dcgm_url, max_age_s=min(5.0, settings.interval / 2))
+        directory = _pod_directory(settings) if settings.kubernetes else None
+        return Nvml(exporter), DcgmLabels(exporter, _kubernetes_mapping(settings), directory)
+    labels: LabelSource = ProcLabelSource()
+    if settings.kubernetes:
+        from ecoreport_agent.kubernetes import KubernetesLabelSource
+
+        labels = KubernetesLabelSource(
+            _pod_directory(settings), mapping=_kubernetes_mapping(settings)
+        )
+    return Nvml(load_pynvml()), labels
+
+
+def _pod_directory(settings: Settings) -> Any:
+    from ecoreport_agent.kubernetes import KubeletClient, PodDirectory
+
+    client = KubeletClient(
+        settings.kubelet_url,
+        token_file=settings.kubelet_token_file,
+        ca_file=settings.kubelet_ca_file,
+        insecure=settings.kubelet_insecure,
+    )
+    return PodDirectory(client)
+
+
+def _kubernetes_mapping(settings: Settings) -> Any:
+    from ecoreport_agent.kubernetes import LabelMapping
+
+    return LabelMapping(team_label=settings.team_label, project_label=settings.project_label)
 
 
 def _fail(message: str, code: int) -> int:

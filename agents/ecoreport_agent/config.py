@@ -47,6 +47,22 @@ def _positive_int(value: str) -> int:
     return number
 
 
+def _bool(value: str) -> bool:
+    text = value.strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("must be true or false")
+
+
+def _source(value: str) -> str:
+    text = value.strip().lower()
+    if text not in ("nvml", "dcgm"):
+        raise ValueError("must be nvml or dcgm")
+    return text
+
+
 def _level(value: str) -> str:
     level = value.strip().upper()
     if level not in LEVELS:
@@ -71,6 +87,16 @@ FIELDS: dict[str, tuple[Callable[[str], Any], Any]] = {
     "max_cycles": (_positive_int, None),
     "duration": (_positive_float, None),
     "hostname": (str, None),
+    # Kubernetes (docs/kubernetes.md): pod attribution through the kubelet, dcgm-exporter source.
+    "kubernetes": (_bool, False),
+    "kubelet_url": (str, "https://127.0.0.1:10250"),
+    "kubelet_token_file": (str, "/var/run/secrets/kubernetes.io/serviceaccount/token"),
+    "kubelet_ca_file": (str, "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"),
+    "kubelet_insecure": (_bool, False),
+    "team_label": (str, "ecoreport.io/team"),
+    "project_label": (str, "ecoreport.io/project"),
+    "source": (_source, "nvml"),
+    "dcgm_url": (str, None),
 }
 SOURCE_RANK = {"flag": 3, "env": 2, "file": 1, "default": 0}
 
@@ -92,6 +118,15 @@ class Settings:
     max_cycles: int | None = None
     duration: float | None = None
     hostname: str | None = None
+    kubernetes: bool = False
+    kubelet_url: str = "https://127.0.0.1:10250"
+    kubelet_token_file: str = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+    kubelet_ca_file: str = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"
+    kubelet_insecure: bool = False
+    team_label: str = "ecoreport.io/team"
+    project_label: str = "ecoreport.io/project"
+    source: str = "nvml"
+    dcgm_url: str | None = None
     config_path: str | None = None
     sources: dict[str, str] = field(default_factory=dict)
 
@@ -175,4 +210,9 @@ def resolve(
     if settings.interval < 1:
         raise ConfigError("The interval must be at least 1 s.")
     settings.poll = min(settings.poll, settings.interval)
+    if settings.source == "dcgm" and not settings.dcgm_url and not settings.simulate:
+        raise ConfigError(
+            "--source dcgm needs the exporter's address: pass --dcgm-url"
+            " http://HOST:9400/metrics or set ECOREPORT_DCGM_URL."
+        )
     return settings

@@ -240,11 +240,13 @@ class SimulatedNvml:
         seed: int = 0,
         host: str = "sim-host",
         clock: Callable[[], float] | None = None,
+        kubernetes: bool = False,
     ) -> None:
         import time
 
         self.gpus = [SimGpu(seed, host, i) for i in range(n_gpus)]
         self.clock = clock or time.time
+        self.kubernetes = kubernetes
         self.labels_by_pid: dict[int, Labels] = {}
 
     def _gpu(self, handle: Any) -> SimGpu:
@@ -316,7 +318,7 @@ class SimulatedNvml:
         total = gpu.model.memory_mib * MIB
         out = []
         for job in block.jobs:
-            self.labels_by_pid[job.pid] = job.labels
+            self.labels_by_pid[job.pid] = pod_labels(job.labels) if self.kubernetes else job.labels
             out.append(_Value(pid=job.pid, usedGpuMemory=int(total * job.mem_fraction * 0.9)))
         return out
 
@@ -361,6 +363,40 @@ class SimulatedNvml:
 
             return missing
         raise AttributeError(name)
+
+
+def simulated_pod(labels: Labels) -> Any:
+    """The Kubernetes pod a simulated job runs as (``--simulate N --kubernetes``): a Job's pod in
+    the team's namespace, or, for one job in three, in a ``shared-gpu`` namespace with the team
+    given by the ``ecoreport.io/team`` label; ``ecoreport.io/project`` names the project."""
+    from ecoreport_agent.kubernetes import Pod
+
+    project, team, _user, job_id = labels
+    number = (job_id or "0").rsplit("-", 1)[-1]
+    h = _mix(_salt(job_id or ""), 40)
+    pod_labels = {"app.kubernetes.io/name": project or "job", "ecoreport.io/project": project or ""}
+    namespace = team or "default"
+    if h % 3 == 0:
+        namespace = "shared-gpu"
+        pod_labels["ecoreport.io/team"] = team or ""
+    job = f"{project}-{number}"
+    suffix = "".join("abcdefghijklmnopqrstuvwxyz0123456789"[(h >> (6 * k)) % 36] for k in range(5))
+    pod_labels["batch.kubernetes.io/job-name"] = job
+    return Pod(
+        uid=str(uuidlib.UUID(int=(h << 64) | _mix(h, 41))),
+        namespace=namespace,
+        name=f"{job}-{suffix}",
+        labels=pod_labels,
+        owner_kind="Job",
+        owner_name=job,
+    )
+
+
+def pod_labels(labels: Labels) -> Labels:
+    """A simulated job's labels as the Kubernetes mapping gives them (no user: pods have none)."""
+    from ecoreport_agent.kubernetes import LabelMapping
+
+    return LabelMapping().labels(simulated_pod(labels))
 
 
 class SimulatedLabels:
