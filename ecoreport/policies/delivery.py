@@ -55,11 +55,12 @@ def alert_delivery_attempt(*, delivery_id: int) -> float | None:
     last_attempt = delivery.attempts >= settings.POLICIES_DELIVERY_MAX_RETRIES
     code: int | None = None
     retry_after: float | None = None
+    final = False
     if delivery.channel == AlertDelivery.Channel.WEBHOOK:
         webhook = delivery.webhook
         assert webhook is not None
         body = json.dumps(alert_payload(delivery.alert, fmt=webhook.format)).encode()
-        code, error, retry_after = _post(
+        code, error, retry_after, final = _post(
             webhook.url,
             body,
             {
@@ -84,6 +85,8 @@ def alert_delivery_attempt(*, delivery_id: int) -> float | None:
             error = f"{type(exc).__name__}: {exc}"
     now = timezone.now()
     ok = not error
+    # A destination the transport refuses stays refused: no retries that cannot succeed.
+    last_attempt = last_attempt or final
     state = (
         AlertDelivery.State.SENT
         if ok

@@ -58,10 +58,17 @@ class PostResult(NamedTuple):
     status: int | None  # None: refused, or no HTTP answer
     error: str  # for the delivery log; blank on 2xx
     retry_after_s: float | None = None  # what a 429 or 503 asked for, capped
+    # The destination is not allowed: trying again cannot succeed until the URL or the
+    # allow-list changes, so the delivery fails at once instead of retrying.
+    final: bool = False
 
 
 class DestinationRefused(Exception):
     """The URL's host is, or resolves to, an address webhooks may not reach."""
+
+
+class DestinationUnresolved(DestinationRefused):
+    """The URL's host has no address now: a DNS failure may pass, so delivery retries."""
 
 
 @dataclass(frozen=True)
@@ -169,9 +176,9 @@ def checked_addresses(dest: Destination) -> list[IPAddress]:
         try:
             addresses = resolve(dest.host, dest.port)
         except OSError as exc:
-            raise DestinationRefused(f"{dest.host} does not resolve") from exc
+            raise DestinationUnresolved(f"{dest.host} does not resolve") from exc
     if not addresses:
-        raise DestinationRefused(f"{dest.host} has no address")
+        raise DestinationUnresolved(f"{dest.host} has no address")
     for address in addresses:
         problem = address_problem(address)
         if problem:
@@ -187,9 +194,12 @@ def post(url: str, body: bytes, headers: dict[str, str], *, timeout: float) -> P
     try:
         dest = parse_destination(url)
         addresses = checked_addresses(dest)
+    except DestinationUnresolved as exc:
+        log.warning("webhook.unresolved reason=%r", str(exc))
+        return PostResult(None, FAILED)
     except DestinationRefused as exc:
         log.warning("webhook.refused reason=%r", str(exc))
-        return PostResult(None, REFUSED)
+        return PostResult(None, REFUSED, final=True)
     # One try per address (a POST is not retried in-process: the delivery row counts attempts
     # and backs off); the next checked address is tried only when there was no HTTP answer.
     client = HttpClient(retries=0, timeout_s=timeout)

@@ -207,3 +207,39 @@ def test_a_redirect_is_not_followed(
 def test_address_check(address, allowed, settings):
     settings.WEBHOOK_ALLOWED_NETWORKS = []
     assert (transport.address_problem(ipaddress.ip_address(address)) is None) is allowed
+
+
+def test_a_refused_destination_fails_at_once_without_retries(
+    cast, receiver, energy_target, evaluate, settings
+):
+    """Retrying a destination the policy refuses cannot succeed: the first attempt is final."""
+    settings.WEBHOOK_ALLOWED_NETWORKS = []
+    settings.POLICIES_DELIVERY_MAX_RETRIES = 5
+    port = receiver.url.split(":")[2].split("/")[0]
+    delivery = _deliver(cast, f"http://localhost:{port}/hook", energy_target, evaluate)
+    assert receiver.requests == []
+    assert (delivery.state, delivery.attempts, delivery.last_error) == (
+        "failed",
+        1,
+        "refused: destination not allowed",
+    )
+
+
+def test_a_name_that_does_not_resolve_is_retried(
+    cast, energy_target, evaluate, settings, monkeypatch
+):
+    """A DNS failure may pass: the delivery is tried again (eager tasks in tests run the
+    retries at once: the first try and all five retries), logged as "failed", not "refused"."""
+    settings.POLICIES_DELIVERY_MAX_RETRIES = 5
+
+    def no_answer(host, port):
+        raise OSError("Name or service not known")
+
+    monkeypatch.setattr(transport, "resolve", no_answer)
+    delivery = _deliver(cast, "http://hooks.example.com/hook", energy_target, evaluate)
+    delivery.refresh_from_db()
+    assert (delivery.state, delivery.attempts, delivery.last_error) == (
+        "failed",
+        6,
+        "failed: no HTTP answer",
+    )
