@@ -20,6 +20,7 @@ from django.utils import timezone
 from ecoreport.accounting import selectors as usage
 from ecoreport.accounting.models import HourlySummary, HourlyUsage
 from ecoreport.accounting.scope import Scope
+from ecoreport.carbon.emissions import G_PER_KG, S_PER_HOUR
 from ecoreport.carbon.models import FACTORS_VERSION_KEY, WORLD_ZONE
 from ecoreport.carbon.resolver import hours_between, location_factors
 from ecoreport.dashboards.periods import Period
@@ -258,13 +259,13 @@ def biggest_jobs(scope: Scope, period: Period, *, limit: int = 10) -> list[dict[
             "first_hour": r["first_hour"],
             "until": r["last_hour"] + timedelta(hours=1),
             "peak_gpus": r["peak_gpus"],
-            "gpu_hours": (r["seconds"] or 0.0) / 3600.0,
+            "gpu_hours": (r["seconds"] or 0.0) / S_PER_HOUR,
             "energy_kwh": (r["energy"] or 0.0) / usage.J_PER_KWH,
             "avg_gpu_util_pct": r["util_x"] / r["util_seconds_sum"]
             if r["util_seconds_sum"]
             else None,
-            "co2e_kg": (r["co2e"] or 0.0) / 1000.0,
-            "co2e_market_kg": (r["co2e_market"] or 0.0) / 1000.0,
+            "co2e_kg": (r["co2e"] or 0.0) / G_PER_KG,
+            "co2e_market_kg": (r["co2e_market"] or 0.0) / G_PER_KG,
             # Names to show, last so that the CSV download keeps its first columns.
             "team_name": teams.get(r["team_id"], (None, None))[1],
             "project_name": projects.get(r["project_id"], (None, None))[1],

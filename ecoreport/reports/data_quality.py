@@ -11,6 +11,7 @@ from typing import Any
 from django.db.models import Max, OuterRef, Q, Subquery, Sum
 
 from ecoreport.accounting.models import HourlyUsage
+from ecoreport.carbon.emissions import S_PER_HOUR
 from ecoreport.core.periods import CalendarPeriod
 from ecoreport.fleet.models import Gpu, Host
 from ecoreport.organizations.models import Organization
@@ -48,7 +49,7 @@ def data_quality(organization: Organization, period: CalendarPeriod) -> dict[str
         by_method[method] = by_method.get(method, 0.0) + (r["energy_j"] or 0.0)
     total_j = sum(by_method.values())
     expected_h = gpus_known * period.hours
-    measured_h = sum((r["seconds"] or 0.0) for r in per_gpu.values()) / 3600.0
+    measured_h = sum((r["seconds"] or 0.0) for r in per_gpu.values()) / S_PER_HOUR
     silent = list(
         known.exclude(pk__in=list(per_gpu))
         .select_related("host")

@@ -11,10 +11,10 @@ from django.db.models import QuerySet, Sum
 
 from ecoreport.accounting import selectors as usage
 from ecoreport.accounting.models import HourlyUsage
+from ecoreport.carbon.emissions import G_PER_KG, J_PER_KWH
 from ecoreport.core.periods import CalendarPeriod
 from ecoreport.organizations.models import Organization, Team
 
-J_PER_KWH = usage.J_PER_KWH
 _FIELDS = {f.name for f in HourlyUsage._meta.get_fields()}
 # Emissions columns come from the carbon app's rollup; without them the report says so.
 HAS_EMISSIONS = {"facility_energy_j", "co2e_g", "co2e_market_g"} <= _FIELDS
@@ -39,8 +39,8 @@ def metrics(sums: dict[str, Any]) -> dict[str, Any]:
     )
     if HAS_EMISSIONS:
         out["facility_energy_kwh"] = (sums.get("facility_energy_j") or 0.0) / J_PER_KWH
-        out["co2e_kg"] = (sums.get("co2e_g") or 0.0) / 1000.0
-        out["co2e_market_kg"] = (sums.get("co2e_market_g") or 0.0) / 1000.0
+        out["co2e_kg"] = (sums.get("co2e_g") or 0.0) / G_PER_KG
+        out["co2e_market_kg"] = (sums.get("co2e_market_g") or 0.0) / G_PER_KG
     else:
         out["facility_energy_kwh"] = out["co2e_kg"] = out["co2e_market_kg"] = None
     return out

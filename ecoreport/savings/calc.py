@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from ecoreport.carbon.emissions import J_PER_KWH, co2e_g, facility_energy_j
+from ecoreport.carbon.emissions import G_PER_KG, J_PER_KWH, co2e_g, facility_energy_j
 
 
 @dataclass(frozen=True)
@@ -51,8 +51,8 @@ class Amount:
         return {
             "energy_kwh": self.energy_j / J_PER_KWH + 0.0,
             "facility_energy_kwh": self.facility_energy_j / J_PER_KWH + 0.0,
-            "co2e_kg": self.co2e_g / 1000.0 + 0.0,
-            "co2e_market_kg": self.co2e_market_g / 1000.0 + 0.0,
+            "co2e_kg": self.co2e_g / G_PER_KG + 0.0,
+            "co2e_market_kg": self.co2e_market_g / G_PER_KG + 0.0,
             "cost": self.cost + 0.0,
         }
 

@@ -18,7 +18,7 @@ from django.db.models.functions import NullIf, TruncHour
 
 from ecoreport.accounting.models import HourlyUsage
 from ecoreport.accounting.scope import Scope
-from ecoreport.carbon.emissions import J_PER_KWH
+from ecoreport.carbon.emissions import G_PER_KG, J_PER_KWH, S_PER_HOUR
 from ecoreport.carbon.models import Resolution
 from ecoreport.carbon.resolver import NO_SITE, hours_between, site_hour_factors
 from ecoreport.fleet.models import Site
@@ -325,7 +325,7 @@ def low_utilization_lever(ctx: Context, fp: Footprint) -> dict[str, Any]:
                 "project_name": project_names.get(project),
                 "job_id": job_id or None,
                 "energy_kwh": _kwh(job["e"]),
-                "gpu_hours": job["gpu_s"] / 3600.0,
+                "gpu_hours": job["gpu_s"] / S_PER_HOUR,
                 "energy_weighted_gpu_util_pct": util,
                 "peak_mem_pct": job["mem_pct"],
                 "reasons": reasons,
@@ -457,8 +457,8 @@ def timing_lever(
         assumptions={**a.pick("flexible_pct", "timing_window_h"), **ctx.prices.describe(energy)},
         details={
             "flexible_energy_kwh": _kwh(baseline.energy_j),
-            "baseline_co2e_kg": baseline.co2e_g / 1000.0,
-            "shifted_co2e_kg": shifted.co2e_g / 1000.0,
+            "baseline_co2e_kg": baseline.co2e_g / G_PER_KG,
+            "shifted_co2e_kg": shifted.co2e_g / G_PER_KG,
             # Without hourly factors every hour of a zone weighs the same: nothing to gain.
             "sites_with_hourly_factors": sorted(zones[s] for s in hourly_sites if s != NO_SITE),
             # What ranked the hours: "marginal", "location", or "mixed" (some sites or blocks
@@ -467,7 +467,7 @@ def timing_lever(
             "sites_with_marginal_signals": sorted(zones[s] for s in marginal_sites if s != NO_SITE),
             # The same move valued at the marginal rates (the emissions avoided at the margin):
             # an estimate beside the reported-basis saving, never added to it.
-            "marginal_saving_co2e_kg": marginal_saving_g / 1000.0 if marginal_sites else None,
+            "marginal_saving_co2e_kg": marginal_saving_g / G_PER_KG if marginal_sites else None,
             "chosen_hours": moves,
         },
     )

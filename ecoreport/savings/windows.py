@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from ecoreport.carbon.emissions import G_PER_KG
 from ecoreport.carbon.models import CarbonIntensity, Resolution
 from ecoreport.carbon.resolver import hours_between
 from ecoreport.organizations.models import Organization
@@ -116,7 +117,7 @@ def best_window(
     }
     if energy_kwh is not None:
         answer["energy_kwh"] = energy_kwh
-        answer["saving_co2e_kg"] = energy_kwh * (now_avg - best_avg) / 1000.0
+        answer["saving_co2e_kg"] = energy_kwh * (now_avg - best_avg) / G_PER_KG
     return answer
 
 
