@@ -3,7 +3,8 @@
 - GPUs with an energy counter book the counter's advance (millijoules, exact);
 - GPUs without one book the trapezoidal integral of the polled power;
 - the processes seen at each tick share that tick's energy (by per-process utilization where the
-  GPU reports it, evenly where not); ticks with no process are idle energy, left unattributed.
+  GPU reports it, evenly where not); ticks with no process are idle energy, left unattributed;
+  each sample says how its energy was split (``split``: see :func:`split_basis`).
 
 A counter that went backwards (driver reload) or a hole in the power readings books nothing for
 the interval: the GPU's timeline restarts, leaving a gap, never a made-up figure.
@@ -30,6 +31,26 @@ log = logging.getLogger("ecoreport_agent.agent")
 
 
 CLOCK_STEP_S = 2.0  # wall clock vs. monotonic disagreement treated as a step (NTP slews less)
+
+
+SINGLE, UTILIZATION, EVEN = "single", "utilization", "even"
+
+
+def split_basis(shared_ticks: int, by_utilization: int) -> str:
+    """How an attributed interval's energy was divided among its processes (the sample's
+    ``split``): ``single`` when no polling tick saw more than one process (nothing to divide:
+    each tick's energy goes to the one process on the GPU), ``utilization`` when every tick
+    shared by several processes was divided by their own utilization, ``even`` when at least
+    one was divided evenly (no per-process figures; on MIG, the instances' fixed slices).
+    """
+    if shared_ticks == 0:
+        return SINGLE
+    return UTILIZATION if by_utilization == shared_ticks else EVEN
+
+
+def _by_utilization(pids: tuple[int, ...], util: dict[int, float] | None) -> bool:
+    """Whether ``tick_contributions`` divides this tick by utilization (not evenly)."""
+    return util is not None and sum(util.get(pid, 0.0) for pid in pids) > 0
 
 
 class Booker:
@@ -95,7 +116,7 @@ class Booker:
         end_wall = ms(state.start_wall + (now - state.start_mono))
         if end_wall <= state.start_wall:
             return  # shorter than a millisecond (a stop right after a boundary)
-        shares = self._shares(state, live_pids)
+        shares, split = self._shares(state, live_pids)
         stats = {
             "gpu_util_pct": mean(state.util, 2),
             "mem_util_pct": mean(state.mem_util, 2),
@@ -109,7 +130,9 @@ class Booker:
         for s, e, mj, c0, c1 in split_interval(
             state.start_wall, end_wall, energy_mj, state.start_mj
         ):
-            samples.append(make_sample(state.uuid, state.method, s, e, mj, c0, c1, stats, entries))
+            samples.append(
+                make_sample(state.uuid, state.method, s, e, mj, c0, c1, stats, entries, split)
+            )
         readings.append(Reading(state.uuid, state.method, counter_mj, now, end_wall, self.boot_id))
         state.start_mono, state.start_wall, state.start_mj = now, end_wall, counter_mj
         state.reset_interval()
@@ -146,24 +169,32 @@ class Booker:
                 -drift,
             )
 
-    def _shares(self, state: GpuState, live_pids: set[int]) -> dict[Labels, float]:
+    def _shares(
+        self, state: GpuState, live_pids: set[int]
+    ) -> tuple[dict[Labels, float], str | None]:
+        """The interval's energy share per labels, and how it was split (``split_basis``)."""
         total_weight = sum(w for w, _, _ in state.ticks)
         seen = {pid for _, pids, _ in state.ticks for pid in pids}
         if not seen or total_weight <= 0:
-            return {}
+            return {}, None
         live_pids.update(seen)
         util: dict[int, float] | None = None
         if not state.mig_devices and "process_util" not in state.unsupported:
             util = self._process_util(state)
         per_pid: dict[int, float] = {}
+        shared_ticks = by_util = 0
         for weight, pids, fixed in state.ticks:
             for pid, part in tick_contributions(pids, util, fixed).items():
                 per_pid[pid] = per_pid.get(pid, 0.0) + weight * part
+            if len(pids) > 1:
+                shared_ticks += 1
+                if fixed is None and _by_utilization(pids, util):
+                    by_util += 1
         shares: dict[Labels, float] = {}
         for pid, value in per_pid.items():
             labels = self.labels.labels(pid)
             shares[labels] = shares.get(labels, 0.0) + value / total_weight
-        return shares
+        return shares, split_basis(shared_ticks, by_util)
 
     def _process_util(self, state: GpuState) -> dict[int, float] | None:
         samples = read_metric(

@@ -18,6 +18,9 @@ uploader are the NVML path's, with its guarantees:
   one GPU (time-slicing) split its energy by their own ``DCGM_FI_DEV_GPU_UTIL`` when the exporter
   gives them different values (per-pod figures), and evenly when it repeats one device-level
   value for all of them (NVIDIA/dcgm-exporter #307, #587) -- equal weights are an even split.
+  Each sample says which in its ``split`` (``utilization``, ``even``, or ``single`` for one pod):
+  the utilization figures answer ``nvmlDeviceGetProcessUtilization`` only when they differ, so
+  booking sees what the NVML path would (``booking.split_basis``).
 
 Scrapes are shared: one HTTP request answers every call made within ``max_age_s``.
 """

@@ -60,6 +60,7 @@ def make_sample(
     counter_end: int | None,
     stats: dict[str, Any],
     attribution: list[dict[str, Any]],
+    split: str | None = None,
 ) -> SpoolSample:
     payload = {
         "gpu_uuid": gpu_uuid,
@@ -74,6 +75,10 @@ def make_sample(
         "temperature_c": stats.get("temperature_c"),
         "attribution": attribution,
     }
+    if split is not None:
+        # How the energy was divided among the processes (``booking.split_basis``); absent for
+        # an idle interval and for energy booked across the agent's downtime.
+        payload["split"] = split
     return SpoolSample(
         gpu_uuid=gpu_uuid,
         start_s=start,

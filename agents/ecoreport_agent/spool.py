@@ -360,8 +360,8 @@ class Spool:
         content). Energy is summed exactly, so the GPU's total is unchanged; means are weighted
         by duration, peaks (power, memory) kept as maxima; attribution shares become
         energy-weighted averages, so the energy attributed to each label is unchanged too. Only
-        contiguous samples of the same method are merged: the merged interval claims no time that
-        was not measured. Idle samples (no attribution: the backend books them as idle) merge only
+        contiguous samples of the same method and split are merged: the merged interval claims no
+        time that was not measured, and says truly how its energy was divided. Idle samples (no attribution: the backend books them as idle) merge only
         with idle ones, never with attributed ones, where their energy would become a non-idle
         unattributed remainder. A merged interval stays inside one UTC hour, so hourly factors and
         PUE apply to it as they would to its parts (a sample that already crosses an hour is left
@@ -384,18 +384,22 @@ class Spool:
                 gpu_rows.sort(key=lambda r: r[2])
                 run: list[tuple[Any, ...]] = []
                 run_idle = False
+                run_split = None
                 for row in gpu_rows:
-                    idle = not json.loads(row[8]).get("attribution")
+                    payload = json.loads(row[8])
+                    idle = not payload.get("attribution")
+                    split = payload.get("split")
                     if run and (
                         row[5] != run[0][5]
                         or abs(row[2] - run[-1][3]) > 0.0005
                         or idle != run_idle
+                        or split != run_split
                         or row[3] > _hour_end(run[0][2]) + 0.0005
                     ):
                         after += self._merge_run(db, run)
                         run = []
                     if not run:
-                        run_idle = idle
+                        run_idle, run_split = idle, split
                     run.append(row)
                 if run:
                     after += self._merge_run(db, run)
@@ -537,7 +541,7 @@ def merge_payloads(payloads: list[dict[str, Any]]) -> dict[str, Any]:
     # keeps the largest of its parts, as a mean would hide the peak.
     memory = [p["mem_used_mib"] for p in payloads if p.get("mem_used_mib") is not None]
     temperature = mean("temperature_c", 1)
-    return {
+    merged: dict[str, Any] = {
         "gpu_uuid": payloads[0]["gpu_uuid"],
         "start": payloads[0]["start"],
         "end": payloads[-1]["end"],
@@ -550,6 +554,9 @@ def merge_payloads(payloads: list[dict[str, Any]]) -> dict[str, Any]:
         "temperature_c": temperature,
         "attribution": attribution_entries(shares),
     }
+    if payloads[0].get("split") is not None:  # the same in all of them (see Spool.compact)
+        merged["split"] = payloads[0]["split"]
+    return merged
 
 
 def _batch_bytes(batch: Batch) -> int:

@@ -34,8 +34,8 @@ class SampleShareInline(admin.TabularInline):
 
 @admin.register(EnergySample)
 class EnergySampleAdmin(admin.ModelAdmin):
-    list_display = ["gpu", "start", "end", "energy_j", "method", "gpu_util_pct"]
-    list_filter = ["organization", "method"]
+    list_display = ["gpu", "start", "end", "energy_j", "method", "split", "gpu_util_pct"]
+    list_filter = ["organization", "method", "split"]
     raw_id_fields = ["gpu", "host"]
     inlines = [SampleShareInline]
     show_full_result_count = False

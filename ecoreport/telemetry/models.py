@@ -32,6 +32,14 @@ class Method(models.TextChoices):
     POWER_INTEGRATION = "power_integration", "Integrated power samples"
 
 
+class Split(models.TextChoices):
+    """How the agent divided a sample's energy among the processes (pods) sharing its GPU."""
+
+    SINGLE = "single", "One process at a time"
+    UTILIZATION = "utilization", "By each process's utilization"
+    EVEN = "even", "Evenly (no per-process figures)"
+
+
 # The raw tables (EnergySample, SampleShare) have no foreign-key constraints in the database
 # (``db_constraint=False``); Django still applies on_delete (CASCADE, SET_NULL) when rows are
 # deleted through the ORM, which is the only way the application deletes them. A constraint costs
@@ -60,6 +68,9 @@ class EnergySample(models.Model):
     duration_s = models.FloatField()
     energy_j = models.FloatField()
     method = models.CharField(max_length=24, choices=Method.choices)
+    # Blank: not said (an agent before the field, an idle interval, energy booked across the
+    # agent's downtime).
+    split = models.CharField(max_length=16, choices=Split.choices, blank=True, default="")
     gpu_util_pct = models.FloatField(null=True)
     mem_util_pct = models.FloatField(null=True)
     mem_used_mib = models.FloatField(null=True)

@@ -65,6 +65,9 @@ class SampleIn(msgspec.Struct):
     power_max_w: float | None = None
     temperature_c: float | None = None
     attribution: list[AttributionIn] = []
+    # How the agent divided the energy among the processes sharing the GPU: one process,
+    # by each one's utilization, or evenly. Absent (agents before it, idle intervals) = unknown.
+    split: Literal["single", "utilization", "even"] | None = None
 
 
 class BatchIn(msgspec.Struct):

@@ -806,6 +806,7 @@ def _samples_insert_sqlite(
                 duration_s=(s.end - s.start).total_seconds(),
                 energy_j=s.energy_j,
                 method=s.method,
+                split=s.split or "",
                 gpu_util_pct=s.gpu_util_pct,
                 mem_util_pct=s.mem_util_pct,
                 mem_used_mib=s.mem_used_mib,
@@ -835,7 +836,7 @@ WITH s AS (
     SELECT (r->>0)::int AS i, (r->>1)::bigint AS g, (r->>2)::timestamptz AS st,
            (r->>3)::timestamptz AS en, (r->>4)::float8 AS du, (r->>5)::float8 AS e,
            (r->>6) AS m, (r->>7)::float8 AS gu, (r->>8)::float8 AS mu, (r->>9)::float8 AS mm,
-           (r->>10)::float8 AS pm, (r->>11)::float8 AS tc
+           (r->>10)::float8 AS pm, (r->>11)::float8 AS tc, coalesce(r->>12, '') AS sp
     FROM jsonb_array_elements(%(samples)s::jsonb) AS r
 ), reach AS MATERIALIZED (
     -- The GPUs whose latest stored sample ends after the batch's first start for that GPU.
@@ -855,8 +856,9 @@ WITH s AS (
 ), ins AS (
     INSERT INTO telemetry_energysample
         (organization_id, gpu_id, host_id, start, "end", duration_s, energy_j, method,
-         gpu_util_pct, mem_util_pct, mem_used_mib, power_max_w, temperature_c, received_at)
-    SELECT %(org)s, g, %(host)s, st, en, du, e, m, gu, mu, mm, pm, tc, %(now)s
+         gpu_util_pct, mem_util_pct, mem_used_mib, power_max_w, temperature_c, split,
+         received_at)
+    SELECT %(org)s, g, %(host)s, st, en, du, e, m, gu, mu, mm, pm, tc, sp, %(now)s
     FROM s WHERE NOT EXISTS (SELECT FROM met WHERE met.i = s.i) ORDER BY i
     ON CONFLICT (gpu_id, start) DO NOTHING
     RETURNING id, gpu_id, start, "end"
@@ -917,6 +919,7 @@ def _write_postgres(
                 s.mem_used_mib,
                 s.power_max_w,
                 s.temperature_c,
+                s.split,
             )
         )
         for share in _split(

@@ -35,6 +35,7 @@ def test_shared_gpu_is_split_by_per_process_utilization(clock, spool):
     agent.run(max_cycles=2)
 
     assert _shares(spool) == {"nlp": 0.75, "vision": 0.25}
+    assert {s["payload"]["split"] for s in spooled(spool)} == {"utilization"}
 
 
 def test_shared_gpu_is_split_evenly_when_per_process_utilization_is_not_reported(clock, spool):
@@ -45,6 +46,7 @@ def test_shared_gpu_is_split_evenly_when_per_process_utilization_is_not_reported
     agent.run(max_cycles=2)
 
     assert _shares(spool) == {"nlp": 0.5, "vision": 0.5}
+    assert {s["payload"]["split"] for s in spooled(spool)} == {"even"}
     assert "process_util" in agent.gpus["GPU-a"].unsupported  # asked once, not every interval
 
 
@@ -55,6 +57,7 @@ def test_energy_with_no_process_is_left_unattributed(clock, spool):
     agent.run(max_cycles=2)
 
     assert [s["payload"]["attribution"] for s in spooled(spool)] == [[], []]
+    assert all("split" not in s["payload"] for s in spooled(spool))  # nothing was divided
 
 
 def test_a_job_that_ends_mid_interval_gets_the_energy_of_its_part_only(clock, spool):
@@ -74,6 +77,33 @@ def test_a_job_that_ends_mid_interval_gets_the_energy_of_its_part_only(clock, sp
     samples = spooled(spool)
     assert samples[1]["payload"]["attribution"][0]["share"] == pytest.approx(0.8)
     assert samples[2]["payload"]["attribution"] == []
+    # One process on the GPU at a time: its energy needed no dividing.
+    assert [s["payload"].get("split") for s in samples] == ["single", "single", None]
+
+
+def test_processes_that_take_turns_are_single_and_one_shared_tick_is_enough_for_even(clock, spool):
+    gpu = FakeGpu("GPU-a", pids=[301], process_util=None)
+    labels = DictLabels({301: NLP, 302: VISION})
+    agent = make_agent(fake=FakeNvml(clock, [gpu]), spool=spool, clock=clock, labels=labels)
+
+    def take_turns() -> None:
+        gpu.pids = [302]
+
+    def share_once() -> None:
+        gpu.pids = [301, 302]
+
+    def alone_again() -> None:
+        gpu.pids = [302]
+
+    clock.at(clock.mono + 5.5, take_turns)
+    clock.at(clock.mono + 15.5, share_once)
+    clock.at(clock.mono + 16.5, alone_again)
+    agent.run(max_cycles=2)
+
+    samples = spooled(spool)
+    # First interval: 301 then 302, never both at one tick; second: both at one tick, evenly.
+    assert {e["team"] for e in samples[0]["payload"]["attribution"]} == {"nlp", "vision"}
+    assert [s["payload"]["split"] for s in samples] == ["single", "even"]
 
 
 def test_processes_with_the_same_labels_are_one_entry(clock, spool):

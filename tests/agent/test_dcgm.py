@@ -159,6 +159,8 @@ def test_time_sliced_pods_split_evenly_when_the_exporter_repeats_one_value(expor
         ("nlp", "train", "nlp/train-abcde"): 0.5,
         ("vision", "detector-0", "vision/detector-0"): 0.5,
     }
+    # The sample says how: dcgm-exporter gave no per-pod figures to split by.
+    assert {s["payload"].get("split") for s in spooled(spool, UUID_A)} == {"even"}
 
 
 def test_time_sliced_pods_split_by_their_own_utilization(exporter, clock, spool):
@@ -167,6 +169,16 @@ def test_time_sliced_pods_split_by_their_own_utilization(exporter, clock, spool)
     agent.run(max_cycles=2)
     entries = spooled(spool, UUID_A)[-1]["payload"]["attribution"]
     assert {e["team"]: e["share"] for e in entries} == {"nlp": 0.75, "vision": 0.25}
+    assert {s["payload"].get("split") for s in spooled(spool, UUID_A)} == {"utilization"}
+
+
+def test_one_pod_on_a_gpu_is_a_single_split_and_an_idle_gpu_says_none(exporter, clock, spool):
+    exporter.pods[UUID_A] = [("nlp", "train-abcde", 60.0)]
+    agent = dcgm_agent(exporter, clock, spool)
+    agent.run(max_cycles=2)
+    assert {s["payload"].get("split") for s in spooled(spool, UUID_A)} == {"single"}
+    # GPU B runs no pod: idle energy, nothing divided, no split sent.
+    assert all("split" not in s["payload"] for s in spooled(spool, UUID_B))
 
 
 def test_hpc_job_maps_to_the_slurm_job_id(clock):

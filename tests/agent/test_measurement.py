@@ -63,6 +63,7 @@ def test_steady_load_books_the_counter_delta_in_contiguous_ten_second_samples(cl
                 "job_id": "slurm-81234",
             }
         ],
+        "split": "single",  # one process: its energy needed no dividing
     }
     booked = sum(s["energy_j"] for s in samples)
     assert booked == pytest.approx((gpu.energy_mj - counter_at_start) / 1000)

@@ -169,6 +169,28 @@ def test_compaction_merges_old_samples_and_conserves_energy_per_gpu_and_label(sp
     )
 
 
+def test_compaction_merges_samples_of_one_split_only_and_keeps_it(spool):
+    """A merged sample says one split that is true of all its energy: runs of one split merge,
+    a change of split (or an old sample without one) starts a new run."""
+    splits = ["even"] * 4 + ["utilization"] * 3 + [None] * 2 + ["even"] * 2
+    samples = _samples(len(splits), labels=lambda k: [(1.0, NLP)])
+    for sample, split in zip(samples, splits):
+        if split is not None:
+            sample.payload["split"] = split
+    spool.book(samples)
+
+    spool.compact(1.0)
+
+    after = spooled(spool)
+    assert [(s["payload"].get("split"), round(s["end_s"] - s["start_s"])) for s in after] == [
+        ("even", 40),
+        ("utilization", 30),
+        (None, 20),
+        ("even", 20),
+    ]
+    assert sum(s["energy_j"] for s in after) == pytest.approx(sum(s.energy_j for s in samples))
+
+
 def test_compaction_leaves_samples_already_handed_to_a_batch_alone(spool):
     spool.book(_samples(20))
     batch = spool.next_batch(5)

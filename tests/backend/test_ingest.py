@@ -35,6 +35,40 @@ def test_valid_batch_is_stored_and_answered(agent, post_batch):
     assert (gpu.uuid, gpu.host_id, gpu.power_limit_w) == ("GPU-0", agent.host.pk, 700.0)
 
 
+def test_split_is_stored_and_an_agent_without_it_is_accepted_unchanged(agent, post_batch):
+    """``split`` (how the agent divided the energy among the GPU's processes) is optional: an
+    agent that predates it sends none and gets the same answer, its samples stored blank."""
+    shared = [{"share": 0.5, "team": "a"}, {"share": 0.5, "team": "b"}]
+    samples = [
+        make_sample(start=BASE_TIME, attribution=[{"share": 1.0, "team": "a"}], split="single"),
+        make_sample(start=BASE_TIME + timedelta(seconds=10), attribution=shared, split="even"),
+        make_sample(
+            start=BASE_TIME + timedelta(seconds=20), attribution=shared, split="utilization"
+        ),
+        make_sample(start=BASE_TIME + timedelta(seconds=30), attribution=shared),  # old agent
+        make_sample(start=BASE_TIME + timedelta(seconds=40), split=None),  # explicit null
+    ]
+    batch = make_batch(samples)
+    response = post_batch(agent.token, batch)
+    assert response.status_code == 200, response.content
+    assert response.json() == {
+        "batch_id": batch["batch_id"],
+        "accepted": 5,
+        "duplicates": 0,
+        "rejected": [],
+    }
+    stored = list(EnergySample.objects.order_by("start").values_list("split", "method"))
+    assert stored == [
+        ("single", "counter"),
+        ("even", "counter"),
+        ("utilization", "counter"),
+        ("", "counter"),
+        ("", "counter"),
+    ]
+    # The shares are the same whatever the split says: it describes them, it changes nothing.
+    assert SampleShare.objects.count() == 1 + 2 + 2 + 2 + 1
+
+
 def test_gzip_body_is_accepted(agent, post_batch):
     response = post_batch(agent.token, make_batch([make_sample()]), compress=True)
     assert response.status_code == 200
@@ -138,6 +172,8 @@ WRONG_TYPES = [
     ("energy as string", {"energy_j": "3000"}),
     ("start without timezone", {"start": "2026-11-27T10:00:00"}),
     ("unknown method", {"method": "guess"}),
+    ("unknown split", {"split": "guess"}),
+    ("split not a string", {"split": 1}),
     ("attribution not a list", {"attribution": {"share": 1}}),
     ("missing energy", {"energy_j": None}),
 ]
