@@ -703,7 +703,7 @@ def build(args: argparse.Namespace, url: str) -> dict:
     database_recreate(args.admin_url, args.db_name)
     env = {**os.environ, "DATABASE_URL": url}
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
-    django_setup(url)
+    django_setup(url, ROOT)
     from django.db import connection, transaction
 
     from ecoreport.accounting.services import summary_rebuild
@@ -1073,7 +1073,7 @@ def measure(args: argparse.Namespace, url: str, meta: dict) -> dict:
     port = free_port()
     log = ROOT / "var" / "bench-dashboards-gunicorn.log"
     server_args = types.SimpleNamespace(
-        redis_url=args.redis_url, workers=args.workers, threads=args.threads
+        redis_url=args.redis_url, workers=args.workers, threads=args.threads, code=ROOT
     )
     print(
         f"gunicorn gthread {args.workers} workers x {args.threads} threads on port {port}; "
@@ -1269,7 +1269,7 @@ def main() -> None:
         subprocess.run(
             [sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True
         )
-        django_setup(url)
+        django_setup(url, ROOT)
         age = datetime.now(UTC) - datetime.fromisoformat(meta["end"])
         print(
             f"reusing the data set built {meta['generated_at'][:16]} ({meta['usage_rows']:,} usage "
