@@ -69,8 +69,11 @@ class EnergySample(models.Model):
     energy_j = models.FloatField()
     method = models.CharField(max_length=24, choices=Method.choices)
     # Blank: not said (an agent before the field, an idle interval, energy booked across the
-    # agent's downtime).
-    split = models.CharField(max_length=16, choices=Split.choices, blank=True, default="")
+    # agent's downtime). A database default too, so raw writes that name no split (COPY in the
+    # benchmarks, bulk SQL) store blank rather than fail on NOT NULL.
+    split = models.CharField(
+        max_length=16, choices=Split.choices, blank=True, default="", db_default=""
+    )
     gpu_util_pct = models.FloatField(null=True)
     mem_util_pct = models.FloatField(null=True)
     mem_used_mib = models.FloatField(null=True)

@@ -19,6 +19,7 @@ class Migration(migrations.Migration):
                     ("utilization", "By each process's utilization"),
                     ("even", "Evenly (no per-process figures)"),
                 ],
+                db_default="",
                 default="",
                 max_length=16,
             ),
