@@ -8,6 +8,17 @@
 
 A counter that went backwards (driver reload) or a hole in the power readings books nothing for
 the interval: the GPU's timeline restarts, leaving a gap, never a made-up figure.
+
+A counter's advance is booked up to what the GPU can draw in the interval (its power limit times
+``POWER_CAP_FACTOR``); the rest is *carried*: the baseline moves only by what was booked, so the
+next interval (or, after a stop, the next run's resume) books it. Energy is never lost or made up,
+only moved by a few seconds. An advance too large for timing (more than ``MAX_CARRY_S`` of it to
+carry) is a glitching counter: booked as read, for the backend to refuse. The advance can exceed that bound without the GPU drawing
+more: the counter is read a few milliseconds after the instant that labels the interval (a very
+short first or last interval shows it), and dcgm-exporter's counter moves in steps of its own
+collect interval (30 s by default), so one interval can see two steps. The backend refuses
+samples above the power limit times ``INGEST_POWER_MARGIN`` (1.1 by default; keep it above this
+factor), and a refused sample would be dead-lettered: energy lost.
 """
 
 from __future__ import annotations
@@ -30,6 +41,10 @@ from ecoreport_agent.spool import Reading, SpoolSample
 log = logging.getLogger("ecoreport_agent.agent")
 
 
+POWER_CAP_FACTOR = 1.05  # below the backend's default INGEST_POWER_MARGIN (1.1)
+# At most this many seconds at the capped power are carried: more is no timing effect but a
+# glitching counter, booked as read so that the backend refuses it (kept in the dead letter).
+MAX_CARRY_S = 60.0
 CLOCK_STEP_S = 2.0  # wall clock vs. monotonic disagreement treated as a step (NTP slews less)
 
 
@@ -46,6 +61,23 @@ def split_basis(shared_ticks: int, by_utilization: int) -> str:
     if shared_ticks == 0:
         return SINGLE
     return UTILIZATION if by_utilization == shared_ticks else EVEN
+
+
+def bookable_mj(advance_mj: int, duration_s: float, inventory: dict) -> int:
+    """How much of a counter's ``advance_mj`` over ``duration_s`` to book now: at most the GPU's
+    power limit times ``POWER_CAP_FACTOR`` over the interval, the rest carried. All of it when no
+    limit is known, and when the rest is more than ``MAX_CARRY_S`` of that power (a glitch).
+    """
+    limit_w = inventory.get("power_limit_w")
+    if not limit_w or limit_w <= 0:
+        return advance_mj
+    cap_mj = max(int(limit_w * POWER_CAP_FACTOR * duration_s * 1000), 0)
+    if (
+        advance_mj <= cap_mj
+        or advance_mj - cap_mj > limit_w * POWER_CAP_FACTOR * MAX_CARRY_S * 1000
+    ):
+        return advance_mj
+    return cap_mj
 
 
 def _by_utilization(pids: tuple[int, ...], util: dict[int, float] | None) -> bool:
@@ -116,6 +148,8 @@ class Booker:
         end_wall = ms(state.start_wall + (now - state.start_mono))
         if end_wall <= state.start_wall:
             return  # shorter than a millisecond (a stop right after a boundary)
+        if counter_mj is not None:
+            energy_mj = bookable_mj(energy_mj, end_wall - state.start_wall, state.inventory)
         shares, split = self._shares(state, live_pids)
         stats = {
             "gpu_util_pct": mean(state.util, 2),
@@ -133,6 +167,10 @@ class Booker:
             samples.append(
                 make_sample(state.uuid, state.method, s, e, mj, c0, c1, stats, entries, split)
             )
+        if counter_mj is not None:
+            # The baseline is what is booked; a carried rest stays above it.
+            assert state.start_mj is not None
+            counter_mj = state.start_mj + energy_mj
         readings.append(Reading(state.uuid, state.method, counter_mj, now, end_wall, self.boot_id))
         state.start_mono, state.start_wall, state.start_mj = now, end_wall, counter_mj
         state.reset_interval()

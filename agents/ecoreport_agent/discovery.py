@@ -95,8 +95,12 @@ class Fleet:
                 raise
             power_limit_w = None
         counter_mj: int | None
+        read_at: tuple[float, float] | None = None  # (monotonic, wall) of the counter reading
         try:
             counter_mj = nvml.energy_mj(handle)
+            # The interval starts at this reading, not after the calls below (a spool write can
+            # take milliseconds): its energy would otherwise start before its label.
+            read_at = (self.clock.monotonic(), ms(self.clock.time()))
             method = COUNTER
         except NvmlError as exc:
             if not exc.unsupported:
@@ -118,7 +122,7 @@ class Fleet:
             "power_limit_w": power_limit_w,
         }
         self.spool.upsert_gpus([inventory])
-        now_mono, now_wall = self.clock.monotonic(), ms(self.clock.time())
+        now_mono, now_wall = read_at or (self.clock.monotonic(), ms(self.clock.time()))
         if first_power is not None:
             now_mono = first_power[0]  # the integral starts at this reading
         start_wall = now_wall

@@ -280,3 +280,70 @@ def test_stop_books_the_interval_in_progress(clock, spool):
     samples = spooled(spool)
     assert _durations(samples) == [10.0, 4.0]
     assert samples[-1]["energy_j"] == pytest.approx(2000.0)
+
+
+def test_an_advance_above_the_power_limit_is_booked_up_to_it_and_the_rest_carried(clock, spool):
+    # The counter jumps by 5 kJ at 25 s without the GPU drawing more (dcgm-exporter's counter
+    # moves in steps of its collect interval; a counter read lags its timestamp). Booked as is,
+    # 7.5 kJ in 10 s is 750 W on a 300 W GPU: the backend refuses it and the energy is lost.
+    gpu = FakeGpu("GPU-a", power_w=250.0, power_limit_w=300.0)
+    counter_at_start = gpu.energy_mj
+    agent = make_agent(fake=FakeNvml(clock, [gpu]), spool=spool, clock=clock)
+    clock.at(clock.mono + 25.0, lambda: setattr(gpu, "energy_mj", gpu.energy_mj + 5_000_000))
+
+    agent.run(max_cycles=12)
+
+    samples = spooled(spool)
+    cap = 300.0 * 1.05 * 10  # POWER_CAP_FACTOR of the limit over a 10 s interval
+    energies = [s["energy_j"] for s in samples]
+    assert energies[:2] == pytest.approx([2500.0, 2500.0])
+    # Capped while the 4,350 J carried drain at 650 J an interval, then back to the draw.
+    assert energies[2:9] == pytest.approx([cap] * 7)
+    assert energies[9] == pytest.approx(2500.0 + 4350.0 - 6 * 650.0)
+    assert energies[10:] == pytest.approx([2500.0, 2500.0])
+    assert_contiguous(samples)
+    assert_counter_chain(samples)
+    assert sum(energies) == pytest.approx((gpu.energy_mj - counter_at_start) / 1000)
+
+
+def test_energy_carried_at_a_stop_is_booked_by_the_next_run(clock, spool):
+    gpu = FakeGpu("GPU-a", power_w=250.0, power_limit_w=300.0)
+    fake = FakeNvml(clock, [gpu])
+    counter_at_start = gpu.energy_mj
+    clock.at(clock.mono + 15.0, lambda: setattr(gpu, "energy_mj", gpu.energy_mj + 5_000_000))
+    make_agent(fake=fake, spool=spool, clock=clock).run(max_cycles=2)
+    carried = (gpu.energy_mj - counter_at_start) / 1000 - sum(s["energy_j"] for s in spooled(spool))
+    assert carried == pytest.approx(5000.0 - 650.0)
+    clock.advance(60.0)  # stopped for a minute
+
+    make_agent(fake=fake, spool=spool, clock=clock).run(max_cycles=1)
+
+    samples = spooled(spool)
+    assert_contiguous(samples)
+    assert_counter_chain(samples)
+    # The restart's resume books the minute of downtime and the carried rest, once.
+    assert sum(s["energy_j"] for s in samples) == pytest.approx(
+        (gpu.energy_mj - counter_at_start) / 1000
+    )
+
+
+def test_the_first_interval_starts_at_the_counter_reading_not_after_the_spool_write(spool):
+    # Discovery reads the counter, then writes the inventory to the spool; time spent there
+    # must not fall outside the first interval's label while its energy is inside.
+    clock = FakeClock(wall=T0 + 9.5)
+    gpu = FakeGpu("GPU-a", power_w=400.0, power_limit_w=400.0)
+    fake = FakeNvml(clock, [gpu])
+    agent = make_agent(fake=fake, spool=spool, clock=clock)
+    upsert = agent.spool.upsert_gpus
+
+    def slow_upsert(gpus):
+        clock.advance(0.05)  # a 50 ms spool write
+        upsert(gpus)
+
+    agent.spool.upsert_gpus = slow_upsert  # type: ignore[method-assign]
+
+    agent.run(max_cycles=2)
+
+    first = spooled(spool)[0]
+    assert first["start_s"] == pytest.approx(T0 + 9.5)
+    assert first["energy_j"] == pytest.approx(400.0 * (first["end_s"] - first["start_s"]))
