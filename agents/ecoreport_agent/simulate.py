@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ecoreport_agent.attribution import Labels, attribution_entries
+from ecoreport_agent.booking import split_basis
 from ecoreport_agent.clock import iso_utc
 from ecoreport_agent.nvml import (
     NVML_ERROR_FUNCTION_NOT_FOUND,
@@ -468,6 +469,7 @@ def _history_sample(gpu: SimGpu, t0: float, t1: float) -> dict[str, Any]:
     shares: dict[Labels, float] = {}
     util_s = mem_s = temp_s = 0.0
     peak = 0.0
+    shared = by_util = 0  # blocks with several jobs; of them, divided by the jobs' utilization
     t = t0
     while t < t1:
         b = int(t // BLOCK_S)
@@ -476,6 +478,9 @@ def _history_sample(gpu: SimGpu, t0: float, t1: float) -> dict[str, Any]:
         e = gpu._block_energy(b, t, piece_end)
         energy += e
         total_util = sum(j.util for j in block.jobs)
+        if len(block.jobs) > 1:
+            shared += 1
+            by_util += total_util > 0
         for job in block.jobs:
             weight = job.util / total_util if total_util > 0 else 1 / len(block.jobs)
             shares[job.labels] = shares.get(job.labels, 0.0) + e * weight
@@ -487,7 +492,7 @@ def _history_sample(gpu: SimGpu, t0: float, t1: float) -> dict[str, Any]:
         t = piece_end
     duration = t1 - t0
     energy_j = round(energy, 3)
-    return {
+    sample = {
         "gpu_uuid": gpu.uuid,
         "start": iso_utc(t0),
         "end": iso_utc(t1),
@@ -502,3 +507,7 @@ def _history_sample(gpu: SimGpu, t0: float, t1: float) -> dict[str, Any]:
             {k: v / energy for k, v in shares.items()} if energy > 0 else {}
         ),
     }
+    if sample["attribution"]:
+        # How the energy was divided, as the agent's booking says it (absent when idle).
+        sample["split"] = split_basis(shared, by_util)
+    return sample

@@ -130,6 +130,8 @@ def _history(
                     power_max_w=round(min(limit_w, power_w * 1.15), 1),
                     temperature_c=round(35 + 0.4 * util, 1),
                     attribution=attribution,
+                    # One job per GPU at a time: nothing to divide (the agent says "single").
+                    split="single" if attribution else None,
                 ),
             )
         moment += step

@@ -41,6 +41,14 @@ def test_history_looks_like_a_real_fleet_and_respects_power_limits():
         jobs.update(e["job_id"] for e in s["attribution"])
         idle += not s["attribution"]
         shared += len(s["attribution"]) > 1
+        # Said as the agent's booking says it: absent when idle, divided by utilization when
+        # two jobs shared the GPU, single otherwise.
+        if not s["attribution"]:
+            assert "split" not in s
+        elif len(s["attribution"]) > 1:
+            assert s["split"] == "utilization"
+        else:
+            assert s["split"] in ("single", "utilization")
         hour = int(s["start"][11:13])
         by_hour.setdefault(hour, []).append(s["energy_j"] / duration / limit)
     assert {s["method"] for s in samples} == {"counter", "power_integration"}

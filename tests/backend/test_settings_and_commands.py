@@ -143,6 +143,9 @@ def test_seed_demo_builds_history_and_rollups_and_reruns_cleanly(settings):
     raw = samples.aggregate(e=Sum("energy_j"))["e"]
     rolled = HourlyUsage.objects.filter(organization=org).aggregate(e=Sum("energy_j"))["e"]
     assert rolled == pytest.approx(raw, rel=1e-12)
+    # One job per GPU at a time: attributed samples say "single", idle ones nothing.
+    splits = dict(samples.values_list("split").annotate(n=Count("id")))
+    assert set(splits) == {"single", ""} and all(splits.values())
     from ecoreport.accounting.models import HourlyJobUsage, HourlySummary
 
     summary = HourlySummary.objects.filter(organization=org).aggregate(e=Sum("energy_j"))["e"]
