@@ -15,6 +15,7 @@ from pathlib import Path
 import dj_database_url
 import plotly
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Queue
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -113,6 +114,33 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env_int(
         "DB_CONNECT_TIMEOUT_S", 5
     )
+# A read-only replica (streaming replication) for the dashboard pages and report building;
+# everything else, and every write, uses the primary (ecoreport/core/db.py).
+DATABASE_REPLICA_URL = env_str("DATABASE_REPLICA_URL")
+if DATABASE_REPLICA_URL:
+    DATABASES["replica"] = dj_database_url.parse(
+        DATABASE_REPLICA_URL,
+        conn_max_age=env_int("DB_CONN_MAX_AGE", 60),
+        conn_health_checks=True,
+    )
+    DATABASES["replica"].setdefault("OPTIONS", {})["connect_timeout"] = env_int(
+        "DB_CONNECT_TIMEOUT_S", 5
+    )
+    # Tests read the primary through the alias: a replica of the test database is itself.
+    DATABASES["replica"]["TEST"] = {"MIRROR": "default"}
+DATABASE_ROUTERS = ["ecoreport.core.db.ReplicaRouter"]
+# Behind PgBouncer in transaction mode (DATABASE_POOLER=pgbouncer-transaction): no server-side
+# cursors, which live in a server session that the next transaction may not get. Prepared
+# statements are off already (Django's psycopg default, prepare_threshold=None); see
+# docs/operations.md, "Connection pooling".
+DATABASE_POOLER = env_str("DATABASE_POOLER")
+if DATABASE_POOLER not in (None, "", "pgbouncer-transaction"):
+    raise ImproperlyConfigured(
+        f"DATABASE_POOLER={DATABASE_POOLER!r}: the only value is 'pgbouncer-transaction'"
+    )
+if DATABASE_POOLER:
+    for conf in DATABASES.values():
+        conf["DISABLE_SERVER_SIDE_CURSORS"] = True
 # What a client is told (Retry-After, seconds) when the database fails under a request.
 DB_UNAVAILABLE_RETRY_AFTER_S = env_int("DB_UNAVAILABLE_RETRY_AFTER_S", 5)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
@@ -170,6 +198,21 @@ else:
     }
 # A separate queue name lets end-to-end tests share a Redis with other workers safely.
 CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", "celery")
+# Each kind of work on a queue of its own ("celery.rollups" ...), so that a long report or a
+# slow webhook never waits in front of a rollup: give each queue its own workers (see
+# docs/operations.md, "Scaling out"). A worker started without -Q serves all of them.
+TASK_QUEUES = {
+    kind: f"{CELERY_TASK_DEFAULT_QUEUE}.{kind}" for kind in ("rollups", "reports", "alerts")
+}
+CELERY_TASK_ROUTES = {
+    "accounting.*": {"queue": TASK_QUEUES["rollups"]},
+    "carbon.recompute_emissions": {"queue": TASK_QUEUES["rollups"]},
+    "reports.*": {"queue": TASK_QUEUES["reports"]},
+    "policies.*": {"queue": TASK_QUEUES["alerts"]},
+    "telemetry.label_budget_notify": {"queue": TASK_QUEUES["alerts"]},
+}
+# A worker started without -Q consumes the default queue and every one above.
+CELERY_TASK_QUEUES = [Queue(name) for name in (CELERY_TASK_DEFAULT_QUEUE, *TASK_QUEUES.values())]
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_IGNORE_RESULT = True

@@ -124,9 +124,15 @@ class Processes:
         self._count += 1
         return self.tmp_path / f"{name}-{self._count}.log"
 
-    def worker(self, *, env: dict[str, str] | None = None) -> tuple[subprocess.Popen, Path]:
+    def worker(
+        self, *, env: dict[str, str] | None = None, queues: tuple[str, ...] = ()
+    ) -> tuple[subprocess.Popen, Path]:
+        """A worker of every queue, or of ``queues`` (kinds: "rollups", "reports", "alerts")."""
         env = env or self.env
         log = self._log("worker")
+        only = (
+            ["-Q", ",".join(f"{env['CELERY_QUEUE']}.{kind}" for kind in queues)] if queues else []
+        )
         with log.open("wb") as out:
             proc = subprocess.Popen(
                 [
@@ -139,8 +145,9 @@ class Processes:
                     "--without-gossip",
                     "--without-mingle",
                     "--loglevel=INFO",
-                    "-Q",
-                    env["CELERY_QUEUE"],
+                    # Without -Q: the default queue and the rollups, reports and alerts queues
+                    # named after it (settings.TASK_QUEUES).
+                    *only,
                 ],
                 cwd=ROOT,
                 env=env,
@@ -185,10 +192,11 @@ class Processes:
         return proc, log, url
 
     def call_task(self, name: str, *, env: dict[str, str] | None = None) -> None:
-        """Sends task ``name`` to the workers as beat would (``celery call``)."""
+        """Sends task ``name`` to the workers as beat would (``celery call``: routed to its
+        queue by ``CELERY_TASK_ROUTES``)."""
         env = env or self.env
         subprocess.run(
-            [str(BIN / "celery"), "-A", "ecoreport", "call", name, "--queue", env["CELERY_QUEUE"]],
+            [str(BIN / "celery"), "-A", "ecoreport", "call", name],
             cwd=ROOT,
             env=env,
             check=True,
