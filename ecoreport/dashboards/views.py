@@ -13,6 +13,7 @@ from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
 
 from ecoreport.core import figures
+from ecoreport.core.db import reads_from_replica
 from ecoreport.core.spreadsheets import spreadsheet_row
 from ecoreport.dashboards import selectors as sel
 from ecoreport.dashboards.periods import GROUPINGS, PRESETS, Period, PeriodError, parse_period
@@ -75,6 +76,7 @@ def _csv_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 @login_required
+@reads_from_replica
 def overview(request: HttpRequest) -> HttpResponse:
     membership = current_membership(request)
     period, error = _period(request)
@@ -206,6 +208,7 @@ def _scope_page(
 
 
 @login_required
+@reads_from_replica
 def team(request: HttpRequest, slug: str) -> HttpResponse:
     membership = current_membership(request)
     subject = get_object_or_404(Team.objects.for_org(membership.organization), slug=slug)
@@ -213,6 +216,7 @@ def team(request: HttpRequest, slug: str) -> HttpResponse:
 
 
 @login_required
+@reads_from_replica
 def project(request: HttpRequest, slug: str) -> HttpResponse:
     membership = current_membership(request)
     subject = get_object_or_404(Project.objects.for_org(membership.organization), slug=slug)
@@ -220,6 +224,7 @@ def project(request: HttpRequest, slug: str) -> HttpResponse:
 
 
 @login_required
+@reads_from_replica
 def fleet(request: HttpRequest) -> HttpResponse:
     membership = current_membership(request)
     period, error = _period(request)

@@ -941,8 +941,9 @@ def _write_postgres(
     }
     # Django's psycopg cursors bind parameters on the client: they would quote ~300 KB of JSON
     # into the SQL text (~5 ms a batch). A plain psycopg cursor on the same connection, in the
-    # same transaction, sends them as parameters instead, and lets psycopg prepare the statement
-    # once it has run a few times. Wrapped like Django's own cursors so that query logging and
+    # same transaction, sends them as parameters instead (never as a prepared statement: the
+    # connection's prepare_threshold is None, Django's default, which keeps PgBouncer's
+    # transaction mode safe). Wrapped like Django's own cursors so that query logging and
     # execute_wrappers (tests count queries) still see it.
     raw = psycopg.Cursor(connection.connection)
     cursor = (

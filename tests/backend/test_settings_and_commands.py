@@ -41,6 +41,7 @@ def _django_setup(**env: str) -> subprocess.CompletedProcess:
         ({"DEBUG": "0", "SECRET_KEY": "s3cret-for-prod"}, "ALLOWED_HOSTS must be set"),
         ({"DEBUG": "maybe"}, "is not a boolean"),
         ({"DB_CONN_MAX_AGE": "forever"}, "is not an integer"),
+        ({"DATABASE_POOLER": "pgpool"}, "the only value is 'pgbouncer-transaction'"),
     ],
 )
 def test_unsafe_or_malformed_settings_refuse_to_start(env, message):
@@ -56,6 +57,30 @@ def test_production_settings_start_with_their_secrets():
 
 def test_development_needs_no_environment():
     assert _django_setup().returncode == 0
+
+
+def test_behind_pgbouncer_in_transaction_mode_no_server_side_cursors():
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import django; django.setup(); from django.conf import settings as s; "
+            "d = s.DATABASES; print(d['default']['DISABLE_SERVER_SIDE_CURSORS'], sorted(d))",
+        ],
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "ecoreport.settings",
+            "DATABASE_URL": "postgres://eco@db.internal:6432/eco",
+            "DATABASE_REPLICA_URL": "postgres://eco@replica.internal:5432/eco",
+            "DATABASE_POOLER": "pgbouncer-transaction",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True", "['default',", "'replica']"]
 
 
 @pytest.mark.django_db
