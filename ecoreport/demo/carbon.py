@@ -11,13 +11,15 @@ from ecoreport.fleet.models import Site
 from ecoreport.organizations.models import Organization
 
 _HOUR = timedelta(hours=1)
+_FORECAST = timedelta(days=2)  # forecast hours loaded ahead of now
 
 
 def demo_carbon_seed(
     *, organization: Organization, days: int = 7, now: datetime | None = None
 ) -> int:
-    """For the demo: an hourly diurnal profile for each site's zone over the last ``days``
-    (the organization's own factors, labelled synthetic), hourly marginal signals for the first
+    """For the demo: an hourly diurnal profile for each site's zone over the last ``days`` and,
+    as forecasts, the next two days (the organization's own factors, labelled synthetic, so the
+    best time to run has hours to rank in every zone), hourly marginal signals for the first
     zone from ``days`` ago to two days ahead (forecasts beyond now, so the best window has
     something to rank and says it used them), a green-tariff contract with certificates for the
     first site, then the emissions recomputed. Returns rows rewritten."""
@@ -34,7 +36,7 @@ def demo_carbon_seed(
     for zone in sorted({s.grid_zone for s in sites}):
         mean = annual.get(zone, annual.get(WORLD_ZONE, 481.0))
         moment = start
-        while moment < now:
+        while moment < now + _FORECAST:
             # Cleaner around midday (solar), dirtier in the evening peak: +/-35 % around the mean.
             swing = 0.35 * math.sin((moment.hour - 9) / 24 * 2 * math.pi + math.pi)
             factors.append(
@@ -49,13 +51,14 @@ def demo_carbon_seed(
                     source="EcoReport demo: synthetic diurnal profile",
                     year=moment.year,
                     scope="lifecycle",
+                    is_forecast=moment >= now,
                 )
             )
             moment += _HOUR
     for zone in sorted({s.grid_zone for s in sites})[:1]:
         mean = annual.get(zone, annual.get(WORLD_ZONE, 481.0))
         moment = start
-        while moment < now + timedelta(days=2):
+        while moment < now + _FORECAST:
             # A gas plant is on the margin most hours (well above the average); overnight, when
             # wind is curtailed, the margin is cleaner. Its cleanest hours are not the average's.
             swing = 0.25 * math.sin((moment.hour - 15) / 24 * 2 * math.pi)

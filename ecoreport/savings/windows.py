@@ -74,7 +74,10 @@ def best_window(
     if not series:
         raise SavingsError(
             f"Zone '{zone}' has no hourly carbon-intensity data (actual or forecast) from "
-            f"{first:%Y-%m-%dT%H:00Z}; the best time to run needs hourly factors.",
+            f"{first:%Y-%m-%dT%H:00Z}; the best time to run needs hourly factors. Load "
+            "forecasts for the coming hours with `manage.py import_carbon_intensity` (a CSV "
+            "with resolution-hour rows) or configure a provider that has forecasts for it "
+            "(CARBON_PROVIDER_ZONES, docs/methodology.md).",
             field="zone",
         )
     if len(series) < duration_h:

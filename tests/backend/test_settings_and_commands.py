@@ -184,6 +184,14 @@ def test_seed_demo_builds_history_and_rollups_and_reruns_cleanly(settings):
     assert not usage.exclude(intensity_resolution="hour").exists()
     assert usage.filter(market_basis="supplier").exists()
     assert Site.objects.filter(organization=org).values("grid_zone").distinct().count() == 3
+    # Every demo zone has forecast hours ahead, so the best time to run answers for each one.
+    from django.utils import timezone
+
+    from ecoreport.savings.windows import best_window
+
+    for zone in Site.objects.filter(organization=org).values_list("grid_zone", flat=True):
+        answer = best_window(org, zone=zone, duration_h=4, within_h=24, now=timezone.now())
+        assert answer["covered_h"] == 24 and answer["forecast"], zone
     from django.contrib.auth import authenticate
 
     assert authenticate(username="demo", password="demo") is not None
