@@ -404,6 +404,8 @@ INGEST_MAX_NEW_LABELS_PER_DAY = env_int("INGEST_MAX_NEW_LABELS_PER_DAY", 1000)
 
 # --- Agents ---------------------------------------------------------------------------------
 AGENT_STALE_AFTER_S = env_int("AGENT_STALE_AFTER_S", 600)
+# How often the fleet page's and the overview's live panel asks for the fleet's state (seconds).
+LIVE_REFRESH_S = env_int("LIVE_REFRESH_S", 10)
 
 # --- Carbon accounting ----------------------------------------------------------------------
 # Hosts placed at no site: industry-average PUE (Uptime Institute survey 2023) and the world

@@ -186,4 +186,6 @@ class HourlyJobUsage(EnergyMeasures, EmissionFigures):
             models.Index(
                 fields=["organization", "project", "hour"], name="jobusage_org_project_hour"
             ),
+            # A job's own page reads all its hours.
+            models.Index(fields=["organization", "job_id"], name="jobusage_org_job"),
         ]

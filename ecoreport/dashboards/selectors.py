@@ -12,13 +12,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.core.cache import cache
 from django.db import connections, transaction
 from django.db.models import Count, Max, Min, OuterRef, Q, QuerySet, Subquery, Sum
 from django.utils import timezone
 
 from ecoreport.accounting import selectors as usage
-from ecoreport.accounting.models import HourlySummary, HourlyUsage
+from ecoreport.accounting.models import HourlyJobUsage, HourlySummary, HourlyUsage
 from ecoreport.accounting.scope import Scope
 from ecoreport.carbon.emissions import G_PER_KG, S_PER_HOUR
 from ecoreport.carbon.models import FACTORS_VERSION_KEY, WORLD_ZONE
@@ -207,13 +208,18 @@ def ranked(scope: Scope, period: Period, *, by: str) -> list[dict[str, Any]]:
     return [{by: r[field], **usage.usage_metrics(r)} for r in rows]
 
 
-def biggest_jobs(scope: Scope, period: Period, *, limit: int = 10) -> list[dict[str, Any]]:
+def biggest_jobs(
+    scope: Scope, period: Period, *, limit: int = 10, user: str | None = None
+) -> list[dict[str, Any]]:
     """The jobs with the most energy in the period, with their GPU time, peak GPU count,
-    utilization and emissions. A job's hours outside the period are not counted.
+    utilization and emissions. A job's hours outside the period are not counted. ``user``: only
+    that user's jobs.
 
     Grouped by team and project ids, not their slugs: joining first would make PostgreSQL sort
     every job-hour of the period by text; the ten rows kept are labelled afterwards."""
     jobs = scope.jobs()
+    if user is not None:
+        jobs = jobs.filter(user_name=user)
     db = connections[jobs.db]  # the replica's, on a page that reads from it
     postgresql = db.vendor == "postgresql"
     with transaction.atomic(using=db.alias) if postgresql else nullcontext():
@@ -375,10 +381,12 @@ def fleet_state(
     organization: Organization,
     *,
     now: datetime | None = None,
-    stale_after: timedelta = timedelta(minutes=10),
+    stale_after: timedelta | None = None,
 ) -> dict[str, Any]:
-    """Sites, hosts and GPUs with their last hour: power, utilization, idle or not, silent."""
+    """Sites, hosts and GPUs with their last hour: power, utilization, idle or not, silent
+    (nothing received for ``AGENT_STALE_AFTER_S``, unless ``stale_after`` says otherwise)."""
     now = now or timezone.now()
+    stale_after = stale_after or timedelta(seconds=settings.AGENT_STALE_AFTER_S)
     last_hour = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
     recent = {
         r["gpu_id"]: r
@@ -455,3 +463,187 @@ def targets_glance(scope: Scope) -> list[dict[str, Any]]:
         }
         for t in qs.order_by("name")
     ]
+
+
+def live_fleet(organization: Organization, *, now: datetime | None = None) -> dict[str, Any]:
+    """The fleet right now, from each GPU's latest raw sample (not the rollups, which lag by up
+    to an hour): its power, whether a process was on it, and each host's last sample.
+
+    A GPU is *silent* when its latest sample ended more than ``AGENT_STALE_AFTER_S`` ago (or it
+    has none); silent GPUs add nothing to the power now. *Busy*: its latest sample had a share
+    with a process (not idle); *idle*: it had none. One query for the latest samples (a
+    subquery per GPU on the (gpu, start) key) and one for their shares."""
+    from ecoreport.telemetry.models import EnergySample, SampleShare
+
+    now = now or timezone.now()
+    stale_after = timedelta(seconds=settings.AGENT_STALE_AFTER_S)
+    latest = EnergySample.objects.filter(gpu=OuterRef("pk")).order_by("-start")
+    gpus = list(
+        Gpu.objects.for_org(organization)
+        .select_related("host")
+        .annotate(latest_id=Subquery(latest.values("pk")[:1]))
+        .order_by("host__hostname", "index")
+    )
+    samples = {
+        s.pk: s
+        for s in EnergySample.objects.filter(
+            organization=organization, pk__in=[g.latest_id for g in gpus if g.latest_id]
+        )
+    }
+    busy_ids = set(
+        SampleShare.objects.filter(
+            organization=organization, sample_id__in=list(samples), idle=False
+        ).values_list("sample_id", flat=True)
+    )
+    power_w = 0.0
+    rows = []
+    hosts: dict[str, dict[str, Any]] = {}
+    for gpu in gpus:
+        sample = samples.get(gpu.latest_id) if gpu.latest_id else None
+        silent = sample is None or now - sample.end > stale_after
+        state = "silent" if silent else ("busy" if sample.pk in busy_ids else "idle")  # type: ignore[union-attr]
+        watts = sample.energy_j / sample.duration_s if sample and sample.duration_s else None
+        if not silent and watts is not None:
+            power_w += watts
+        rows.append(
+            {
+                "host": gpu.host.hostname,
+                "index": gpu.index,
+                "uuid": gpu.uuid,
+                "state": state,
+                "power_w": watts,
+                "util_pct": sample.gpu_util_pct if sample else None,
+                "sample_end": sample.end if sample else None,
+            }
+        )
+        host = hosts.setdefault(gpu.host.hostname, {"host": gpu.host.hostname, "last": None})
+        if sample and (host["last"] is None or sample.end > host["last"]):
+            host["last"] = sample.end
+    host_rows = []
+    for host in hosts.values():
+        last = host["last"]
+        age = (now - last).total_seconds() if last else None
+        host_rows.append(
+            {
+                "host": host["host"],
+                "last_sample_at": last,
+                "seconds_since": age,
+                "offline": age is None or age > stale_after.total_seconds(),
+            }
+        )
+    counts = {s: sum(1 for r in rows if r["state"] == s) for s in ("busy", "idle", "silent")}
+    return {
+        "now": now,
+        "stale_after_s": stale_after.total_seconds(),
+        "power_w": power_w,
+        "gpus": rows,
+        "gpus_busy": counts["busy"],
+        "gpus_idle": counts["idle"],
+        "gpus_silent": counts["silent"],
+        "hosts": host_rows,
+    }
+
+
+def job_detail(organization: Organization, job_id: str) -> dict[str, Any] | None:
+    """One job over its whole life, from its rolled-up hours: totals, the hourly timeline, who
+    ran it where, and the GPUs it used (from the raw samples while they are kept). ``None`` when
+    the organization has no job of that id."""
+    from ecoreport.savings.assumptions import Assumptions, source_record
+    from ecoreport.savings.levers import TITLES
+    from ecoreport.savings.selectors import what_if_fractions
+    from ecoreport.telemetry.models import SampleShare
+
+    rows = HourlyJobUsage.objects.for_org(organization).filter(job_id=job_id)
+    hours = list(
+        rows.values("hour")
+        .annotate(
+            energy=Sum("energy_j"),
+            seconds=Sum("gpu_seconds"),
+            gpus=Sum("gpu_count"),
+            co2e=Sum("co2e_g"),
+        )
+        .order_by("hour")
+    )
+    if not hours:
+        return None
+    sums = rows.aggregate(
+        energy_j=Sum("energy_j"),
+        gpu_seconds=Sum("gpu_seconds"),
+        util_seconds=Sum("util_seconds"),
+        util_x_seconds=Sum("util_x_seconds"),
+        facility_energy_j=Sum("facility_energy_j"),
+        co2e_g=Sum("co2e_g"),
+        co2e_market_g=Sum("co2e_market_g"),
+        peak=Max("gpu_count"),
+    )
+    metrics = usage.usage_metrics(sums)
+    teams = Team.objects.filter(pk__in=rows.values("team_id")).order_by("slug")
+    projects = Project.objects.filter(pk__in=rows.values("project_id")).order_by("slug")
+    sites = Site.objects.filter(pk__in=rows.values("site_id")).order_by("slug")
+    users = sorted(set(rows.exclude(user_name="").values_list("user_name", flat=True)))
+    first, last = hours[0]["hour"], hours[-1]["hour"]
+    # A sample may start in the hour before the job's first rolled-up hour (proration).
+    gpus = list(
+        SampleShare.objects.filter(
+            organization=organization,
+            job_id=job_id,
+            sample__start__gte=first - timedelta(hours=1),
+            sample__start__lt=last + timedelta(hours=1),
+        )
+        .values("sample__host__hostname", "sample__gpu__index", "sample__gpu__uuid")
+        .annotate(energy=Sum("energy_j"))
+        .order_by("sample__host__hostname", "sample__gpu__index")
+    )
+    a = Assumptions()
+    low_util = metrics["avg_gpu_util_pct"] is not None and (
+        metrics["avg_gpu_util_pct"] < a.low_util_threshold_pct
+    )
+    what_ifs = [
+        {
+            "key": key,
+            "title": TITLES[key],
+            "fraction_pct": fraction * 100.0,
+            "energy_kwh": (metrics["energy_kwh"] or 0.0) * fraction,
+            "co2e_kg": (metrics["co2e_kg"] or 0.0) * fraction,
+            "sources": [source_record(n) for n in names],
+        }
+        for key, fraction, names in what_if_fractions(a)
+    ]
+    return {
+        "job_id": job_id,
+        "first_hour": first,
+        "until": last + timedelta(hours=1),
+        "peak_gpus": sums["peak"],
+        **metrics,
+        "teams": list(teams),
+        "projects": list(projects),
+        "sites": list(sites),
+        "users": users,
+        "hours": [
+            {
+                "hour": h["hour"],
+                "energy_kwh": (h["energy"] or 0.0) / usage.J_PER_KWH,
+                "gpu_hours": (h["seconds"] or 0.0) / S_PER_HOUR,
+                "gpus": h["gpus"],
+                "co2e_kg": (h["co2e"] or 0.0) / G_PER_KG,
+            }
+            for h in hours
+        ],
+        "gpus": [
+            {
+                "host": g["sample__host__hostname"],
+                "index": g["sample__gpu__index"],
+                "uuid": g["sample__gpu__uuid"],
+                "energy_kwh": (g["energy"] or 0.0) / usage.J_PER_KWH,
+            }
+            for g in gpus
+        ],
+        "low_utilization": low_util,
+        "low_util_threshold_pct": a.low_util_threshold_pct,
+        "what_ifs": what_ifs,
+    }
+
+
+def user_jobs(organization: Organization, user_name: str, period: Period) -> list[dict[str, Any]]:
+    """A user's jobs in the period, biggest first (the same rows as the biggest-jobs tables)."""
+    return biggest_jobs(Scope(organization), period, user=user_name, limit=100)

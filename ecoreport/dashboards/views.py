@@ -7,8 +7,9 @@ import csv
 from collections.abc import Callable
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
 
@@ -240,6 +241,7 @@ def fleet(request: HttpRequest) -> HttpResponse:
             "power_w": g["power_w"],
             "util_pct": g["util_pct"],
             "idle": g["idle"],
+            "silent": g["silent"],
             "last_seen_at": g["gpu"].last_seen_at,
         }
         for g in state["gpus"]
@@ -258,6 +260,110 @@ def fleet(request: HttpRequest) -> HttpResponse:
                 "heatmap": figures.utilization_heatmap(
                     heat["hosts"], heat["cells"], title="Daily GPU utilization by host"
                 ),
+            },
+        },
+    )
+
+
+@login_required
+@reads_from_replica
+def fleet_live(request: HttpRequest) -> JsonResponse:
+    """The fleet page's and the overview's live panel: power now, GPUs busy/idle/silent, and
+    how long since each host's last sample. Polled by static/ecoreport/live.js."""
+    membership = current_membership(request)
+    live = sel.live_fleet(membership.organization)
+    return JsonResponse(
+        {
+            **live,
+            "refresh_s": settings.LIVE_REFRESH_S,
+            "hosts": [
+                {
+                    **h,
+                    "status": (
+                        "reporting"
+                        if not h["offline"]
+                        else (
+                            f"offline since {h['last_sample_at']:%Y-%m-%d %H:%M} UTC"
+                            if h["last_sample_at"]
+                            else "never reported"
+                        )
+                    ),
+                }
+                for h in live["hosts"]
+            ],
+        }
+    )
+
+
+def _with_markers(fig: dict[str, Any]) -> dict[str, Any]:
+    """A job of one hour is one point: draw markers, a line alone would show nothing."""
+    for trace in fig["data"]:
+        trace["mode"] = "lines+markers"
+    return fig
+
+
+@login_required
+@reads_from_replica
+def job(request: HttpRequest, job_id: str) -> HttpResponse:
+    """A job's own page: its energy, GPU-hours, emissions, GPUs, timeline and the savings that
+    apply to it. The biggest-jobs tables link here."""
+    membership = current_membership(request)
+    detail = sel.job_detail(membership.organization, job_id)
+    if detail is None:
+        raise Http404("No job with this id in your organization.")
+    period, error = _period(request)
+    hours = detail["hours"]
+    x = [h["hour"] for h in hours]
+    return _page(
+        request,
+        "dashboards/job.html",
+        membership=membership,
+        period=period,
+        error=error,
+        tables={"hours": lambda: hours, "gpus": lambda: detail["gpus"]},
+        context={
+            "job": detail,
+            "figures": {
+                "job-energy": _with_markers(
+                    figures.lines_over_time(
+                        [("Energy", x, [h["energy_kwh"] for h in hours])],
+                        title="Energy per hour",
+                        unit="kWh",
+                    )
+                ),
+                "job-gpus": _with_markers(
+                    figures.lines_over_time(
+                        [("GPU-hours", x, [h["gpu_hours"] for h in hours])],
+                        title="GPU time per hour",
+                        unit="GPU-hours",
+                    )
+                ),
+            },
+        },
+    )
+
+
+@login_required
+@reads_from_replica
+def user(request: HttpRequest, name: str) -> HttpResponse:
+    """The jobs one user (as the agent reported them: Slurm or process owner) ran in the period."""
+    membership = current_membership(request)
+    period, error = _period(request)
+    jobs = sel.user_jobs(membership.organization, name, period)
+    return _page(
+        request,
+        "dashboards/user.html",
+        membership=membership,
+        period=period,
+        error=error,
+        tables={"jobs": lambda: jobs},
+        context={
+            "user_name": name,
+            "jobs": jobs,
+            "totals": {
+                "energy_kwh": sum(j["energy_kwh"] for j in jobs),
+                "gpu_hours": sum(j["gpu_hours"] for j in jobs),
+                "co2e_kg": sum(j["co2e_kg"] for j in jobs),
             },
         },
     )

@@ -123,36 +123,39 @@ def savings_for_scope(
         low_utilization_lever(ctx, fp),
         timing_lever(ctx, fp, work),
         region_lever(ctx, fp, energy),
-        what_if_lever(
+        *(
+            what_if_lever(key, ctx, fp, fraction, names, projects)
+            for key, fraction, names in what_if_fractions(a)
+        ),
+    ]
+
+
+def what_if_fractions(a: Assumptions) -> list[tuple[str, float, tuple[str, ...]]]:
+    """The what-if levers' shares of the work's energy saved under ``a``, each with the names of
+    the assumptions it rests on: (key, fraction, names). One definition for the scope's levers
+    and the job page's."""
+    return [
+        (
             "precision",
-            ctx,
-            fp,
             calc.fraction_saved(
                 reduction_pct=a.precision_reduction_pct, already_pct=a.precision_already_pct
             ),
             ("precision_reduction_pct", "precision_already_pct"),
-            projects,
         ),
-        what_if_lever(
+        (
             "architecture",
-            ctx,
-            fp,
             calc.fraction_saved(
                 reduction_pct=a.architecture_reduction_pct,
                 applicable_pct=a.architecture_applicable_pct,
             ),
             ("architecture_reduction_pct", "architecture_applicable_pct"),
-            projects,
         ),
-        what_if_lever(
+        (
             "power_capping",
-            ctx,
-            fp,
             calc.fraction_saved(
                 reduction_pct=a.power_cap_reduction_pct, already_pct=a.power_cap_already_pct
             ),
             ("power_cap_reduction_pct", "power_cap_already_pct"),
-            projects,
         ),
     ]
 
