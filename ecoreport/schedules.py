@@ -32,6 +32,12 @@ BEAT_SCHEDULE = {
         "schedule": crontab(minute=45, hour=6),
         "options": {"expires": 23 * 3600},
     },
+    # Report e-mails whose task was lost (broker down at issue time, a worker killed).
+    "reports-deliveries-sweep": {
+        "task": "reports.deliveries_sweep",
+        "schedule": crontab(minute=50),
+        "options": {"expires": 3300},
+    },
     # Live grid intensity (only zones listed in CARBON_PROVIDER_ZONES; a no-op otherwise).
     # At :10, after providers publish the past hour; the lookback window overlaps earlier
     # runs, so a missed run is repaired by the next and a stale copy is useless.

@@ -470,6 +470,9 @@ POLICIES_WEBHOOK_TIMEOUT_S = env_float("POLICIES_WEBHOOK_TIMEOUT_S", 5.0)
 # Retries after the first attempt, waiting base x 2^n seconds: 30 s, 1, 2, 4, 8 min by default.
 POLICIES_DELIVERY_MAX_RETRIES = env_int("POLICIES_DELIVERY_MAX_RETRIES", 5)
 POLICIES_DELIVERY_BACKOFF_S = env_float("POLICIES_DELIVERY_BACKOFF_S", 30.0)
+# Issued quarterly reports e-mailed to subscribers: retries while the mail server fails.
+REPORTS_DELIVERY_MAX_RETRIES = env_int("REPORTS_DELIVERY_MAX_RETRIES", 5)
+REPORTS_DELIVERY_BACKOFF_S = env_float("REPORTS_DELIVERY_BACKOFF_S", 60.0)
 # Webhooks reach public addresses only (no loopback, private, link-local/metadata, multicast).
 # CIDRs listed here are allowed anyway, for receivers inside the network on purpose, e.g.
 # "10.20.0.0/16,fd00:1234::/32". See docs/policies.md.
@@ -482,3 +485,10 @@ for _cidr in WEBHOOK_ALLOWED_NETWORKS:
 
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "ecoreport@localhost")
+# With EMAIL_BACKEND=django.core.mail.backends.smtp.EmailBackend: the SMTP server.
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", default=False)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)

@@ -68,5 +68,6 @@ urlpatterns = [
     path("manage/", include("ecoreport.dashboards.manage.urls")),
     path("reports/", reports.reports_page, name="reports-page"),
     path("reports/<int:pk>/", reports.report_page, name="report-page"),
+    path("reports/<int:pk>/status.json", reports.report_status_page, name="report-status"),
     path("reports/<int:pk>/<str:fmt>", reports.report_file_page, name="report-file"),
 ]

@@ -25,6 +25,7 @@ from ecoreport.demo.savings import site_prices_demo_set
 from ecoreport.fleet.models import AgentCredential, Host, Site
 from ecoreport.fleet.services import host_ensure
 from ecoreport.organizations.models import Membership, Organization, Project, Role, Team
+from ecoreport.reports.models import ReportSubscription
 from ecoreport.telemetry.schema import AgentIn, AttributionIn, BatchIn, GpuIn, SampleIn
 from ecoreport.telemetry.services import samples_ingest
 
@@ -296,4 +297,6 @@ def _demo_login(org: Organization) -> bool:
     user.is_staff = True
     user.save()
     Membership.objects.update_or_create(organization=org, user=user, defaults={"role": Role.ADMIN})
+    # Subscribed to the quarterly reports (printed by the console e-mail backend in the demo).
+    ReportSubscription.objects.get_or_create(organization=org, user=user)
     return True

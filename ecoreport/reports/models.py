@@ -64,6 +64,8 @@ class Report(models.Model):
     content_sha256 = models.CharField(max_length=64, blank=True)
     change_note = models.TextField(blank=True)
     error = models.TextField(blank=True)
+    # The step a build is at ("rendering pdf"), for the report's page while it runs.
+    progress = models.CharField(max_length=200, blank=True)
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -136,3 +138,48 @@ class ReportFile(models.Model):
         self.sha256 = hashlib.sha256(bytes(self.content)).hexdigest()
         self.size_bytes = len(self.content)
         super().save(*args, **kwargs)  # type: ignore[arg-type]
+
+
+class ReportSubscription(models.Model):
+    """A member who wants each issued quarterly report of the organization by e-mail, with its
+    files attached."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = OrgScopedQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "user"], name="reportsubscription_unique_user"
+            )
+        ]
+
+
+class ReportDelivery(models.Model):
+    """One issued report e-mailed to one subscriber: sent once, retried while the mail server
+    refuses, never sent twice (one row per report and address)."""
+
+    class State(models.TextChoices):
+        PENDING = "pending"
+        SENT = "sent"
+        FAILED = "failed"
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    report = models.ForeignKey(Report, on_delete=models.CASCADE, related_name="deliveries")
+    email = models.EmailField()
+    state = models.CharField(max_length=8, choices=State.choices, default=State.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = OrgScopedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["report", "email"]
+        constraints = [
+            models.UniqueConstraint(fields=["report", "email"], name="reportdelivery_unique_email")
+        ]

@@ -27,6 +27,7 @@ from ecoreport.core.db import replica_reads
 from ecoreport.core.periods import CalendarPeriod, last_complete_quarter, parse_period
 from ecoreport.organizations.models import Membership, Organization, Role, Team
 from ecoreport.reports import content as report_content
+from ecoreport.reports.delivery import report_deliveries_create
 from ecoreport.reports.models import FORMATS, Report, ReportFile
 from ecoreport.reports.tables import fmt, render_csv, render_xlsx
 from ecoreport.reports.totals import change_pct, data_totals
@@ -87,22 +88,33 @@ def report_request(
     period: CalendarPeriod,
     trigger: str = Report.Trigger.ON_DEMAND,
     requested_by: Any = None,
+    formats: list[str] | None = None,
 ) -> tuple[Report, bool]:
     """The report to answer with: a build already under way, the latest issued version if the
-    data has not changed since, or a new pending version. Returns (report, needs_build)."""
+    data has not changed since (and it has the ``formats`` asked for; default all), or a new
+    pending version. Returns (report, needs_build)."""
+    wanted = [f for f in FORMATS if f in (formats or FORMATS)]
     scope = _scope_reports(organization, team, period.label)
     running = scope.filter(status__in=[Report.Status.PENDING, Report.Status.GENERATING]).first()
     if running is not None:
         return running, False
     latest = latest_issued(organization, team, period.label)
     totals = data_totals(organization, team, period)
-    if latest is not None and not totals_differ(totals, latest.data_totals):
+    if (
+        latest is not None
+        and not totals_differ(totals, latest.data_totals)
+        and set(wanted) <= set(latest.files.values_list("format", flat=True))
+    ):
         return latest, False
     failed = scope.filter(status=Report.Status.FAILED).order_by("-version").first()
     if failed is not None and (latest is None or failed.version > latest.version):
         # Retry in place: a failed build issued nothing, so its version number is still free.
         Report.objects.filter(pk=failed.pk).update(
-            status=Report.Status.PENDING, error="", trigger=trigger, requested_by=requested_by
+            status=Report.Status.PENDING,
+            error="",
+            trigger=trigger,
+            requested_by=requested_by,
+            formats=wanted,
         )
         failed.refresh_from_db()
         return failed, True
@@ -118,7 +130,7 @@ def report_request(
                 version=version,
                 trigger=trigger,
                 requested_by=requested_by,
-                formats=list(FORMATS),
+                formats=wanted,
             )
     except IntegrityError:
         # Another request claimed this version first; answer with theirs.
@@ -166,6 +178,17 @@ def content_sha256(content: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def _recorded(progress: Progress, *, report_id: int) -> Progress:
+    """``progress`` that also writes the step on the report, which its page shows while the
+    build runs."""
+
+    def tell(step: str) -> None:
+        Report.objects.filter(pk=report_id).update(progress=step[:200])
+        progress(step)
+
+    return tell
+
+
 def report_build(
     *, report_id: int, now: datetime | None = None, progress: Progress = _quiet
 ) -> Report | None:
@@ -179,6 +202,7 @@ def report_build(
     report = Report.objects.select_related("organization", "team").get(pk=report_id)
     now = now or timezone.now()
     period = parse_period(report.period)
+    progress = _recorded(progress, report_id=report_id)
     try:
         progress(f"reading data for {report.period}")
         with replica_reads():  # a past period's data: the replica's lag does not matter
@@ -199,7 +223,7 @@ def report_build(
         )
         note = _change_note(previous, headline, totals) if previous else ""
         files = {}
-        for name in FORMATS:
+        for name in _formats(report):
             progress(f"rendering {name}")
             files[name] = render(content, fmt_name=name, version=report.version, change_note=note)
     except Exception as error:
@@ -224,9 +248,11 @@ def report_build(
         report.content_sha256 = content_sha256(content)
         report.change_note = note
         report.error = ""
+        report.progress = ""
         report.save()
         if report.trigger in (Report.Trigger.SCHEDULE, Report.Trigger.LATE_DATA):
             transaction.on_commit(lambda: report_notify(report=report))
+            report_deliveries_create(report=report)
     log.info(
         "report.issued report_id=%s org=%s period=%s version=%s sha256=%s",
         report.pk,
@@ -236,6 +262,11 @@ def report_build(
         report.content_sha256[:12],
     )
     return report
+
+
+def _formats(report: Report) -> list[str]:
+    """The formats asked for, in the standard order; all of them when none were named."""
+    return [f for f in FORMATS if f in (report.formats or FORMATS)]
 
 
 def report_generate(

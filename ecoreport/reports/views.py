@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from django import forms
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, render
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -18,10 +20,12 @@ from rest_framework.response import Response
 
 from ecoreport.core.api import ApiError, FileNegotiation, StrictSerializer, validated
 from ecoreport.core.enqueue import enqueue_on_commit
-from ecoreport.core.periods import last_complete_quarter, parse_complete_period
+from ecoreport.core.periods import CalendarPeriod, last_complete_quarter, parse_complete_period
 from ecoreport.organizations.api import OrgApiView
 from ecoreport.organizations.models import Membership, Organization, Role, Team
 from ecoreport.organizations.selectors import current_membership, teams_of
+from ecoreport.reports.content import HEADLINE
+from ecoreport.reports.delivery import is_subscribed, report_subscription_set
 from ecoreport.reports.models import CONTENT_TYPES, FORMATS, Report, ReportFile
 from ecoreport.reports.services import report_request
 
@@ -251,19 +255,87 @@ def _page_context(request: HttpRequest, membership: Membership) -> dict[str, Any
     }
 
 
+def _period_choices(now: Any) -> list[tuple[str, str]]:
+    """The complete periods the form offers: the last four quarters, three months, last year."""
+    quarter = last_complete_quarter(now)
+    quarters = [quarter]
+    for _ in range(3):
+        quarters.append(quarters[-1].previous)
+    month = CalendarPeriod.containing("month", now).previous
+    months = [month, month.previous, month.previous.previous]
+    year = CalendarPeriod.containing("year", now).previous
+    return [(p.label, p.label) for p in (*quarters, *months, year)]
+
+
+class GenerateReportForm(forms.Form):
+    action = forms.CharField(widget=forms.HiddenInput, initial="generate")
+    period = forms.ChoiceField(label="Period", help_text="A quarter, month or year that has ended.")
+    scope = forms.ChoiceField(label="Scope")
+    formats = forms.MultipleChoiceField(
+        label="Formats",
+        choices=[(f, f.upper()) for f in FORMATS],
+        initial=list(FORMATS),
+        widget=forms.CheckboxSelectMultiple,
+    )
+
+    def __init__(self, *args: Any, organization: Organization, now: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["period"].choices = _period_choices(now)
+        self.fields["scope"].choices = [("", "The whole organization")] + [
+            (t.slug, f"Team {t.name or t.slug}") for t in teams_of(organization)
+        ]
+        self.fields["scope"].required = False
+
+
 @login_required
 def reports_page(request: HttpRequest) -> HttpResponse:
+    """The reports of the organization; for admins, a form that generates one now (the build
+    runs in the background, its page shows progress); for every member, a subscription to each
+    issued quarterly report by e-mail."""
     membership = current_membership(request)
-    reports = list(reports_for_org(membership.organization)[:200])
+    organization = membership.organization
+    is_admin = membership.has_role(Role.ADMIN)
+    now = timezone.now()
+    form = GenerateReportForm(organization=organization, now=now)
+    if request.method == "POST":
+        action = request.POST.get("action")
+        if action in ("subscribe", "unsubscribe"):
+            report_subscription_set(membership=membership, subscribed=action == "subscribe")
+            return redirect("reports-page")
+        if action != "generate":
+            return HttpResponse("Unknown action.", status=400)
+        if not is_admin:
+            raise PermissionDenied("Only organization admins can generate reports.")
+        form = GenerateReportForm(request.POST, organization=organization, now=now)
+        if form.is_valid():
+            period = parse_complete_period(form.cleaned_data["period"], now=now)
+            team = _team(organization, form.cleaned_data["scope"] or None)
+            with transaction.atomic():
+                report, needs_build = report_request(
+                    organization=organization,
+                    team=team,
+                    period=period,
+                    trigger=Report.Trigger.ON_DEMAND,
+                    requested_by=request.user,
+                    formats=form.cleaned_data["formats"],
+                )
+                if needs_build:
+                    enqueue_on_commit("reports.build", report.pk)
+            return redirect("report-page", pk=report.pk)
+    reports = list(reports_for_org(organization)[:200])
     return render(
         request,
         "reports/list.html",
         {
             **_page_context(request, membership),
             "reports": reports,
-            "suggested_period": last_complete_quarter(timezone.now()).label,
+            "suggested_period": last_complete_quarter(now).label,
             "formats": FORMATS,
+            "form": form if is_admin else None,
+            "subscribed": is_subscribed(membership),
+            "has_email": bool(request.user.email),
         },
+        status=400 if form.errors else 200,
     )
 
 
@@ -284,8 +356,36 @@ def report_page(request: HttpRequest, pk: int) -> HttpResponse:
             "report": report,
             "files": _files(report) if report.status == Report.Status.ISSUED else [],
             "versions": versions,
+            "preview": headline_preview(report),
+            "running": report.status in (Report.Status.PENDING, Report.Status.GENERATING),
         },
     )
+
+
+@login_required
+def report_status_page(request: HttpRequest, pk: int) -> JsonResponse:
+    """What the report's page polls while the build runs."""
+    membership = current_membership(request)
+    report = get_object_or_404(reports_for_org(membership.organization), pk=pk)
+    return JsonResponse(
+        {
+            "id": report.pk,
+            "status": report.status,
+            "progress": report.progress,
+            "error": report.error,
+        }
+    )
+
+
+def headline_preview(report: Report) -> list[dict[str, Any]]:
+    """The issued report's headline figures, as its first table prints them."""
+    if report.status != Report.Status.ISSUED:
+        return []
+    return [
+        {"label": label, "unit": unit, "digits": digits, "value": report.headline.get(key)}
+        for key, label, unit, digits in HEADLINE
+        if key in report.headline
+    ]
 
 
 @login_required

@@ -195,6 +195,9 @@ def test_seed_demo_builds_history_and_rollups_and_reruns_cleanly(settings):
     from django.contrib.auth import authenticate
 
     assert authenticate(username="demo", password="demo") is not None
+    from ecoreport.reports.models import ReportSubscription
+
+    assert ReportSubscription.objects.filter(organization=org, user__username="demo").exists()
     call_command("seed_demo", "--days", "1", "--gpus", "1", stdout=StringIO())
     assert EnergySample.objects.filter(organization__slug="demo").count() == 48
 

@@ -19,6 +19,8 @@ ROUTED = {
     "reports.build": "reports",
     "reports.issue_due": "reports",
     "reports.reissue_late": "reports",
+    "reports.deliver": "reports",
+    "reports.deliveries_sweep": "reports",
     "policies.evaluate_targets": "alerts",
     "policies.evaluate_target": "alerts",
     "policies.deliver_alert": "alerts",
