@@ -59,6 +59,7 @@ urlpatterns = [
     path("projects/<str:slug>/", pages.project, name="project"),
     path("fleet/", pages.fleet, name="fleet"),
     path("fleet/live.json", pages.fleet_live, name="fleet-live"),
+    path("carbon/", pages.carbon, name="carbon"),
     path("jobs/<path:job_id>/", pages.job, name="job"),
     path("users/<str:name>/", pages.user, name="user"),
     path("targets/", targets_page, name="targets"),

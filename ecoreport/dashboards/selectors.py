@@ -647,3 +647,41 @@ def job_detail(organization: Organization, job_id: str) -> dict[str, Any] | None
 def user_jobs(organization: Organization, user_name: str, period: Period) -> list[dict[str, Any]]:
     """A user's jobs in the period, biggest first (the same rows as the biggest-jobs tables)."""
     return biggest_jobs(Scope(organization), period, user=user_name, limit=100)
+
+
+def zone_hourly_intensity(
+    organization: Organization, zone: str, *, start: datetime, end: datetime
+) -> dict[str, list[dict[str, Any]]]:
+    """A zone's hourly factors in ``[start, end)`` by basis (``location``, ``marginal``), the
+    organization's own before shared ones for the same hour, each marked actual or forecast."""
+    from ecoreport.carbon.models import CarbonIntensity, Resolution
+
+    rows = (
+        CarbonIntensity.objects.visible_to(organization)
+        .filter(
+            zone=zone,
+            resolution=Resolution.HOUR,
+            basis__in=["location", "marginal"],
+            start__gte=start,
+            start__lt=end,
+        )
+        .order_by("basis", "start")
+    )
+    by_basis: dict[str, dict[datetime, Any]] = {"location": {}, "marginal": {}}
+    for row in rows:
+        hours = by_basis[row.basis]
+        if row.start in hours and hours[row.start].organization_id is not None:
+            continue  # the organization's own factor for the hour wins
+        hours[row.start] = row
+    return {
+        basis: [
+            {
+                "start": r.start,
+                "intensity_g_per_kwh": r.intensity_g_per_kwh,
+                "forecast": r.is_forecast,
+                "source": r.source,
+            }
+            for _, r in sorted(hours.items())
+        ]
+        for basis, hours in by_basis.items()
+    }

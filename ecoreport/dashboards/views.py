@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
+from django import forms
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
@@ -18,6 +20,7 @@ from ecoreport.core.db import reads_from_replica
 from ecoreport.core.spreadsheets import spreadsheet_row
 from ecoreport.dashboards import selectors as sel
 from ecoreport.dashboards.periods import GROUPINGS, PRESETS, Period, PeriodError, parse_period
+from ecoreport.fleet.models import Site
 from ecoreport.organizations.models import Membership, Project, Role, Team
 from ecoreport.organizations.selectors import current_membership
 
@@ -367,3 +370,107 @@ def user(request: HttpRequest, name: str) -> HttpResponse:
             },
         },
     )
+
+
+CARBON_HISTORY = timedelta(days=7)
+CARBON_AHEAD = timedelta(hours=48)
+
+
+@login_required
+@reads_from_replica
+def carbon(request: HttpRequest) -> HttpResponse:
+    """Each site's grid: hourly intensity of its zone over the last week and the forecast
+    ahead, and the best time to run a job there (the best-window service)."""
+    from ecoreport.savings.selectors import SavingsError
+    from ecoreport.savings.windows import best_window
+
+    membership = current_membership(request)
+    organization = membership.organization
+    now = timezone.now()
+    sites = list(Site.objects.for_org(organization).order_by("name", "slug"))
+    zones = sorted({s.grid_zone for s in sites})
+    first = now.replace(minute=0, second=0, microsecond=0) - CARBON_HISTORY
+    charts = []
+    figs: dict[str, Any] = {}
+    for i, zone in enumerate(zones):
+        series = sel.zone_hourly_intensity(organization, zone, start=first, end=now + CARBON_AHEAD)
+        lines = []
+        for basis, label in (("location", "Grid average"), ("marginal", "Marginal")):
+            for forecast, suffix in ((False, ""), (True, " (forecast)")):
+                points = [p for p in series[basis] if p["forecast"] is forecast]
+                if points:
+                    lines.append(
+                        (
+                            f"{label}{suffix}",
+                            [p["start"] for p in points],
+                            [p["intensity_g_per_kwh"] for p in points],
+                        )
+                    )
+        key = f"carbon-{i}"
+        charts.append(
+            {
+                "zone": zone,
+                "key": key,
+                "sites": [s for s in sites if s.grid_zone == zone],
+                "hours": sum(len(v) for v in series.values()),
+                "forecast_until": max(
+                    (p["start"] for v in series.values() for p in v if p["forecast"]),
+                    default=None,
+                ),
+            }
+        )
+        if lines:
+            figs[key] = _with_markers(
+                figures.lines_over_time(
+                    lines, title=f"Hourly carbon intensity, {zone}", unit="g CO2e/kWh"
+                )
+            )
+    form = BestTimeForm(request.GET or None, zones=zones)
+    answer, problem = None, None
+    if form.is_bound and form.is_valid():
+        try:
+            answer = best_window(
+                organization,
+                zone=form.cleaned_data["zone"],
+                duration_h=form.cleaned_data["duration_h"],
+                within_h=form.cleaned_data["within_h"],
+                now=now,
+                energy_kwh=form.cleaned_data["energy_kwh"],
+            )
+        except SavingsError as error:
+            problem = str(error)
+    return render(
+        request,
+        "dashboards/carbon.html",
+        {
+            "membership": membership,
+            "organization": organization,
+            "is_admin": membership.has_role(Role.ADMIN),
+            "period": None,
+            "query": "",
+            "teams_nav": sel.teams_of(organization),
+            "charts": charts,
+            "figures": figs,
+            "form": form,
+            "answer": answer,
+            "problem": problem,
+        },
+        status=400 if form.is_bound and not form.is_valid() else 200,
+    )
+
+
+class BestTimeForm(forms.Form):
+    zone = forms.ChoiceField(label="Grid zone")
+    duration_h = forms.IntegerField(
+        label="Job length (hours)", min_value=1, max_value=168, initial=4
+    )
+    within_h = forms.IntegerField(
+        label="Must finish within (hours from now)", min_value=1, max_value=168, initial=24
+    )
+    energy_kwh = forms.FloatField(
+        label="Energy of the job (kWh, optional)", min_value=0, required=False
+    )
+
+    def __init__(self, *args: Any, zones: list[str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["zone"].choices = [(z, z) for z in zones]
