@@ -6,13 +6,13 @@ serves itself."""
 from __future__ import annotations
 
 import html
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 import plotly.graph_objects as go
 
-from ecoreport.core.palette import PALETTE
+from ecoreport.core.palette import PALETTE, UNATTRIBUTED_COLOUR
 
 UNATTRIBUTED = "(unattributed)"
 
@@ -63,6 +63,14 @@ def _plain(data: list[dict[str, Any]], title: str, y_title: str, **layout: Any) 
     }
 
 
+def _colour(name: str, i: int, colours: Mapping[str, str] | None) -> str:
+    if colours is None:
+        return PALETTE[i % len(PALETTE)]
+    if name == UNATTRIBUTED:
+        return UNATTRIBUTED_COLOUR
+    return colours.get(name, PALETTE[i % len(PALETTE)])
+
+
 def stacked_over_time(
     rows: Iterable[dict[str, Any]],
     *,
@@ -71,11 +79,13 @@ def stacked_over_time(
     title: str,
     unit: str,
     order: Sequence[str | None] | None = None,
+    colours: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """One bar trace per group value, stacked, over period_start.
 
-    ``order`` fixes the groups' order, and so their colours (groups not in it follow, biggest
-    first): pass the same order to every chart of a page so a team keeps its colour.
+    ``order`` fixes the groups' order (groups not in it follow, biggest first). ``colours``
+    (group value -> colour, from ``organizations.selectors.label_colours``) gives each group its
+    own colour on every chart; unattributed work is grey. Without it, colours follow the order.
     """
     groups: dict[str, dict[datetime, float]] = {}
     shown: dict[str, str] = {}  # group -> its name on the chart (groups stay keyed by slug)
@@ -100,7 +110,7 @@ def stacked_over_time(
             "name": shown[name],
             "x": x_text,
             "y": [groups[name].get(p, 0.0) for p in x],
-            "marker": {"color": PALETTE[i % len(PALETTE)]},
+            "marker": {"color": _colour(name, i, colours)},
             "hovertemplate": f"%{{x}}<br>{shown[name]}: %{{y:.2f}} {unit}<extra></extra>",
         }
         for i, name in enumerate(names)

@@ -24,9 +24,11 @@ from ecoreport.accounting.scope import Scope
 from ecoreport.carbon.emissions import G_PER_KG, S_PER_HOUR
 from ecoreport.carbon.models import FACTORS_VERSION_KEY, WORLD_ZONE
 from ecoreport.carbon.resolver import hours_between, location_factors
+from ecoreport.core.palette import colours_in_order
 from ecoreport.dashboards.periods import Period
 from ecoreport.fleet.models import Gpu, Host, Site
 from ecoreport.organizations.models import Organization, Project, Team
+from ecoreport.organizations.selectors import label_colours
 
 # The pages read the organization's navigation through this module (``sel.teams_of``).
 from ecoreport.organizations.selectors import projects_of as projects_of
@@ -685,3 +687,11 @@ def zone_hourly_intensity(
         ]
         for basis, hours in by_basis.items()
     }
+
+
+def chart_colours(organization: Organization, by: str) -> dict[str, str]:
+    """Each team's, project's or site's own chart colour (creation order), keyed by slug."""
+    if by == "site":
+        slugs = Site.objects.for_org(organization).order_by("pk").values_list("slug", flat=True)
+        return colours_in_order(list(slugs))
+    return label_colours(organization, by)

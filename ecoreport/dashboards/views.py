@@ -87,6 +87,7 @@ def overview(request: HttpRequest) -> HttpResponse:
     scope = sel.Scope(membership.organization)
     by_team = sel.breakdown(scope, period, by="team", intensity=False)
     teams, over_time = by_team.ranked, by_team.series
+    colours = sel.chart_colours(membership.organization, "team")
     return _page(
         request,
         "dashboards/overview.html",
@@ -106,6 +107,7 @@ def overview(request: HttpRequest) -> HttpResponse:
                     title="Energy by team",
                     unit="kWh",
                     order=[r["team"] for r in teams],
+                    colours=colours,
                 ),
                 "emissions-by-team": figures.stacked_over_time(
                     over_time,
@@ -114,6 +116,7 @@ def overview(request: HttpRequest) -> HttpResponse:
                     title="Emissions by team (location-based)",
                     unit="kg CO2e",
                     order=[r["team"] for r in teams],
+                    colours=colours,
                 ),
             },
         },
@@ -129,6 +132,7 @@ def _scope_page(
     by = "project" if team is not None else "site"
     split = sel.breakdown(scope, period, by=by)
     over_time, breakdown = split.series, split.ranked
+    colours = sel.chart_colours(membership.organization, by)
     util_rows = split.over_time
     util_x = [r["period_start"] for r in util_rows]
     intensity = split.intensity
@@ -164,6 +168,7 @@ def _scope_page(
                     title=f"Energy by {by}",
                     unit="kWh",
                     order=[r[by] for r in breakdown],
+                    colours=colours,
                 ),
                 "emissions-over-time": figures.stacked_over_time(
                     over_time,
@@ -172,6 +177,7 @@ def _scope_page(
                     title=f"Emissions by {by} (location-based)",
                     unit="kg CO2e",
                     order=[r[by] for r in breakdown],
+                    colours=colours,
                 ),
                 "intensity": figures.lines_over_time(
                     [

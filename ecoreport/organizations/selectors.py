@@ -36,3 +36,13 @@ def projects_of(organization: Organization, team: Team | None = None) -> QuerySe
     if team is not None:
         qs = qs.filter(team=team)
     return qs.order_by("slug")
+
+
+def label_colours(organization: Organization, by: str) -> dict[str, str]:
+    """The chart colour of each team or project (``by``) of the organization, keyed by slug:
+    by creation order, the same on every page and in every report."""
+    from ecoreport.core.palette import colours_in_order
+
+    model = {"team": Team, "project": Project}[by]
+    slugs = model.objects.for_org(organization).order_by("pk").values_list("slug", flat=True)  # type: ignore[attr-defined]
+    return colours_in_order(list(slugs))

@@ -13,6 +13,7 @@ from typing import Any
 
 from ecoreport.core.periods import CalendarPeriod
 from ecoreport.organizations.models import Organization, Team
+from ecoreport.organizations.selectors import label_colours
 from ecoreport.reports.breakdowns import breakdowns
 from ecoreport.reports.coverage import comparisons as period_comparisons
 from ecoreport.reports.data_quality import data_quality as fleet_data_quality
@@ -115,6 +116,8 @@ def build(
         return content
     progress("teams, projects and time series")
     content.update(breakdowns(rows, period))
+    # Each team's colour on the charts: the same as on the pages (creation order).
+    content["colours"] = {"team": label_colours(organization, "team")}
     progress("carbon intensity")
     content["intensity"] = site_intensity(rows, organization, period)
     progress("targets and recommendations")

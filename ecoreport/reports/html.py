@@ -40,7 +40,13 @@ def report_figures(content: dict[str, Any]) -> dict[str, dict[str, Any]]:
         for r in content["monthly_by_team"]
     ]
     out["energy-by-team"] = figures.stacked_over_time(
-        monthly, by="team", metric="energy_kwh", title="IT energy by team and month", unit="kWh"
+        monthly,
+        by="team",
+        metric="energy_kwh",
+        title="IT energy by team and month",
+        unit="kWh",
+        # Reports issued before teams had fixed colours carry none: colours by rank, as then.
+        colours=content.get("colours", {}).get("team"),
     )
     daily = content["daily"]
     x = [datetime.fromisoformat(r["period_start"]) for r in daily]
