@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,9 @@ def _unthrottled(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _seed() -> dict[str, str]:
+    from django.utils import timezone
+
+    from ecoreport.carbon.models import CarbonIntensity
     from ecoreport.carbon.sites import site_create
     from ecoreport.fleet.services import agent_token_issue, host_ensure
     from ecoreport.organizations.services import (
@@ -59,6 +63,21 @@ def _seed() -> dict[str, str]:
     org = organization_create(slug="fuzz", name="Fuzz")
     owner = membership_ensure(organization=org, username="fuzzer", role="owner")
     site_create(organization=org, slug="dc1", name="DC 1", grid_zone="FR", pue="1.3", provider="")
+    # Hourly factors from the current hour, so the best window and the Carbon Aware SDK routes
+    # answer 200s (their documented examples name FR) and not only "no hourly data".
+    first = timezone.now().replace(minute=0, second=0, microsecond=0)
+    CarbonIntensity.objects.bulk_create(
+        CarbonIntensity(
+            zone="FR",
+            resolution="hour",
+            start=first + timedelta(hours=h),
+            end=first + timedelta(hours=h + 1),
+            intensity_g_per_kwh=40.0 + (h * 7) % 30,
+            source="fuzz grid",
+            year=first.year,
+        )
+        for h in range(48)
+    )
     return {
         "ECOREPORT_API_TOKEN": api_token_issue(membership=owner),
         "ECOREPORT_AGENT_TOKEN": agent_token_issue(
