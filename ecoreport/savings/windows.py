@@ -55,16 +55,9 @@ def best_window(
             f"The window ({within_h} h) is shorter than the duration ({duration_h} h).",
             field="within_h",
         )
-    first = _hour_of(now)
-    basis, series = hourly_signal(
-        organization,
-        zone=zone,
-        first=first,
-        last=first + timedelta(hours=within_h),
-        needed_h=duration_h,
+    first, basis, series = _coming_signal(
+        organization, zone=zone, now=now, within_h=within_h, needed_h=duration_h
     )
-    if not series:
-        raise SavingsError(_no_data(zone, first), field="zone")
     if len(series) < duration_h:
         raise SavingsError(
             f"Zone '{zone}' has hourly data for only {len(series)} consecutive hours from "
@@ -126,6 +119,28 @@ def hourly_signal(
     return "location", _series(rows, basis="location", first=first, last=last)
 
 
+def _coming_signal(
+    organization: Organization, *, zone: str, now: datetime, within_h: int, needed_h: int
+) -> tuple[datetime, str, list[CarbonIntensity]]:
+    """(the current hour, basis, series) of ``zone`` for the next ``within_h`` hours; a
+    ``SavingsError`` naming the zone when it has no hourly data from the current hour."""
+    first = _hour_of(now)
+    basis, series = hourly_signal(
+        organization,
+        zone=zone,
+        first=first,
+        last=first + timedelta(hours=within_h),
+        needed_h=needed_h,
+    )
+    if not series:
+        raise SavingsError(
+            f"Zone '{zone}' has no hourly carbon-intensity data (actual or forecast) from "
+            f"{first:%Y-%m-%dT%H:00Z}; the best time to run needs hourly factors.",
+            field="zone",
+        )
+    return first, basis, series
+
+
 def _hourly_rows(
     organization: Organization, *, zone: str, first: datetime, last: datetime
 ) -> list[CarbonIntensity]:
@@ -165,13 +180,6 @@ def _series(
 
 def _hour_of(moment: datetime) -> datetime:
     return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-
-
-def _no_data(zone: str, first: datetime) -> str:
-    return (
-        f"Zone '{zone}' has no hourly carbon-intensity data (actual or forecast) from "
-        f"{first:%Y-%m-%dT%H:00Z}; the best time to run needs hourly factors."
-    )
 
 
 # --- the Carbon Aware SDK's questions (ecoreport.savings.carbon_aware answers them over HTTP) --
@@ -219,17 +227,13 @@ def forecast_windows(
         raise SavingsError(
             f"The window must be 1 to {MAX_WINDOW_H * 60} minutes.", field="window_min"
         )
-    first = _hour_of(now)
-    needed_h = -(-window_min // 60) if window_min else 1
-    basis, series = hourly_signal(
+    _first, basis, series = _coming_signal(
         organization,
         zone=zone,
-        first=first,
-        last=first + timedelta(hours=MAX_WINDOW_H),
-        needed_h=needed_h,
+        now=now,
+        within_h=MAX_WINDOW_H,
+        needed_h=-(-window_min // 60) if window_min else 1,
     )
-    if not series:
-        raise SavingsError(_no_data(zone, first), field="zone")
     data_from, data_to = series[0].start.astimezone(UTC), series[-1].end.astimezone(UTC)
     start = data_from if start is None else start.astimezone(UTC)
     end = data_to if end is None else end.astimezone(UTC)

@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 import pytest
 import time_machine
 
-from tests.carbonaware.conftest import load_hourly, sdk_get
+from tests.carbonaware.conftest import sdk_get
+from tests.conftest import load_hourly
 
 pytestmark = pytest.mark.django_db
 

@@ -10,7 +10,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.carbonaware.conftest import SDK, load_hourly
+from tests.carbonaware.conftest import SDK
+from tests.conftest import load_hourly
 
 pytestmark = [pytest.mark.e2e]
 

@@ -12,11 +12,12 @@ import json
 import os
 import subprocess
 import sys
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.conftest import load_hourly
 
 pytestmark = [pytest.mark.e2e]
 
@@ -51,7 +52,6 @@ def _unthrottled(monkeypatch: pytest.MonkeyPatch) -> None:
 def _seed() -> dict[str, str]:
     from django.utils import timezone
 
-    from ecoreport.carbon.models import CarbonIntensity
     from ecoreport.carbon.sites import site_create
     from ecoreport.fleet.services import agent_token_issue, host_ensure
     from ecoreport.organizations.services import (
@@ -66,18 +66,7 @@ def _seed() -> dict[str, str]:
     # Hourly factors from the current hour, so the best window and the Carbon Aware SDK routes
     # answer 200s (their documented examples name FR) and not only "no hourly data".
     first = timezone.now().replace(minute=0, second=0, microsecond=0)
-    CarbonIntensity.objects.bulk_create(
-        CarbonIntensity(
-            zone="FR",
-            resolution="hour",
-            start=first + timedelta(hours=h),
-            end=first + timedelta(hours=h + 1),
-            intensity_g_per_kwh=40.0 + (h * 7) % 30,
-            source="fuzz grid",
-            year=first.year,
-        )
-        for h in range(48)
-    )
+    load_hourly("FR", first, [40.0 + (h * 7) % 30 for h in range(48)], source="fuzz grid")
     return {
         "ECOREPORT_API_TOKEN": api_token_issue(membership=owner),
         "ECOREPORT_AGENT_TOKEN": agent_token_issue(
