@@ -4,13 +4,14 @@ DTOs), on our own hourly factors."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
 
 from tests.carbonaware.conftest import sdk_get
-from tests.conftest import load_hourly
+from tests.conftest import iso, load_hourly
+from tests.savings.conftest import DAY, PROFILE_ZA
 
 pytestmark = pytest.mark.django_db
 
@@ -194,21 +195,33 @@ def test_every_route_needs_a_bearer_token_and_says_so_as_a_problem(client, ie, p
     assert sdk_get(client, path, "eru_not-a-token", {"location": "IE"}).status_code == 401
 
 
-def test_forecast_is_the_best_window_in_the_sdks_terms(client, cast, ie):
-    """One implementation: the SDK's optimum for a 3-hour window is the best window's start."""
-    with time_machine.travel(REQUESTED_AT, tick=False):
+@pytest.mark.parametrize(
+    ("now_h", "duration_h", "within_h"),
+    [(0, 1, 24), (0, 3, 24), (0, 3, 12), (5, 1, 24), (5, 4, 30), (20, 6, 24), (0, 1, 48)],
+)
+def test_forecast_is_the_best_window_in_the_sdks_terms(client, cast, now_h, duration_h, within_h):
+    """One implementation: with the best window's horizon as ``dataEndAt``, the SDK's first
+    optimum for ``windowSize = 60 x duration_h`` is the best window's start and average."""
+    load_hourly("ZA", DAY, PROFILE_ZA)
+    now = DAY + timedelta(hours=now_h, minutes=20)
+    first = DAY + timedelta(hours=now_h)
+    with time_machine.travel(now, tick=False):
         best = client.get(
             "/api/v1/carbon/best-window",
-            {"zone": "IE", "duration_h": 3, "within_h": 24},
+            {"zone": "ZA", "duration_h": duration_h, "within_h": within_h},
             HTTP_AUTHORIZATION=f"Bearer {cast.member_token}",
         ).json()
         (sdk,) = sdk_get(
             client,
             "/emissions/forecasts/current",
             cast.member_token,
-            {"location": "IE", "windowSize": 180},
+            {
+                "location": "ZA",
+                "windowSize": 60 * duration_h,
+                "dataEndAt": iso(min(first + timedelta(hours=within_h), DAY + timedelta(hours=48))),
+            },
         ).json()
-    (optimal,) = sdk["optimalDataPoints"]
+    optimal = sdk["optimalDataPoints"][0]
     assert optimal["timestamp"] == best["start"].replace("+00:00", "Z")
     assert optimal["value"] == pytest.approx(best["avg_intensity_g_per_kwh"])
     assert sdk["forecastData"][0]["value"] == pytest.approx(best["now"]["avg_intensity_g_per_kwh"])
