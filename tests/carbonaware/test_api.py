@@ -355,3 +355,39 @@ def test_a_nul_in_the_query_is_refused_as_a_problem_before_any_view(client, cast
     assert response.status_code == 400
     assert response["Content-Type"].startswith("application/problem+json")
     assert response.json()["status"] == 400 and "NUL" in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("method", "headers", "status"),
+    [
+        ("post", {}, 405),
+        ("delete", {}, 405),
+        ("get", {"HTTP_ACCEPT": "application/xml"}, 406),
+    ],
+)
+def test_framework_refusals_are_problems_too(client, cast, ie, method, headers, status):
+    response = getattr(client, method)(
+        "/api/carbon-aware/emissions/forecasts/current?location=IE",
+        HTTP_AUTHORIZATION=f"Bearer {cast.member_token}",
+        **headers,
+    )
+    assert response.status_code == status
+    assert response["Content-Type"].startswith("application/problem+json")
+    body = response.json()
+    assert body["status"] == status and body["title"] and body["type"].startswith("https://")
+
+
+def test_throttled_requests_are_problems_with_retry_after(client, cast, ie, monkeypatch):
+    from ecoreport.core.throttling import ApiThrottle
+
+    # The rates are read into the class when DRF loads; patch them there, for this test only.
+    monkeypatch.setattr(
+        ApiThrottle, "THROTTLE_RATES", {**ApiThrottle.THROTTLE_RATES, "api": "1/min"}
+    )
+    statuses = []
+    for _ in range(2):
+        response = sdk_get(client, "/locations", cast.member_token)
+        statuses.append(response.status_code)
+    assert statuses == [200, 429]
+    assert int(response["Retry-After"]) > 0
+    assert response.json()["status"] == 429 and response.json()["title"] == "Too Many Requests"
