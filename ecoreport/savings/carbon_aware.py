@@ -25,7 +25,7 @@ from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from ecoreport.core.api import ApiError, StrictSerializer, UtcDateTimeField
+from ecoreport.core.api import ApiError, StrictSerializer, UtcDateTimeField, validated
 from ecoreport.core.problems import problem_exception_handler
 from ecoreport.core.schema import ProblemSchema
 from ecoreport.organizations.api import OrgApiView
@@ -51,14 +51,6 @@ class CarbonAwareView(OrgApiView):
     def refused(self, exc: SavingsError) -> ApiError:
         name = self.sdk_names.get(exc.field or "", exc.field or "location")
         return ApiError(str(exc), details={name: [str(exc)]})
-
-
-def _parsed(serializer: serializers.Serializer) -> dict[str, Any]:
-    if serializer.is_valid():
-        return serializer.validated_data  # type: ignore[return-value]
-    errors = serializer.errors
-    name, problems = next(iter(errors.items()))
-    raise ApiError(f"{name}: {problems[0]}", details=errors)
 
 
 def _locations(request: Request) -> list[str]:
@@ -184,7 +176,7 @@ class ForecastCurrentView(CarbonAwareView):
     )
     def get(self, request: Request) -> Response:
         locations = _locations(request)
-        data = _parsed(ForecastParams(data=request.query_params))
+        data = validated(ForecastParams(data=request.query_params))
         now = timezone.now()
         answers = []
         for zone in locations:
@@ -258,7 +250,7 @@ class ByLocationView(CarbonAwareView):
     )
     def get(self, request: Request) -> Response:
         zone = _locations(request)[0]
-        data = _parsed(ByLocationParams(data=request.query_params))
+        data = validated(ByLocationParams(data=request.query_params))
         start: datetime = data.get("time") or timezone.now()
         end: datetime | None = data.get("toTime")
         if end is not None and end - start > self.MAX_SPAN:
