@@ -19,6 +19,7 @@ from ecoreport.policies.views import (
     WebhookListView,
 )
 from ecoreport.reports import views as reports
+from ecoreport.savings import carbon_aware
 from ecoreport.savings.views import BestWindowView, SavingsAssumptionsView, SavingsView
 from ecoreport.telemetry.views import AgentPingView, IngestView
 
@@ -46,6 +47,22 @@ urlpatterns = [
         "api/v1/reports/<int:pk>/download/<str:fmt>",
         reports.ReportDownloadView.as_view(),
         name="report-download",
+    ),
+    # The Carbon Aware SDK's WebAPI routes, under a prefix of their own (docs/integrations.md).
+    path(
+        "api/carbon-aware/emissions/forecasts/current",
+        carbon_aware.ForecastCurrentView.as_view(),
+        name="carbon-aware-forecasts-current",
+    ),
+    path(
+        "api/carbon-aware/emissions/bylocation",
+        carbon_aware.ByLocationView.as_view(),
+        name="carbon-aware-bylocation",
+    ),
+    path(
+        "api/carbon-aware/locations",
+        carbon_aware.LocationsView.as_view(),
+        name="carbon-aware-locations",
     ),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),

@@ -11,7 +11,7 @@ import gzip
 import json
 import socket
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -204,3 +204,36 @@ def get_usage(client: Any) -> Callable[..., Any]:
         return client.get("/api/v1/usage", params, HTTP_AUTHORIZATION=f"Bearer {token}")
 
     return get
+
+
+def load_hourly(
+    zone: str,
+    first: datetime,
+    values: Sequence[float],
+    *,
+    basis: str = "location",
+    organization: Any = None,
+    source: str = "test grid operator",
+) -> None:
+    """``values`` as consecutive hourly factors of ``zone`` from ``first``."""
+    from ecoreport.carbon.factors import factors_import
+
+    result = factors_import(
+        records=[
+            (
+                line,
+                {
+                    "zone": zone,
+                    "start": iso(first + timedelta(hours=h)),
+                    "end": iso(first + timedelta(hours=h + 1)),
+                    "g_co2e_per_kwh": value,
+                    "basis": basis,
+                    "source": source,
+                    "year": first.year,
+                },
+            )
+            for line, (h, value) in enumerate(enumerate(values), start=2)
+        ],
+        organization=organization,
+    )
+    assert not result.errors, result.errors

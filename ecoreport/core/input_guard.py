@@ -12,6 +12,7 @@ from collections.abc import Callable
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 
 from ecoreport.core.api import error_body
+from ecoreport.core.problems import PROBLEM_MEDIA_TYPE, PROBLEM_PATH_PREFIXES, problem_body
 
 
 def _nul_in(request: HttpRequest) -> str | None:
@@ -32,6 +33,10 @@ class RefuseNulMiddleware:
         if where is None:
             return self.get_response(request)
         message = f"The {where} contains a NUL character (%00)."
+        if request.path.startswith(PROBLEM_PATH_PREFIXES):
+            return JsonResponse(
+                problem_body(400, message), status=400, content_type=PROBLEM_MEDIA_TYPE
+            )
         if request.path.startswith("/api/"):
             return JsonResponse(error_body("invalid", message), status=400)
         return HttpResponseBadRequest(message, content_type="text/plain; charset=utf-8")

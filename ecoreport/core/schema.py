@@ -16,6 +16,7 @@ from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
 from rest_framework import serializers
 
 from ecoreport.core.api import FileNegotiation
+from ecoreport.core.problems import PROBLEM_MEDIA_TYPE, ProblemDetails
 
 
 class ErrorDetail(serializers.Serializer):
@@ -59,6 +60,9 @@ class AutoSchema(SpectacularAutoSchema):
             codes.append("429")
         return codes
 
+    def error_response(self, code: str) -> dict[str, Any]:
+        return self._get_response_for_code(Error, code)
+
     def get_operation(self, *args: Any, **kwargs: Any) -> dict[str, Any] | None:
         operation = super().get_operation(*args, **kwargs)
         if operation is None:
@@ -66,10 +70,10 @@ class AutoSchema(SpectacularAutoSchema):
         responses = operation["responses"]
         for code in self._error_codes(operation):
             if code not in responses:
-                responses[code] = self._get_response_for_code(Error, code)
+                responses[code] = self.error_response(code)
         for code, response in responses.items():
             if code >= "400" and "content" not in response:
-                response["content"] = self._get_response_for_code(Error, code)["content"]
+                response["content"] = self.error_response(code)["content"]
             if code in ERROR_DESCRIPTIONS and not response.get("description"):
                 response["description"] = ERROR_DESCRIPTIONS[code]
             if code == "429":
@@ -79,6 +83,18 @@ class AutoSchema(SpectacularAutoSchema):
                 }
         operation["responses"] = dict(sorted(responses.items()))
         return operation
+
+
+class ProblemSchema(AutoSchema):
+    """For views answering errors as RFC 7807 problem details (``ecoreport.core.problems``)."""
+
+    def error_response(self, code: str) -> dict[str, Any]:
+        response = self._get_response_for_code(
+            ProblemDetails, code, media_types=[PROBLEM_MEDIA_TYPE]
+        )
+        if code == "400":
+            response["description"] = "Invalid parameters; `errors` names them."
+        return response
 
 
 class ApiTokenScheme(OpenApiAuthenticationExtension):

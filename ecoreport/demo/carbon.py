@@ -9,6 +9,8 @@ from ecoreport.accounting.emissions import emissions_recompute
 from ecoreport.carbon.models import WORLD_ZONE, CarbonIntensity, MarketInstrument
 from ecoreport.fleet.models import Site
 from ecoreport.organizations.models import Organization
+from ecoreport.savings.selectors import SavingsError
+from ecoreport.savings.windows import forecast_windows
 
 _HOUR = timedelta(hours=1)
 _FORECAST = timedelta(days=2)  # forecast hours loaded ahead of now
@@ -100,4 +102,27 @@ def demo_carbon_seed(
         end=now + _HOUR,
         organization_id=organization.pk,
         site_ids=[s.pk for s in sites],
+    )
+
+
+def demo_carbon_aware_hint(*, organization: Organization, now: datetime | None = None) -> str:
+    """What a Carbon Aware SDK client would be told for the demo's first zone: the request and
+    the best 3-hour start it answers (``/api/carbon-aware``, docs/integrations.md)."""
+    sites = Site.objects.for_org(organization).order_by("slug")
+    zones = sorted({s.grid_zone for s in sites})
+    if not zones:
+        return "Carbon Aware SDK API: no sites, no zones to ask about."
+    request = f"/api/carbon-aware/emissions/forecasts/current?location={zones[0]}&windowSize=180"
+    try:
+        forecast = forecast_windows(
+            organization, zone=zones[0], now=now or datetime.now(UTC), window_min=180
+        )
+    except SavingsError as exc:
+        return f"Carbon Aware SDK API: GET {request} answers 400: {exc}"
+    best = forecast.optimal[0] if forecast.optimal else None
+    if best is None:
+        return f"Carbon Aware SDK API: GET {request} has no 3-hour window in the forecast."
+    return (
+        f"Carbon Aware SDK API: GET {request} -> best start {best.start:%Y-%m-%d %H:%M} UTC at "
+        f"{best.intensity_g_per_kwh:.0f} g/kWh ({forecast.basis} signal)."
     )

@@ -190,6 +190,55 @@ class Window:
     avg_intensity_g_per_kwh: float
 
 
+HOUR_S = 3600
+
+
+def window_averages(
+    intensities: Sequence[float],
+    *,
+    window_s: int,
+    start_s: int = 0,
+    end_s: int | None = None,
+) -> list[float]:
+    """The time-weighted mean of every window of ``window_s`` seconds over consecutive hourly
+    intensities (hour ``i`` covers seconds ``[3600 i, 3600 (i + 1))``), the first window
+    starting at ``start_s``, each next one an hour later, none ending after ``end_s`` (default:
+    the end of the data).
+
+    A window that starts or ends inside an hour takes that hour's intensity for the part it
+    covers (the Carbon Aware SDK's rolling average does the same for its data points). Each
+    window is summed afresh: a running sum would drift by float error and make equal windows
+    unequal.
+    """
+    if window_s < 1:
+        raise ValueError("window_s must be at least 1")
+    covered_s = HOUR_S * len(intensities)
+    last_s = covered_s if end_s is None else min(end_s, covered_s)
+    out: list[float] = []
+    begin = max(start_s, 0)
+    while begin + window_s <= last_s:
+        stop = begin + window_s
+        weighted = 0.0
+        moment = begin
+        while moment < stop:
+            hour = moment // HOUR_S
+            until = min((hour + 1) * HOUR_S, stop)
+            weighted += intensities[hour] * (until - moment)
+            moment = until
+        out.append(weighted / window_s)
+        begin += HOUR_S
+    return out
+
+
+def lowest(averages: Sequence[float]) -> list[int]:
+    """The indices of the lowest of ``averages``, in order; equal within float error (1e-9)
+    counts as equal, so the same intensity computed two ways is one optimum, not two."""
+    if not averages:
+        return []
+    least = min(averages)
+    return [i for i, value in enumerate(averages) if value <= least + 1e-9]
+
+
 def best_window(intensities: Sequence[float], *, duration_h: int) -> tuple[Window, Window]:
     """(best, now) over consecutive hourly intensities, index 0 being the current hour.
 
@@ -200,13 +249,6 @@ def best_window(intensities: Sequence[float], *, duration_h: int) -> tuple[Windo
         raise ValueError("duration_h must be at least 1")
     if len(intensities) < duration_h:
         raise ValueError("fewer hours than the duration")
-    running = sum(intensities[:duration_h])
-    now = best = Window(0, running / duration_h)
-    for i in range(1, len(intensities) - duration_h + 1):
-        running += intensities[i + duration_h - 1] - intensities[i - 1]
-        avg = running / duration_h
-        # A small tolerance: the running sum drifts by float error, and an equal window later
-        # must not win over an earlier one because of it.
-        if avg < best.avg_intensity_g_per_kwh - 1e-9:
-            best = Window(i, avg)
-    return best, now
+    averages = window_averages(intensities, window_s=duration_h * HOUR_S)
+    best = lowest(averages)[0]
+    return Window(best, averages[best]), Window(0, averages[0])

@@ -6,6 +6,9 @@ from __future__ import annotations
 import pytest
 
 ERROR_REF = {"$ref": "#/components/schemas/Error"}
+PROBLEM_REF = {"$ref": "#/components/schemas/ProblemDetails"}
+# The Carbon Aware SDK's routes keep that service's error shape (RFC 7807 problem details).
+SDK_PREFIX = "/api/carbon-aware/"
 
 
 @pytest.fixture(scope="module")
@@ -38,13 +41,23 @@ def test_bearer_tokens_are_the_security_schemes_and_every_operation_uses_one(sch
         assert operation["security"] == [{expected: []}], (method, path)
 
 
+def _error_schema(path: str, operation, status: str):
+    if path.startswith(SDK_PREFIX):
+        content = operation["responses"][status]["content"]
+        return content["application/problem+json"]["schema"], PROBLEM_REF
+    return _json_schema(operation, status), ERROR_REF
+
+
 def test_every_operation_documents_its_errors_in_the_one_shape(schema):
     error = schema["components"]["schemas"]["Error"]
     assert error["required"] == ["error"]
+    problem = schema["components"]["schemas"]["ProblemDetails"]
+    assert set(problem["required"]) == {"type", "title", "status", "detail"}
     for path, method, operation in _operations(schema):
         responses = operation["responses"]
         for status in ("401", "403"):
-            assert _json_schema(operation, status) == ERROR_REF, (method, path, status)
+            got, expected = _error_schema(path, operation, status)
+            assert got == expected, (method, path, status)
         # Downloads answer the file whatever Accept says; every other operation can be a 406.
         assert ("406" in responses) == ("download" not in path), (method, path)
         if "{" in path:
@@ -53,7 +66,8 @@ def test_every_operation_documents_its_errors_in_the_one_shape(schema):
             assert {"400", "415"} <= responses.keys(), (method, path)
         for status in responses:
             if status >= "400":
-                assert _json_schema(operation, status) == ERROR_REF, (method, path, status)
+                got, expected = _error_schema(path, operation, status)
+                assert got == expected, (method, path, status)
 
 
 @pytest.mark.parametrize(

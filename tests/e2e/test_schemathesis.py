@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import load_hourly
+
 pytestmark = [pytest.mark.e2e]
 
 CONFIG = Path(__file__).with_name("schemathesis.toml")
@@ -48,6 +50,8 @@ def _unthrottled(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _seed() -> dict[str, str]:
+    from django.utils import timezone
+
     from ecoreport.carbon.sites import site_create
     from ecoreport.fleet.services import agent_token_issue, host_ensure
     from ecoreport.organizations.services import (
@@ -59,6 +63,10 @@ def _seed() -> dict[str, str]:
     org = organization_create(slug="fuzz", name="Fuzz")
     owner = membership_ensure(organization=org, username="fuzzer", role="owner")
     site_create(organization=org, slug="dc1", name="DC 1", grid_zone="FR", pue="1.3", provider="")
+    # Hourly factors from the current hour, so the best window and the Carbon Aware SDK routes
+    # answer 200s (their documented examples name FR) and not only "no hourly data".
+    first = timezone.now().replace(minute=0, second=0, microsecond=0)
+    load_hourly("FR", first, [40.0 + (h * 7) % 30 for h in range(48)], source="fuzz grid")
     return {
         "ECOREPORT_API_TOKEN": api_token_issue(membership=owner),
         "ECOREPORT_AGENT_TOKEN": agent_token_issue(

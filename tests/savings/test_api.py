@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 import time_machine
 
-from tests.conftest import iso
+from tests.conftest import iso, load_hourly
 from tests.savings.conftest import DAY, PROFILE_ZA
 
 # A marginal signal for zone ZA over the fixture's 48 hours: a gas plant on the margin at
@@ -16,26 +16,7 @@ MARGINAL_ZA = [300.0 if h % 24 in (15, 16, 17) else 600.0 for h in range(48)]
 
 
 def load_marginal(zone: str, values: list[float]) -> None:
-    from ecoreport.carbon.factors import factors_import
-
-    result = factors_import(
-        records=[
-            (
-                line,
-                {
-                    "zone": zone,
-                    "start": iso(DAY + timedelta(hours=h)),
-                    "end": iso(DAY + timedelta(hours=h + 1)),
-                    "g_co2e_per_kwh": value,
-                    "basis": "marginal",
-                    "source": "test marginal signal",
-                    "year": 2026,
-                },
-            )
-            for line, (h, value) in enumerate(enumerate(values), start=2)
-        ]
-    )
-    assert not result.errors, result.errors
+    load_hourly(zone, DAY, values, basis="marginal", source="test marginal signal")
 
 
 pytestmark = pytest.mark.django_db

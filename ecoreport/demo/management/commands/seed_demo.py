@@ -2,7 +2,7 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
-from ecoreport.demo.carbon import demo_carbon_seed
+from ecoreport.demo.carbon import demo_carbon_aware_hint, demo_carbon_seed
 from ecoreport.demo.services import demo_seed
 from ecoreport.organizations.models import Organization
 
@@ -42,6 +42,8 @@ class Command(BaseCommand):
             f"Seeded {summary.samples:,} samples and {summary.hours:,} hourly rollups in "
             f"{time.monotonic() - began:.1f} s."
         )
+        # The Carbon Aware SDK-shaped API answers from the factors just loaded: say what.
+        self.stdout.write(demo_carbon_aware_hint(organization=summary.organization))
         if summary.login_created:
             self.stdout.write(self.style.SUCCESS("Sign in as demo / demo (admin of 'demo')."))
         else:
