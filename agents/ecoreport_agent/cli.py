@@ -1,4 +1,4 @@
-"""``ecoreport-agent run | check | status``."""
+"""``ecoreport-agent run | check | status | install-systemd``."""
 
 from __future__ import annotations
 
@@ -105,6 +105,21 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="spool depth, last upload, last error, totals")
     _common(status)
     status.add_argument("--json", action="store_true", help="machine-readable output")
+    install = sub.add_parser(
+        "install-systemd",
+        help="create the ecoreport user, token and config files and the systemd unit; start it",
+    )
+    install.add_argument("--server", required=True, help="backend URL")
+    source = install.add_mutually_exclusive_group(required=True)
+    source.add_argument("--token-file", help="file holding the token issue_agent_token printed")
+    source.add_argument(
+        "--token-stdin", action="store_true", help="read the token from standard input"
+    )
+    install.add_argument("--root", default="/", help="write files under this directory")
+    install.add_argument("--user", default="ecoreport", help="service user (default ecoreport)")
+    install.add_argument("--executable", help="agent script for ExecStart (default: this one)")
+    install.add_argument("--no-start", action="store_true", help="write files only")
+    install.add_argument("--force", action="store_true", help="replace an existing token/config")
     return parser
 
 
@@ -167,6 +182,8 @@ def _fail(message: str, code: int) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "install-systemd":
+        return cmd_install_systemd(args)
     try:
         settings = resolve(_flags(args))
         if args.command == "run":
@@ -355,4 +372,34 @@ def cmd_status(settings: Settings, *, as_json: bool) -> int:
             f"gpu {gpu['uuid']}: booked {gpu['energy_j'] / 3600:.1f} Wh in {gpu['samples']}"
             f" samples ({gpu['method']}), unsent {gpu['pending_energy_j'] / 3600:.1f} Wh"
         )
+    return 0
+
+
+def cmd_install_systemd(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ecoreport_agent.install import InstallError, InstallPlan, install_systemd
+
+    try:
+        if args.token_stdin:
+            token = sys.stdin.read()
+        else:
+            try:
+                with open(args.token_file) as fh:
+                    token = fh.read()
+            except OSError as exc:
+                raise InstallError(f"Cannot read the token file {args.token_file}: {exc}.") from exc
+        install_systemd(
+            InstallPlan(
+                server=args.server,
+                token=token,
+                root=Path(args.root),
+                user=args.user,
+                executable=args.executable or "",
+                start=not args.no_start,
+                force=args.force,
+            )
+        )
+    except InstallError as exc:
+        return _fail(str(exc), EXIT_CONFIG)
     return 0
