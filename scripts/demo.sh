@@ -43,6 +43,7 @@ done
 
 echo "==> Starting a simulated agent with 4 GPUs (log: var/agent.log)"
 $BIN/ecoreport-agent run --server "$URL" --token "$TOKEN" --simulate 4 --interval 10 \
+  --hostname sim-node-01 \
   --spool var/agent-spool.db >var/agent.log 2>&1 &
 pids+=($!)
 

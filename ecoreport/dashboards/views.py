@@ -7,6 +7,7 @@ import csv
 from collections.abc import Callable
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
@@ -253,6 +254,7 @@ def fleet(request: HttpRequest) -> HttpResponse:
         tables={"gpus": lambda: gpu_rows},
         context={
             "state": state,
+            "claim_window_minutes": settings.INGEST_GPU_CLAIM_WINDOW_MINUTES,
             "gpu_rows": gpu_rows,
             "figures": {
                 "heatmap": figures.utilization_heatmap(
