@@ -50,7 +50,8 @@ pids+=($!)
 cat <<MSG
 
   EcoReport is running at ${URL}/
-  Sign in at ${URL}/ as  demo / demo   (Django admin: ${URL}/admin/)
+  Sign in at ${URL}/ as  demo / demo   (an organization admin; settings at ${URL}/manage/)
+  Django admin (${URL}/admin/): $BIN/python manage.py createsuperuser first
   API docs: ${URL}/api/docs/      Health: ${URL}/healthz
   Press Ctrl-C to stop.
 

@@ -186,7 +186,9 @@ def test_seed_demo_builds_history_and_rollups_and_reruns_cleanly(settings):
     assert Site.objects.filter(organization=org).values("grid_zone").distinct().count() == 3
     from django.contrib.auth import authenticate
 
-    assert authenticate(username="demo", password="demo") is not None
+    demo = authenticate(username="demo", password="demo")
+    assert demo is not None
+    assert not demo.is_staff  # an organization admin: the Django admin would have nothing for it
     call_command("seed_demo", "--days", "1", "--gpus", "1", stdout=StringIO())
     assert EnergySample.objects.filter(organization__slug="demo").count() == 48
 

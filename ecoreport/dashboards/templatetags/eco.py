@@ -35,3 +35,16 @@ def get(mapping: Any, key: str) -> Any:
         return mapping[key]
     except (KeyError, TypeError, IndexError):
         return None
+
+
+@register.filter
+def opens_django_admin(user: Any) -> bool:
+    """Whether the Django admin has anything for ``user``: staff with a permission there.
+
+    Being staff lets one sign in to the admin, whose index is empty without a permission ("You
+    don't have permission to view or edit anything"): a link to it would be a dead end. The
+    organization's own settings are /manage/, whatever the admin holds.
+    """
+    if not (user.is_active and user.is_staff):
+        return False
+    return bool(user.is_superuser or user.get_all_permissions())
