@@ -36,6 +36,36 @@ FORM_FIELDS = [
 ]
 
 
+# The form's fields as its labels say them, for the errors the serializer reports by key.
+FIELD_LABELS = {
+    "name": "Name",
+    "scope": "Scope",
+    "metric": "Metric",
+    "comparator": "Comparator",
+    "threshold": "Threshold",
+    "period": "Period",
+    "reduction_pct": "Reduction",
+    "baseline": "Baseline",
+    "forecast_method": "Forecast",
+    "non_field_errors": "Target",
+}
+
+
+def _baseline_choices(current: str) -> list[tuple[str, str]]:
+    """The baseline select: none, the two relative baselines, then recent fixed periods."""
+    now = timezone.now()
+    choices = [("", "None (an absolute threshold)")]
+    choices += [(v, text[0].upper() + text[1:]) for v, text in calc.BASELINE_LABELS.items()]
+    for kind, count in (("quarter", 8), ("month", 12), ("year", 3)):
+        start = calc.period_start(kind, now)
+        for n in range(1, count + 1):
+            shown = calc.period_label(kind, calc.period_shift(kind, start, -n))
+            choices.append((shown, shown))
+    if current and current not in {v for v, _ in choices}:
+        choices.append((current, current))
+    return choices
+
+
 def _form_data(post: Any) -> dict[str, Any]:
     data: dict[str, Any] = {}
     for field in FORM_FIELDS:
@@ -119,7 +149,7 @@ def targets(request: HttpRequest) -> HttpResponse:
     editing: Target | None = None
     if request.GET.get("edit"):
         editing = _target_or_404(org, request.GET["edit"])
-    form_errors: dict[str, Any] = {}
+    form_errors: list[tuple[str, Any]] = []
     form_values: dict[str, Any] = {}
     if request.method == "POST":
         if not is_admin:
@@ -142,7 +172,9 @@ def targets(request: HttpRequest) -> HttpResponse:
                 enqueue_on_commit("policies.evaluate_target", saved.pk)
             messages.success(request, f"Saved target “{saved.name}”.")
             return redirect(f"/targets/?target={saved.pk}")
-        form_errors = serializer.errors
+        form_errors = [
+            (FIELD_LABELS.get(field, field), errors) for field, errors in serializer.errors.items()
+        ]
     period, error = _period(request)
     rows = list(targets_for_org(org))
     selected = None
@@ -154,7 +186,15 @@ def targets(request: HttpRequest) -> HttpResponse:
         evaluation = evaluations_for_target(target, limit=1).first()
         latest[target.pk] = evaluation
     table = [
-        {"target": t, "evaluation": latest[t.pk], "unit": calc.METRICS[t.metric].unit} for t in rows
+        {
+            "target": t,
+            "evaluation": latest[t.pk],
+            "unit": calc.METRICS[t.metric].unit,
+            # A reduction of 10 % is a limit of 90 % of the baseline: said so, it reads right
+            # after "at most" ("at most 10 % below" would be the opposite).
+            "of_baseline_pct": None if t.reduction_pct is None else 100.0 - t.reduction_pct,
+        }
+        for t in rows
     ]
     history = _history(selected) if selected else None
     initial = form_values or (
@@ -193,6 +233,7 @@ def targets(request: HttpRequest) -> HttpResponse:
             "form_errors": form_errors,
             "initial": initial,
             "metrics": calc.METRICS,
+            "baselines": _baseline_choices(str(initial.get("baseline") or "")),
             "periods": calc.PERIODS,
             "teams": list(org.teams.order_by("slug")),
             "projects": list(org.projects.order_by("slug")),

@@ -237,7 +237,7 @@ def fleet(request: HttpRequest) -> HttpResponse:
             "index": g["gpu"].index,
             "uuid": g["gpu"].uuid,
             "model": g["gpu"].name,
-            "site": g["gpu"].host.site.slug if g["gpu"].host.site else None,
+            "site": g["gpu"].host.site.name if g["gpu"].host.site else None,
             "power_w": g["power_w"],
             "util_pct": g["util_pct"],
             "idle": g["idle"],

@@ -78,11 +78,16 @@ def test_invalid_target_is_explained_and_not_saved(client, cast):
             "metric": "avg_gpu_util_pct",
             "comparator": "at_least",
             "threshold": "140",
+            "baseline": "previous_period",
             "period": "month",
         },
     )
     assert response.status_code == 200
     assert b"was not saved" in response.content
+    # Each error names its field and metric as the form does, not by their keys.
+    page = response.content.decode()
+    assert "<li>Threshold: GPU utilization is at most 100 %; got 140</li>" in page
+    assert "<li>Baseline: a baseline only applies to a relative target" in page
     assert not Target.objects.filter(name="Bad").exists()
 
 
