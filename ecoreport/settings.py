@@ -219,6 +219,10 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# What tasks print lands in the worker's log at this level. Celery's default, WARNING, made
+# every alert e-mail of the console backend (the default EMAIL_BACKEND, so the demo's) read
+# as a warning; printing is not a problem.
+CELERY_WORKER_REDIRECT_STDOUTS_LEVEL = "INFO"
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
