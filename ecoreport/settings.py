@@ -219,6 +219,10 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# What tasks print lands in the worker's log at this level. Celery's default, WARNING, made
+# every alert e-mail of the console backend (the default EMAIL_BACKEND, so the demo's) read
+# as a warning; printing is not a problem.
+CELERY_WORKER_REDIRECT_STDOUTS_LEVEL = "INFO"
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
@@ -392,6 +396,12 @@ INGEST_POWER_MARGIN = env_float("INGEST_POWER_MARGIN", 1.10)
 # A GPU without a known power limit still cannot draw more than this.
 INGEST_FALLBACK_MAX_POWER_W = env_float("INGEST_FALLBACK_MAX_POWER_W", 1500.0)
 DATA_UPLOAD_MAX_MEMORY_SIZE = INGEST_MAX_BODY_BYTES + 1024
+# A GPU counts for one host. Listed by a second host while the host it is registered to listed
+# it less than this long ago, it stays where it is and the second host's samples of it are
+# refused (two agents with the same UUIDs); listed after that, it moves (the GPU was moved, the
+# old server is gone). Agents list their GPUs in every upload, every --interval (10 s by
+# default): keep this well above the longest interval in the fleet (docs/agent.md).
+INGEST_GPU_CLAIM_WINDOW_MINUTES = env_int("INGEST_GPU_CLAIM_WINDOW_MINUTES", 15)
 # Samples that started longer ago than this are rejected as implausible (a clock at 1970 or
 # 0001-01-01). 400 days: an agent's spool holds days to weeks, and a year-end report (with a
 # month of grace to close it) still receives every late sample of the year it covers.

@@ -104,3 +104,19 @@ class GpuFactory(DjangoModelFactory):
     host = factory.SubFactory(HostFactory)
     organization = factory.SelfAttribute("host.organization")
     uuid = factory.Sequence(lambda n: f"GPU-{n}")
+
+
+def energy_target(organization: Organization, **fields: Any) -> Any:
+    """An organization-wide "energy at most" target through the service (a month, 5 kWh unless
+    ``fields`` say otherwise)."""
+    from ecoreport.policies.services import target_create
+
+    spec: dict[str, Any] = {
+        "name": "Monthly energy",
+        "scope_kind": "org",
+        "metric": "energy_kwh",
+        "comparator": "at_most",
+        "threshold": 5.0,
+        "period": "month",
+    }
+    return target_create(organization=organization, **{**spec, **fields})

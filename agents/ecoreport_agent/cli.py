@@ -21,7 +21,7 @@ from ecoreport_agent.config import ConfigError, Settings, resolve
 from ecoreport_agent.gpu import COUNTER, POWER_INTEGRATION
 from ecoreport_agent.nvml import Nvml, NvmlError, NvmlUnavailable, load_pynvml
 from ecoreport_agent.spool import Spool, default_spool_path
-from ecoreport_agent.uploader import Uploader, ping
+from ecoreport_agent.uploader import PING_PATH, Uploader, describe_unexpected, json_object, ping
 
 # Exit codes, so scripts and the tests can tell failures apart.
 EXIT_CONFIG = 1
@@ -289,16 +289,22 @@ def cmd_check(settings: Settings) -> int:
         )
     server, token = _require_server(settings)
     reply = ping(server, token)
-    if reply.status == 200:
-        try:
-            who = json.loads(reply.body)
-        except ValueError:
-            who = {}
+    who = json_object(reply) if reply.status == 200 else None
+    if who is not None and who.get("organization") and who.get("host"):
         print(
             f"Server: {server} accepts the token"
-            f" (organization {who.get('organization')!s}, host {who.get('host')!s})"
+            f" (organization {who['organization']}, host {who['host']})"
         )
         return 0
+    if 300 <= reply.status <= 399 or reply.status == 200:
+        # A redirect (to a login page, to https, to a path) or a page that is not the ping's
+        # JSON: the URL is not an EcoReport server's base URL, whatever the token.
+        return _fail(
+            f"The server at {server} is not answering as EcoReport does: the token check"
+            f" ({PING_PATH}) got {describe_unexpected(reply)}. --server must be the base URL"
+            " of EcoReport (for example https://ecoreport.example.com), with no path.",
+            EXIT_UNREACHABLE,
+        )
     if reply.status in (401, 403):
         return _fail(
             f"The server at {server} refused the token (HTTP {reply.status}): check the token or"

@@ -49,6 +49,21 @@ class Response:
     error: str = ""
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Hands a 3xx back as the answer instead of following it.
+
+    The agent talks to one configured server. A redirect means the URL is wrong (a path such as
+    ``/admin``, http where the server wants https, a login page in front of it), and following
+    it would turn the ingest POST into a GET of some other page whose 200 proves nothing.
+    """
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)  # keeps the proxy handlers (https_proxy)
+
+
 def http_request(
     url: str,
     *,
@@ -58,7 +73,10 @@ def http_request(
     headers: dict[str, str] | None = None,
     timeout_s: float = 15.0,
 ) -> Response:
-    """One HTTP request with the standard library; never raises for HTTP or network errors."""
+    """One HTTP request with the standard library; never raises for HTTP or network errors.
+
+    Redirects are not followed: a 3xx comes back as its status, with its ``location`` header.
+    """
     all_headers = {
         "Authorization": f"Bearer {token}",
         "User-Agent": f"ecoreport-agent/{__version__}",
@@ -67,7 +85,7 @@ def http_request(
     all_headers.update(headers or {})
     request = urllib.request.Request(url, data=body, headers=all_headers, method=method)  # noqa: S310 - URL is the operator's configured server
     try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as reply:  # noqa: S310
+        with _OPENER.open(request, timeout=timeout_s) as reply:
             return Response(
                 reply.status, reply.read(), {k.lower(): v for k, v in reply.headers.items()}
             )
@@ -230,8 +248,9 @@ class Uploader:
             headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
         )
         status = reply.status
-        if status == 200:
-            return self._acked(batch, reply)
+        answer = json_object(reply) if status == 200 else None
+        if answer is not None and "accepted" in answer:
+            return self._acked(batch, answer)
         if status in (400, 413):  # the batch leaves the queue (dead letter or split) either way
             self._same_5xx.pop(batch.batch_id, None)
             if batch.batch_id in self.suspects:
@@ -286,7 +305,9 @@ class Uploader:
             return "dead_letter"
         # 0 (network), 5xx, and anything unexpected (404 from a wrong URL, a proxy's 502 ...):
         # retry with backoff, the same batch id.
-        detail = reply.error or f"HTTP {status}"
+        # A 200 that is not the ingest answer (a proxy's or another site's page) acknowledges
+        # nothing: the samples stay in the spool.
+        detail = reply.error or describe_unexpected(reply)
         if 500 <= status <= 599 and status != 503:
             outcome = self._poison_check(batch, status, detail, reply, deciding)
             if outcome:
@@ -352,11 +373,7 @@ class Uploader:
             return "suspect"
         return None
 
-    def _acked(self, batch: Any, reply: Response) -> str:
-        try:
-            answer = json.loads(reply.body or b"{}")
-        except ValueError:
-            answer = {}
+    def _acked(self, batch: Any, answer: dict[str, Any]) -> str:
         rejected: dict[int, str] = {}
         for item in answer.get("rejected") or []:
             try:
@@ -391,6 +408,27 @@ class Uploader:
             answer.get("duplicates"),
         )
         return "acked"
+
+
+def json_object(reply: Response) -> dict[str, Any] | None:
+    """The answer's JSON object, or None when it is not JSON (an HTML page, a proxy's text)."""
+    if "json" not in reply.headers.get("content-type", "").lower():
+        return None
+    try:
+        parsed = json.loads(reply.body)
+    except ValueError:
+        return None
+    return parsed if isinstance(parsed, dict) else None
+
+
+def describe_unexpected(reply: Response) -> str:
+    """An answer that is not the one asked for, in words: its status, and where it points."""
+    if 300 <= reply.status <= 399:
+        return f"HTTP {reply.status} redirect to {reply.headers.get('location') or '(no location)'}"
+    if reply.status == 200:
+        kind = reply.headers.get("content-type") or "no content type"
+        return f"HTTP 200 that is not an EcoReport answer ({kind.split(';')[0].strip()})"
+    return f"HTTP {reply.status}"
 
 
 def _error_text(body: bytes) -> str:

@@ -123,23 +123,42 @@ def lines_over_time(
     *,
     title: str,
     unit: str,
+    markers: Sequence[str] = (),
+    x_range: tuple[datetime, datetime] | None = None,
 ) -> dict[str, Any]:
+    """One line a series; the series named in ``markers`` also mark their points.
+
+    A series with a single point is drawn as a marker whatever ``markers`` says: a line of one
+    point draws nothing. ``x_range`` fixes the time axis (plotly would otherwise stretch one
+    point across a millisecond).
+    """
     data = [
         {
             "type": "scatter",
             "name": name,
             "x": [p.isoformat() for p in x],
             "y": list(y),
-            "mode": "lines",
+            "mode": "lines+markers"
+            if name in markers or sum(v is not None for v in y) == 1
+            else "lines",
             "line": {
                 "color": PALETTE[i % len(PALETTE)],
                 "width": 2,
                 "dash": "solid" if i == 0 else "dash",
             },
+            "marker": {"color": PALETTE[i % len(PALETTE)], "size": 7},
         }
         for i, (name, x, y) in enumerate(series)
     ]
-    return _plain(data, title, unit)
+    out = _plain(data, title, unit)
+    if x_range is not None:
+        axis = out["layout"].get("xaxis", {})  # _LAYOUT's own dict: copied, not changed
+        out["layout"]["xaxis"] = {
+            **axis,
+            "type": "date",
+            "range": [m.isoformat() for m in x_range],
+        }
+    return out
 
 
 def ranked_bars(

@@ -26,7 +26,7 @@ from ecoreport.carbon.models import FACTORS_VERSION_KEY, WORLD_ZONE
 from ecoreport.carbon.resolver import hours_between, location_factors
 from ecoreport.core.palette import colours_in_order
 from ecoreport.dashboards.periods import Period
-from ecoreport.fleet.models import Gpu, Host, Site
+from ecoreport.fleet.models import Gpu, GpuClaimConflict, Host, Site
 from ecoreport.organizations.models import Organization, Project, Team
 from ecoreport.organizations.selectors import label_colours
 
@@ -426,12 +426,20 @@ def fleet_state(
         for h in hosts
         if h.gpu_count and (h.last_seen_at is None or now - h.last_seen_at > stale_after)
     ]
+    # GPUs a second host listed while their own host reported them (its samples refused): a day
+    # of them, so that a collision seen overnight is still on the page in the morning.
+    conflicts = list(
+        GpuClaimConflict.objects.for_org(organization)
+        .filter(last_at__gte=now - timedelta(days=1))
+        .select_related("gpu", "gpu__host", "claimant")
+    )
     return {
         "sites": list(Site.objects.for_org(organization).annotate(host_count=Count("hosts"))),
         "hosts": hosts,
         "gpus": gpus,
         "idle_now": [g for g in gpus if g["idle"] and not g["silent"]],
         "silent_hosts": silent_hosts,
+        "claim_conflicts": conflicts,
     }
 
 

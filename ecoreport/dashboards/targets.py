@@ -10,12 +10,14 @@ from django.contrib.auth.decorators import login_required
 from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
+from django.utils import timezone
 
 from ecoreport.core import figures
 from ecoreport.core.enqueue import enqueue_on_commit
 from ecoreport.dashboards.views import _page, _period, current_membership
 from ecoreport.organizations.models import Role
 from ecoreport.policies import calc
+from ecoreport.policies.evaluation import target_history, target_period_start
 from ecoreport.policies.models import Target
 from ecoreport.policies.selectors import evaluations_for_target, targets_for_org
 from ecoreport.policies.serializers import TargetSerializer
@@ -34,6 +36,36 @@ FORM_FIELDS = [
 ]
 
 
+# The form's fields as its labels say them, for the errors the serializer reports by key.
+FIELD_LABELS = {
+    "name": "Name",
+    "scope": "Scope",
+    "metric": "Metric",
+    "comparator": "Comparator",
+    "threshold": "Threshold",
+    "period": "Period",
+    "reduction_pct": "Reduction",
+    "baseline": "Baseline",
+    "forecast_method": "Forecast",
+    "non_field_errors": "Target",
+}
+
+
+def _baseline_choices(current: str) -> list[tuple[str, str]]:
+    """The baseline select: none, the two relative baselines, then recent fixed periods."""
+    now = timezone.now()
+    choices = [("", "None (an absolute threshold)")]
+    choices += [(v, text[0].upper() + text[1:]) for v, text in calc.BASELINE_LABELS.items()]
+    for kind, count in (("quarter", 8), ("month", 12), ("year", 3)):
+        start = calc.period_start(kind, now)
+        for n in range(1, count + 1):
+            shown = calc.period_label(kind, calc.period_shift(kind, start, -n))
+            choices.append((shown, shown))
+    if current and current not in {v for v, _ in choices}:
+        choices.append((current, current))
+    return choices
+
+
 def _form_data(post: Any) -> dict[str, Any]:
     data: dict[str, Any] = {}
     for field in FORM_FIELDS:
@@ -46,19 +78,54 @@ def _form_data(post: Any) -> dict[str, Any]:
     return data
 
 
-def _history_figure(target: Target) -> dict[str, Any]:
-    evaluations = list(evaluations_for_target(target, limit=24 * 120))[::-1]
-    x = [e.evaluated_at for e in evaluations]
+def _history(target: Target) -> dict[str, Any]:
+    """The history chart of ``target`` and the sentence saying where its history starts.
+
+    Ended periods come from the rollups (``target_history``: each period evaluated as at its
+    end), drawn at their ends; the current period is its hourly evaluations. Until the beat has
+    evaluated a target more than once, the evaluations alone were one point on a millisecond.
+    """
+    now = timezone.now()
+    past = target_history(target, now=now)
+    start = target_period_start(target, now)
+    end = calc.period_shift(target.period, start, 1)
+    evaluations = list(evaluations_for_target(target, limit=24 * 120, period_start=start))[::-1]
+    ended = past["periods"]
     unit = calc.METRICS[target.metric].unit
-    return figures.lines_over_time(
+    when = [e.evaluated_at for e in evaluations]
+    figure = figures.lines_over_time(
         [
-            ("Value so far", x, [e.value for e in evaluations]),
-            ("Forecast for the period end", x, [e.forecast_value for e in evaluations]),
-            ("Threshold", x, [e.threshold_value for e in evaluations]),
+            ("Each ended period", [p["period_end"] for p in ended], [p["value"] for p in ended]),
+            ("This period so far", when, [e.value for e in evaluations]),
+            ("Forecast for this period's end", when, [e.forecast_value for e in evaluations]),
+            (
+                "Threshold",
+                [p["period_end"] for p in ended] + when,
+                [p["threshold_value"] for p in ended] + [e.threshold_value for e in evaluations],
+            ),
         ],
         title=f"{target.name}: history",
         unit=unit,
+        markers=("Each ended period", "Threshold"),
+        x_range=(ended[0]["period_start"] if ended else start, end),
     )
+    first = past["first_usage_at"]
+    if first is None:
+        note = "No measured usage in this scope yet: the history starts with the first."
+    else:
+        shown = ended[0]["period_start"] if ended else start
+        note = (
+            f"History starts {shown:%Y-%m-%d}"
+            + (
+                f" (the last {len(ended)} {target.period}s are shown; usage was first measured"
+                f" {first:%Y-%m-%d})"
+                if past["truncated"]
+                else f", the first measured usage of this scope being {first:%Y-%m-%d %H:%M} UTC"
+            )
+            + ". Ended periods are computed from the hourly rollups; this period's points are"
+            " its hourly evaluations."
+        )
+    return {"figure": figure, "note": note, "points": len(ended) + len(evaluations)}
 
 
 def _target_or_404(org: Any, raw_id: str) -> Target:
@@ -82,7 +149,7 @@ def targets(request: HttpRequest) -> HttpResponse:
     editing: Target | None = None
     if request.GET.get("edit"):
         editing = _target_or_404(org, request.GET["edit"])
-    form_errors: dict[str, Any] = {}
+    form_errors: list[tuple[str, Any]] = []
     form_values: dict[str, Any] = {}
     if request.method == "POST":
         if not is_admin:
@@ -105,7 +172,9 @@ def targets(request: HttpRequest) -> HttpResponse:
                 enqueue_on_commit("policies.evaluate_target", saved.pk)
             messages.success(request, f"Saved target “{saved.name}”.")
             return redirect(f"/targets/?target={saved.pk}")
-        form_errors = serializer.errors
+        form_errors = [
+            (FIELD_LABELS.get(field, field), errors) for field, errors in serializer.errors.items()
+        ]
     period, error = _period(request)
     rows = list(targets_for_org(org))
     selected = None
@@ -117,8 +186,17 @@ def targets(request: HttpRequest) -> HttpResponse:
         evaluation = evaluations_for_target(target, limit=1).first()
         latest[target.pk] = evaluation
     table = [
-        {"target": t, "evaluation": latest[t.pk], "unit": calc.METRICS[t.metric].unit} for t in rows
+        {
+            "target": t,
+            "evaluation": latest[t.pk],
+            "unit": calc.METRICS[t.metric].unit,
+            # A reduction of 10 % is a limit of 90 % of the baseline: said so, it reads right
+            # after "at most" ("at most 10 % below" would be the opposite).
+            "of_baseline_pct": None if t.reduction_pct is None else 100.0 - t.reduction_pct,
+        }
+        for t in rows
     ]
+    history = _history(selected) if selected else None
     initial = form_values or (
         {f: getattr(editing, f, "") for f in FORM_FIELDS} if editing is not None else {}
     )
@@ -155,9 +233,11 @@ def targets(request: HttpRequest) -> HttpResponse:
             "form_errors": form_errors,
             "initial": initial,
             "metrics": calc.METRICS,
+            "baselines": _baseline_choices(str(initial.get("baseline") or "")),
             "periods": calc.PERIODS,
             "teams": list(org.teams.order_by("slug")),
             "projects": list(org.projects.order_by("slug")),
-            "figures": {"history": _history_figure(selected)} if selected else {},
+            "history": history,
+            "figures": {"history": history["figure"]} if history else {},
         },
     )

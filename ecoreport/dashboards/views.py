@@ -246,7 +246,7 @@ def fleet(request: HttpRequest) -> HttpResponse:
             "index": g["gpu"].index,
             "uuid": g["gpu"].uuid,
             "model": g["gpu"].name,
-            "site": g["gpu"].host.site.slug if g["gpu"].host.site else None,
+            "site": g["gpu"].host.site.name if g["gpu"].host.site else None,
             "power_w": g["power_w"],
             "util_pct": g["util_pct"],
             "idle": g["idle"],
@@ -264,6 +264,7 @@ def fleet(request: HttpRequest) -> HttpResponse:
         tables={"gpus": lambda: gpu_rows},
         context={
             "state": state,
+            "claim_window_minutes": settings.INGEST_GPU_CLAIM_WINDOW_MINUTES,
             "gpu_rows": gpu_rows,
             "figures": {
                 "heatmap": figures.utilization_heatmap(

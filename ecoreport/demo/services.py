@@ -294,7 +294,9 @@ def _demo_login(org: Organization) -> bool:
         username="demo", defaults={"email": "demo@example.com"}
     )
     user.set_password("demo")
-    user.is_staff = True
+    # An organization admin, as the people who use EcoReport are: not Django staff, whose admin
+    # would greet it with "You don't have permission to view or edit anything".
+    user.is_staff = False
     user.save()
     Membership.objects.update_or_create(organization=org, user=user, defaults={"role": Role.ADMIN})
     # Subscribed to the quarterly reports (printed by the console e-mail backend in the demo).

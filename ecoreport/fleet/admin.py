@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from ecoreport.fleet.models import AgentCredential, Gpu, Host, Site
+from ecoreport.fleet.models import AgentCredential, Gpu, GpuClaimConflict, Host, Site
 
 
 @admin.register(Site)
@@ -41,3 +41,11 @@ class AgentCredentialAdmin(admin.ModelAdmin):
         "revoked_at",
     ]
     readonly_fields = ["key_hash", "key_prefix", "created_at", "last_used_at"]
+
+
+@admin.register(GpuClaimConflict)
+class GpuClaimConflictAdmin(admin.ModelAdmin):
+    # Deleting a row only clears the fleet page's warning; the refused samples stay refused.
+    list_display = ["gpu", "claimant", "samples_refused", "first_at", "last_at", "organization"]
+    list_filter = ["organization"]
+    readonly_fields = ["gpu", "claimant", "samples_refused", "first_at", "last_at"]

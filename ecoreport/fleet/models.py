@@ -96,6 +96,31 @@ class Gpu(models.Model):
         return f"{self.host}/{self.index} {self.name}"
 
 
+class GpuClaimConflict(models.Model):
+    """A host that listed a GPU another, live host reports: its samples of that GPU were refused.
+
+    One row per GPU and claiming host, refreshed by every refused batch; the fleet page warns
+    about the recent ones. Two simulators with the same host name and seed, or a cloned disk
+    image carrying a fake UUID, are the usual causes (docs/agent.md, "One GPU, one host").
+    """
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    gpu = models.ForeignKey(Gpu, on_delete=models.CASCADE, related_name="claim_conflicts")
+    claimant = models.ForeignKey(Host, on_delete=models.CASCADE, related_name="+")
+    first_at = models.DateTimeField()
+    last_at = models.DateTimeField()
+    samples_refused = models.PositiveBigIntegerField(default=0)
+
+    objects = OrgScopedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-last_at", "id"]
+        constraints = [models.UniqueConstraint(fields=["gpu", "claimant"], name="gpu_claim_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.gpu.uuid} claimed by {self.claimant}"
+
+
 class AgentCredential(models.Model):
     """A hashed bearer token bound to one organization and one host; revocable."""
 

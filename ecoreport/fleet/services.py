@@ -8,13 +8,15 @@ that fleet imports no app above it.
 from __future__ import annotations
 
 import re
+from datetime import datetime
 
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from ecoreport.core.errors import DomainError
 from ecoreport.fleet.authentication import AGENT_TOKEN_PREFIX
-from ecoreport.fleet.models import AgentCredential, Host, Site
+from ecoreport.fleet.models import AgentCredential, GpuClaimConflict, Host, Site
 from ecoreport.organizations.models import Organization, Project, Team, hash_token, new_token
 
 
@@ -54,6 +56,26 @@ def agent_credential_revoke(*, credential: AgentCredential) -> None:
     AgentCredential.objects.filter(pk=credential.pk, revoked_at__isnull=True).update(
         revoked_at=timezone.now()
     )
+
+
+def gpu_claim_conflict_record(
+    *, organization: Organization, gpu_id: int, claimant: Host, samples: int, now: datetime
+) -> None:
+    """Count ``samples`` of GPU ``gpu_id`` refused from ``claimant`` (another host reports it)."""
+    conflict, created = GpuClaimConflict.objects.get_or_create(
+        gpu_id=gpu_id,
+        claimant=claimant,
+        defaults={
+            "organization": organization,
+            "first_at": now,
+            "last_at": now,
+            "samples_refused": samples,
+        },
+    )
+    if not created:
+        GpuClaimConflict.objects.filter(pk=conflict.pk).update(
+            last_at=now, samples_refused=F("samples_refused") + samples
+        )
 
 
 class FleetInputError(DomainError):

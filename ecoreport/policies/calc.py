@@ -32,6 +32,7 @@ class Status:
 
 @dataclass(frozen=True)
 class MetricSpec:
+    label: str  # what people read; the key is for URLs, the API and files
     unit: str
     # Cumulative metrics add up over the period (energy, emissions) and are forecast by
     # extrapolating to the period's end; ratios (averages, shares, intensities) are forecast as
@@ -43,17 +44,41 @@ class MetricSpec:
 
 
 METRICS: dict[str, MetricSpec] = {
-    "energy_kwh": MetricSpec("kWh", cumulative=True),
-    "facility_energy_kwh": MetricSpec("kWh", cumulative=True),
-    "co2e_kg": MetricSpec("kg CO2e", cumulative=True),
-    "co2e_market_kg": MetricSpec("kg CO2e", cumulative=True),
-    "avg_gpu_util_pct": MetricSpec("%", cumulative=False, maximum=100.0),
-    "idle_energy_share_pct": MetricSpec("%", cumulative=False, maximum=100.0),
+    "energy_kwh": MetricSpec("IT energy", "kWh", cumulative=True),
+    "facility_energy_kwh": MetricSpec("Facility energy", "kWh", cumulative=True),
+    "co2e_kg": MetricSpec("Emissions, location-based", "kg CO2e", cumulative=True),
+    "co2e_market_kg": MetricSpec("Emissions, market-based", "kg CO2e", cumulative=True),
+    "avg_gpu_util_pct": MetricSpec("GPU utilization", "%", cumulative=False, maximum=100.0),
+    "idle_energy_share_pct": MetricSpec("Idle energy share", "%", cumulative=False, maximum=100.0),
     # The dirtiest grids are near 1,200 g/kWh; 5,000 leaves room without admitting typos in kg.
-    "avg_intensity_g_per_kwh": MetricSpec("g CO2e/kWh", cumulative=False, maximum=5000.0),
+    "avg_intensity_g_per_kwh": MetricSpec(
+        "Carbon intensity", "g CO2e/kWh", cumulative=False, maximum=5000.0
+    ),
     # No GPU draws more than a few kW: a larger figure is a unit mistake (kWh for Wh).
-    "energy_per_gpu_hour_wh": MetricSpec("Wh/GPU-h", cumulative=False, maximum=10000.0),
+    "energy_per_gpu_hour_wh": MetricSpec(
+        "Energy per GPU-hour", "Wh/GPU-h", cumulative=False, maximum=10000.0
+    ),
 }
+
+# What people read for the stored values (the API, CSV and URLs keep the values).
+COMPARATOR_LABELS = {"at_most": "at most", "at_least": "at least"}
+STATUS_LABELS = {
+    "on_track": "on track",
+    "at_risk": "at risk",
+    "breached": "breached",
+    "no_data": "no data",
+    "": "not evaluated",
+}
+PERIOD_LABELS = {"month": "monthly", "quarter": "quarterly", "year": "yearly"}
+BASELINE_LABELS = {
+    "previous_period": "the previous period",
+    "same_period_last_year": "the same period last year",
+}
+
+
+def metric_label(metric: str) -> str:
+    spec = METRICS.get(metric)
+    return spec.label if spec else metric
 
 
 def metric_is_cumulative(metric: str, *, normalized: bool = False) -> bool:
@@ -68,10 +93,11 @@ def threshold_problem(metric: str, threshold: float) -> str | None:
         return "must be a finite number"
     if threshold < spec.minimum:
         return (
-            f"{metric} is never negative; use a threshold of at least {spec.minimum:g} {spec.unit}"
+            f"{spec.label} is never negative; use a threshold of at least"
+            f" {spec.minimum:g} {spec.unit}"
         )
     if spec.maximum is not None and threshold > spec.maximum:
-        return f"{metric} is at most {spec.maximum:g} {spec.unit}; got {threshold:g}"
+        return f"{spec.label} is at most {spec.maximum:g} {spec.unit}; got {threshold:g}"
     return None
 
 

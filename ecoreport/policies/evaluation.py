@@ -9,7 +9,7 @@ from typing import Any
 
 from ecoreport.policies import calc
 from ecoreport.policies.models import Target
-from ecoreport.policies.selectors import metric_value, scope_metrics
+from ecoreport.policies.selectors import metric_value, scope_first_hour, scope_metrics
 
 
 def target_period_start(target: Target, now: datetime) -> datetime:
@@ -81,3 +81,33 @@ def evaluate_period(target: Target, *, start: datetime, now: datetime) -> dict[s
         "gpu_hours": (to_date or {}).get("gpu_hours") or 0.0,
         "note": "; ".join(notes)[:200],
     }
+
+
+# The history shows at most this many ended periods before the current one: a year of months,
+# three years of quarters. Each costs one or two aggregates over the rollups.
+HISTORY_PERIODS = 12
+
+
+def target_history(
+    target: Target, *, now: datetime, max_periods: int | None = None
+) -> dict[str, Any]:
+    """The ended periods of a recurring target, each evaluated now from the rollups as the hourly
+    evaluation would have at its end, from the first period with measured usage of the scope.
+
+    ``first_usage_at`` is where that history starts (None: no usage yet); ``periods`` are
+    ``evaluate_period`` results, oldest first. A target for one named period has no others.
+    """
+    first = scope_first_hour(target)
+    if first is None or target.period_label:
+        return {"first_usage_at": first, "periods": [], "truncated": False}
+    kind = target.period
+    max_periods = max_periods or HISTORY_PERIODS
+    starts: list[datetime] = []
+    start = calc.period_shift(kind, calc.period_start(kind, now), -1)
+    while len(starts) < max_periods and calc.period_shift(kind, start, 1) > first:
+        starts.append(start)
+        start = calc.period_shift(kind, start, -1)
+    # Older periods with usage that the cap left out.
+    truncated = calc.period_shift(kind, start, 1) > first
+    periods = [evaluate_period(target, start=s, now=now) for s in reversed(starts)]
+    return {"first_usage_at": first, "periods": periods, "truncated": truncated}

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Min, QuerySet
 
 from ecoreport.accounting import selectors as accounting
 from ecoreport.accounting.models import HourlyUsage
@@ -67,5 +67,17 @@ def targets_for_org(organization: Organization) -> QuerySet[Target]:
     return Target.objects.for_org(organization).select_related("team", "project")
 
 
-def evaluations_for_target(target: Target, *, limit: int) -> QuerySet[TargetEvaluation]:
-    return TargetEvaluation.objects.for_org(target.organization_id).filter(target=target)[:limit]
+def evaluations_for_target(
+    target: Target, *, limit: int, period_start: datetime | None = None
+) -> QuerySet[TargetEvaluation]:
+    """The target's evaluations, newest first; of one period when ``period_start`` is given."""
+    qs = TargetEvaluation.objects.for_org(target.organization_id).filter(target=target)
+    if period_start is not None:
+        qs = qs.filter(period_start=period_start)
+    return qs[:limit]
+
+
+def scope_first_hour(target: Target) -> datetime | None:
+    """The first hour the rollups hold usage of the target's scope (None: none yet)."""
+    first: datetime | None = scope_usage(target).aggregate(first=Min("hour"))["first"]
+    return first

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from ecoreport.core.spreadsheets import spreadsheet_cell, spreadsheet_row
+from ecoreport.policies import calc
 
 UNATTRIBUTED = "(unattributed)"
 
@@ -19,15 +21,19 @@ def _shown(row: dict[str, Any], key: str) -> str:
     return row.get(f"{key}_name") or row[key] or UNATTRIBUTED
 
 
-def fmt(value: Any, digits: int = 2) -> str:
+def fmt(value: Any, digits: int | None = None) -> str:
+    """A cell as text. With ``digits`` (a numeric column) every number has exactly that many
+    decimals, whether the database summed it to an int or a float: one column never reads
+    "35,328" beside "35,328.00". Without (a text column) an int is an identifier such as a
+    year, shown without a thousands separator ("2026", not "2,026")."""
     if value is None:
         return "—"
     if isinstance(value, bool):
         return "yes" if value else "no"
-    if isinstance(value, int):
-        return f"{value:,}"  # counts
-    if isinstance(value, float):
-        return f"{value:,.{digits}f}"
+    if isinstance(value, int | float):
+        if digits is not None:
+            return f"{value:,.{digits}f}"
+        return str(value) if isinstance(value, int) else f"{value:,.2f}"
     return str(value)
 
 
@@ -68,6 +74,9 @@ class Column:
     label: str
     unit: str = ""
     digits: int | None = 2  # None: text
+    # The cell as people read it (a label for a stored key), from the row; None, or a None
+    # answer, shows the value itself. The CSV and XLSX write the value.
+    shown: Callable[[dict[str, Any]], Any] | None = None
 
     @property
     def heading(self) -> str:
@@ -82,13 +91,19 @@ class Table:
     rows: list[dict[str, Any]]
 
     def formatted(self) -> list[list[str]]:
+        # A row may fix its own decimals (one column of counts and measures).
         return [
             [
-                fmt(row.get(c.key), c.digits) if c.digits is not None else fmt(row.get(c.key))
+                fmt(_shown_value(row, c), None if c.digits is None else row.get("digits", c.digits))
                 for c in self.columns
             ]
             for row in self.rows
         ]
+
+
+def _shown_value(row: dict[str, Any], column: Column) -> Any:
+    shown = column.shown(row) if column.shown is not None else None
+    return row.get(column.key) if shown is None else shown
 
 
 def _usage_columns(first: Column, emissions: bool) -> list[Column]:
@@ -175,11 +190,11 @@ def report_tables(content: dict[str, Any]) -> list[Table]:
                 [
                     Column("period", "Period", digits=None),
                     Column("role", "Role", digits=None),
-                    Column("hours_with_data", "Hours with data", "h"),
-                    Column("hours_in_period", "Hours in period", "h"),
+                    Column("hours_with_data", "Hours with data", "h", 0),
+                    Column("hours_in_period", "Hours in period", "h", 0),
                     Column("hours_with_data_pct", "Hours with data", "%", 1),
-                    Column("gpus_reporting", "GPUs reporting", "GPUs"),
-                    Column("gpus_known", "GPUs known then", "GPUs"),
+                    Column("gpus_reporting", "GPUs reporting", "GPUs", 0),
+                    Column("gpus_known", "GPUs known then", "GPUs", 0),
                     Column("gpus_reporting_pct", "GPUs reporting", "%", 1),
                     Column("comparison", "Comparison", digits=None),
                 ],
@@ -218,10 +233,21 @@ def report_tables(content: dict[str, Any]) -> list[Table]:
                 "Target compliance",
                 [
                     Column("name", "Target", digits=None),
-                    Column("scope", "Scope", digits=None),
-                    Column("metric", "Metric", digits=None),
+                    # People read names (the PDF and HTML); the CSV and XLSX keep the keys.
+                    Column("scope", "Scope", digits=None, shown=lambda r: r.get("scope_label")),
+                    Column(
+                        "metric",
+                        "Metric",
+                        digits=None,
+                        shown=lambda r: calc.metric_label(r["metric"]),
+                    ),
                     Column("target_period", "Period", digits=None),
-                    Column("comparator", "Rule", digits=None),
+                    Column(
+                        "comparator",
+                        "Rule",
+                        digits=None,
+                        shown=lambda r: calc.COMPARATOR_LABELS.get(r["comparator"]),
+                    ),
                     Column("threshold", "Limit"),
                     Column("value", "Value"),
                     Column("result", "Result", digits=None),
@@ -231,9 +257,12 @@ def report_tables(content: dict[str, Any]) -> list[Table]:
                     {
                         # Issued before the report evaluated targets itself: the stored status.
                         "target_period": "—",
-                        "result": r.get("status"),
+                        "result": calc.STATUS_LABELS.get(r.get("status", ""), r.get("status")),
                         **r,
-                        "history_text": " → ".join(h["status"] for h in r["history"]) or "—",
+                        "history_text": " → ".join(
+                            calc.STATUS_LABELS.get(h["status"], h["status"]) for h in r["history"]
+                        )
+                        or "—",
                     }
                     for r in targets["rows"]
                 ],
@@ -341,11 +370,13 @@ def report_tables(content: dict[str, Any]) -> list[Table]:
                     Column("unit", "Unit", digits=None),
                 ],
                 [
-                    {"item": "GPUs known", "value": dq["gpus_known"], "unit": "GPUs"},
+                    # One column of counts and measures: each row says its decimals.
+                    {"item": "GPUs known", "value": dq["gpus_known"], "unit": "GPUs", "digits": 0},
                     {
                         "item": "GPUs reporting",
                         "value": dq["gpus_reporting"],
                         "unit": "GPUs",
+                        "digits": 0,
                     },
                     {
                         "item": "Expected GPU-hours (GPUs known x hours in period)",
@@ -353,21 +384,24 @@ def report_tables(content: dict[str, Any]) -> list[Table]:
                         "unit": "h",
                     },
                     {"item": "Measured GPU-hours", "value": dq["measured_gpu_hours"], "unit": "h"},
-                    {"item": "Coverage", "value": dq["coverage_pct"], "unit": "%"},
+                    {"item": "Coverage", "value": dq["coverage_pct"], "unit": "%", "digits": 1},
                     {
                         "item": "Hours with data",
                         "value": dq["hours_with_data"],
                         "unit": f"of {dq['hours_in_period']}",
+                        "digits": 0,
                     },
                     {
                         "item": "Hours with no data from any GPU",
                         "value": dq["hours_in_period"] - dq["hours_with_data"],
                         "unit": "h",
+                        "digits": 0,
                     },
                     {
                         "item": "Hosts that stopped reporting",
                         "value": dq["hosts_stopped_count"],
                         "unit": "hosts",
+                        "digits": 0,
                     },
                 ],
             )

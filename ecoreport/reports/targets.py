@@ -46,6 +46,15 @@ def verdict(status: str, *, final: bool) -> str:
     return "on track" if status == "on_track" else "at risk"
 
 
+def _scope_label(target: Target) -> str:
+    """The scope as the pages say it (templates/dashboards/_target_scope.html)."""
+    if target.scope_kind == Target.Scope.TEAM and target.team is not None:
+        return f"Team {target.team.name or target.team.slug}"
+    if target.scope_kind == Target.Scope.PROJECT and target.project is not None:
+        return f"Project {target.project.name or target.project.slug}"
+    return "Organization"
+
+
 def _target_periods(target: Any, period: CalendarPeriod) -> list[datetime]:
     """Starts of the target's periods that overlap the report's period."""
     if target.period_label:
@@ -89,6 +98,7 @@ def report_targets(
                 {
                     "name": target.name,
                     "scope": target.scope,
+                    "scope_label": _scope_label(target),
                     "metric": target.metric,
                     "comparator": target.comparator,
                     "period": target.period,

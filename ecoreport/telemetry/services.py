@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import operator
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -42,6 +43,7 @@ from django.utils import timezone
 from ecoreport.core.enqueue import enqueue_debounced, enqueue_on_commit
 from ecoreport.core.periods import hour_floor
 from ecoreport.fleet.models import AgentCredential, Gpu, Host
+from ecoreport.fleet.services import gpu_claim_conflict_record
 from ecoreport.organizations.models import Membership, Organization, Project, Role, Team
 from ecoreport.telemetry.models import (
     DirtyHour,
@@ -222,7 +224,7 @@ def _ingest_locked(
 ) -> IngestResult:
     result = IngestResult(batch_id=str(batch.batch_id))
     _touch_host(host=host, version=batch.agent.version, now=now)
-    stored_gpus = _gpus_upsert(org=org, host=host, inventory=batch.gpus, now=now)
+    stored_gpus, claimed = _gpus_upsert(org=org, host=host, inventory=batch.gpus, now=now)
 
     # Validate every sample against the power limit the inventory held *before* this batch (a
     # GPU seen for the first time: the one it declares), so that a batch cannot raise the limit
@@ -234,12 +236,16 @@ def _ingest_locked(
         for uuid, (gpu_id, limit_w) in stored_gpus.items()
     }
     candidates: list[tuple[int, datetime, int, SampleIn]] = []
+    refused: Counter[str] = Counter()  # samples refused per GPU another live host reports
     for index, sample in enumerate(batch.samples):
         limit = limits.get(sample.gpu_uuid)
         if limit is None:
-            result.rejected.append(
-                {"index": index, "field": "gpu_uuid", "error": "unknown GPU: list it in 'gpus'"}
-            )
+            if sample.gpu_uuid in claimed:
+                refused[sample.gpu_uuid] += 1
+                error = claimed[sample.gpu_uuid].reason
+            else:
+                error = "unknown GPU: list it in 'gpus'"
+            result.rejected.append({"index": index, "field": "gpu_uuid", "error": error})
             continue
         problem = sample_problem(sample, max_power_w=limit[1], now=now, oldest=oldest)
         if problem is not None:
@@ -252,6 +258,19 @@ def _ingest_locked(
         if sample.end.tzinfo is not UTC:
             sample.end = sample.end.astimezone(UTC)
         candidates.append((limit[0], sample.start, index, sample))
+
+    for gpu_uuid, count in refused.items():
+        gpu_claim_conflict_record(
+            organization=org, gpu_id=claimed[gpu_uuid].gpu_id, claimant=host, samples=count, now=now
+        )
+        log.warning(
+            "ingest.gpu_claimed_elsewhere org=%s host=%s gpu=%s owner=%s refused=%d",
+            org.slug,
+            host.hostname,
+            gpu_uuid,
+            claimed[gpu_uuid].owner,
+            count,
+        )
 
     # Within the batch: sorted by GPU and start, a sample can only overlap the last one kept of
     # its GPU (those kept are disjoint). Sorted by the natural key also so that two batches
@@ -425,11 +444,35 @@ def _touch_host(*, host: Host, version: str, now: datetime) -> None:
         Host.objects.filter(pk=host.pk).update(last_seen_at=now, agent_version=version)
 
 
+@dataclass(frozen=True)
+class _Claimed:
+    """A GPU this host listed that another, live host reports."""
+
+    gpu_id: int
+    owner: str
+    reason: str
+
+
+def _claimed_reason(gpu_uuid: str, owner: str, last_seen_at: datetime, window: timedelta) -> str:
+    return (
+        f"GPU {gpu_uuid} is reported by host '{owner}' (last listed {_iso(last_seen_at)}): a GPU"
+        f" counts for one host, and two agents are sending this UUID. It moves to this host"
+        f" only once '{owner}' has not listed it for {window.total_seconds() / 60:g} minutes."
+    )
+
+
 def _gpus_upsert(
     *, org: Organization, host: Host, inventory: list[GpuIn], now: datetime
-) -> dict[str, tuple[int, float | None]]:
+) -> tuple[dict[str, tuple[int, float | None]], dict[str, _Claimed]]:
     """uuid -> (id, stored power limit) of the organization's GPUs this batch may name, after
-    applying the batch's inventory; the power limit is the one stored before this batch.
+    applying the batch's inventory; the power limit is the one stored before this batch. And
+    the GPUs it listed that another live host holds (left as they are, not to be named).
+
+    A GPU registered to another host moves to this one only if that host has not listed it for
+    ``INGEST_GPU_CLAIM_WINDOW_MINUTES`` (the GPU was moved; its old server stopped reporting).
+    While the other host still lists it, two agents send one UUID (two simulators with the
+    same host name and seed, a cloned image): moving it on every batch would count each
+    interval once for whichever host sent it first, and the other's as duplicates.
 
     Their rows stay locked (``FOR NO KEY UPDATE``) until the batch commits: a concurrent batch
     naming one of them waits, then sees this one's samples (each statement of a READ COMMITTED
@@ -458,7 +501,26 @@ def _gpus_upsert(
     # A GPU listed by this host may be registered under another (moved between servers).
     known = {row[1]: row for row in _gpus_lock(org=org, host=host, uuids=list(listed))}
     stored = {u: (row[0], row[6]) for u, row in known.items()}
+    window = timedelta(minutes=settings.INGEST_GPU_CLAIM_WINDOW_MINUTES)
+    held = {
+        u: known[u]
+        for u in listed
+        if known[u][2] != host.pk and known[u][-1] is not None and now - known[u][-1] < window
+    }
+    claimed: dict[str, _Claimed] = {}
+    if held:
+        owners = dict(
+            Host.objects.filter(pk__in={row[2] for row in held.values()}).values_list(
+                "pk", "hostname"
+            )
+        )
+        for u, row in held.items():
+            owner = owners[row[2]]
+            claimed[u] = _Claimed(row[0], owner, _claimed_reason(u, owner, row[-1], window))
+            del stored[u]
     for u, g in listed.items():
+        if u in claimed:
+            continue
         gpu_id, _, host_id, *attrs, last_seen_at = known[u]
         changes: dict[str, Any] = {}
         for attr, value_stored in zip(_GPU_ATTRS, attrs, strict=True):
@@ -467,11 +529,20 @@ def _gpus_upsert(
                 changes[attr] = value
         if host_id != host.pk:
             changes["host"] = host
+            changes["last_seen_at"] = now  # this host's listing, not the old host's
+            log.info(
+                "ingest.gpu_moved org=%s gpu=%s host=%s old_host_id=%s old_last_seen=%s",
+                org.slug,
+                u,
+                host.hostname,
+                host_id,
+                last_seen_at and _iso(last_seen_at),
+            )
         if last_seen_at is None or now - last_seen_at > _TOUCH_EVERY:
             changes["last_seen_at"] = now
         if changes:
             Gpu.objects.filter(pk=gpu_id).update(**changes)
-    return stored
+    return stored, claimed
 
 
 # The GPU statements run on every batch: as SQL on PostgreSQL they cost ~0.3 ms of Python

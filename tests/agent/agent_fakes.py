@@ -446,6 +446,53 @@ class IngestServer:
         self._httpd = None  # type: ignore[assignment]
 
 
+class WrongSite:
+    """A web site on 127.0.0.1 that is not EcoReport, as a mistyped ``--server`` finds one.
+
+    Every path under ``/admin`` (Django's admin, say) redirects to its login page; the login
+    page and every other path answer ``200`` with HTML, whatever the method and the token.
+    ``requests`` lists ``(method, path)`` as they arrive.
+    """
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, str]] = []
+        site = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:  # quiet
+                pass
+
+            def _answer(self) -> None:
+                site.requests.append((self.command, self.path))
+                self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                if self.path.startswith("/admin/") and not self.path.startswith("/admin/login"):
+                    self.send_response(302)
+                    self.send_header("Location", f"/admin/login/?next={self.path}")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                page = b"<!doctype html><title>Log in</title><form method=post></form>"
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(page)))
+                self.end_headers()
+                self.wfile.write(page)
+
+            do_GET = do_POST = _answer
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+
+    def down(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join()
+
+
 def make_agent(
     *,
     fake: FakeNvml,

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from agent_fakes import FakeClock, IngestServer
+from agent_fakes import FakeClock, IngestServer, WrongSite
 from ecoreport_agent.spool import Spool
 
 
@@ -19,6 +19,13 @@ def ingest() -> Iterator[IngestServer]:
     server = IngestServer()
     yield server
     server.down()
+
+
+@pytest.fixture
+def wrong_site() -> Iterator[WrongSite]:
+    site = WrongSite()
+    yield site
+    site.down()
 
 
 @pytest.fixture

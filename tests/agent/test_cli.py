@@ -167,6 +167,28 @@ def test_check_exits_nonzero_when_the_server_is_unreachable():
     assert "Cannot reach the server at http://127.0.0.1:9" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("path", "answer"),
+    [
+        ("/admin", "HTTP 302 redirect to /admin/login/?next=/admin/api/v1/agent/ping"),
+        ("", "HTTP 200 that is not an EcoReport answer (text/html)"),
+    ],
+)
+def test_check_refuses_a_url_that_redirects_or_answers_html_whatever_the_token(
+    wrong_site, path, answer
+):
+    server = wrong_site.url + path
+    result = run_cli("check", "--simulate", "1", "--server", server, "--token", "bogus")
+
+    assert result.returncode == 3, result.stdout
+    assert "accepts the token" not in result.stdout
+    assert f"The server at {server} is not answering as EcoReport does" in result.stderr
+    assert answer in result.stderr
+    assert "with no path" in result.stderr
+    # The redirect was reported, not followed.
+    assert [p for _, p in wrong_site.requests] == [path + "/api/v1/agent/ping"]
+
+
 # -- the real process -------------------------------------------------------------------------
 
 

@@ -83,6 +83,13 @@ def test_history_energy_equals_the_counter_advance():
     assert total == pytest.approx((gpu.counter_mj(t1) - gpu.counter_mj(t0)) / 1000, abs=0.01)
 
 
+def test_simulated_uuids_depend_on_the_host_name_and_the_seed_and_on_nothing_else():
+    uuids = {(h, s): SimGpu(s, h, 0).uuid for h in ("sim-node-01", "laptop") for s in (0, 1)}
+    assert len(set(uuids.values())) == 4  # two simulators differ by --hostname or --seed
+    assert SimGpu(0, "laptop", 0).uuid == uuids[("laptop", 0)]  # stable across processes
+    assert SimGpu(0, "laptop", 1).uuid != uuids[("laptop", 0)]
+
+
 def test_counter_is_the_same_in_every_process_and_resets_like_a_driver_reload():
     a, b = SimGpu(1, "h", 2), SimGpu(1, "h", 2)
     t = START.timestamp() + 12345.6

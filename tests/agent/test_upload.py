@@ -311,3 +311,22 @@ def test_503_waits_at_least_retry_after_and_never_counts_as_poison(clock, spool,
     assert agent.uploader.suspects == []
     assert spool.stats()["dead_letter"] == 0
     assert len(ingest.state.samples) == 3 * 201
+
+
+@pytest.mark.parametrize("path", ["/admin", ""])
+def test_a_redirect_or_an_html_page_acknowledges_nothing_and_the_samples_stay_spooled(
+    clock, spool, wrong_site, path
+):
+    agent = make_agent(
+        fake=three_gpus(clock), spool=spool, clock=clock, server=wrong_site.url + path
+    )
+
+    agent.run(max_cycles=12)
+    agent.uploader.flush()
+
+    stats = spool.stats()
+    assert stats["pending_samples"] == 3 * 12 and stats["dead_letter"] == 0
+    assert booked_total(spool) > 0
+    assert {m for m, _ in wrong_site.requests} == {"POST"}  # no POST turned into a GET
+    expected = "HTTP 302 redirect to /admin/login/" if path else "HTTP 200 that is not"
+    assert stats["last_error"].startswith(expected)

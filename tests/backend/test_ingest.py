@@ -369,6 +369,9 @@ def test_unattributed_energy_goes_to_the_hosts_default_team(cast, make_agent, po
 def test_inventory_moves_a_gpu_to_the_host_that_reports_it(cast, make_agent, post_batch):
     first, second = make_agent(cast.org, "node-1"), make_agent(cast.org, "node-2")
     post_batch(first.token, make_batch([make_sample(gpu="GPU-m")]))
+    # node-1 stopped listing it longer ago than the claim window (test_gpu_claims.py: before
+    # that, node-2's samples of it are refused and it stays).
+    Gpu.objects.filter(uuid="GPU-m").update(last_seen_at=timezone.now() - timedelta(minutes=20))
     post_batch(
         second.token, make_batch([make_sample(gpu="GPU-m", start=BASE_TIME + timedelta(hours=1))])
     )

@@ -194,7 +194,9 @@ def test_seed_demo_builds_history_and_rollups_and_reruns_cleanly(settings):
         assert answer["covered_h"] == 24 and answer["forecast"], zone
     from django.contrib.auth import authenticate
 
-    assert authenticate(username="demo", password="demo") is not None
+    demo = authenticate(username="demo", password="demo")
+    assert demo is not None
+    assert not demo.is_staff  # an organization admin: the Django admin would have nothing for it
     from ecoreport.reports.models import ReportSubscription
 
     assert ReportSubscription.objects.filter(organization=org, user__username="demo").exists()

@@ -175,6 +175,25 @@ def test_plain_figures_are_what_plotly_would_build():
     assert lines["data"][1]["line"]["dash"] == "dash"
 
 
+def test_a_line_of_one_point_is_a_marker_and_the_time_axis_can_be_fixed():
+    import plotly.graph_objects as go
+
+    d1, d2, d3 = (datetime(2026, m, 1, tzinfo=UTC) for m in (9, 10, 11))
+    fig = figures.lines_over_time(
+        [("one", [d1], [1.0]), ("two", [d1, d2], [1.0, 2.0]), ("marked", [d1, d2], [1.0, None])],
+        title="L",
+        unit="%",
+        markers=("two",),
+        x_range=(d1, d3),
+    )
+    assert [t["mode"] for t in fig["data"]] == ["lines+markers", "lines+markers", "lines+markers"]
+    plain = figures.lines_over_time([("two", [d1, d2], [1.0, 2.0])], title="L", unit="%")
+    assert plain["data"][0]["mode"] == "lines"
+    assert fig["layout"]["xaxis"]["range"] == [d1.isoformat(), d3.isoformat()]
+    assert "xaxis" not in plain["layout"]  # the shared layout is not changed
+    go.Figure(fig)  # plotly accepts every property
+
+
 def test_numbers_keep_their_precision_and_never_show_minus_zero():
     from ecoreport.dashboards.templatetags.eco import num
 

@@ -381,3 +381,32 @@ def test_alert_text_names_the_team_beside_its_scope_key(cast, usage, evaluate):
     evaluate(target, deliver=False)
     text = alert_text(Alert.objects.get(target=target))
     assert text.startswith("[EcoReport] Research energy (team:efde87f5ca “研究チーム”, 2026-11): ")
+
+
+def test_an_alert_email_the_worker_prints_is_logged_at_info_not_warning(
+    energy_target, evaluate, settings, caplog
+):
+    """The console e-mail backend (the default, so the demo's) prints to stdout, which a Celery
+    worker redirects to its log at CELERY_WORKER_REDIRECT_STDOUTS_LEVEL."""
+    import logging
+    import sys
+
+    from django.contrib.auth import get_user_model
+
+    from ecoreport.celery import app
+
+    settings.EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+    get_user_model().objects.filter(username="olivia").update(email="olivia@acme.test")
+    set_threshold(energy_target, 300.0)  # 360 kWh forecast: at risk, an alert
+    logger = logging.getLogger("celery.redirected")
+    saved = sys.stdout, sys.stderr
+    # What the worker does at start (celery.apps.worker.Worker.on_start).
+    app.log.redirect_stdouts_to_logger(logger, loglevel=app.conf.worker_redirect_stdouts_level)
+    try:
+        with caplog.at_level(logging.DEBUG, logger="celery.redirected"):
+            evaluate(energy_target)
+    finally:
+        sys.stdout, sys.stderr = saved
+    printed = [r for r in caplog.records if r.name == "celery.redirected"]
+    assert any("Subject: [EcoReport] GPU energy: at risk" in r.getMessage() for r in printed)
+    assert {r.levelname for r in printed} == {"INFO"}

@@ -182,10 +182,10 @@ def test_relative_target_per_gpu_hour(cast, api):
         (
             {"metric": "avg_gpu_util_pct", "comparator": "at_least", "threshold": 120},
             "threshold",
-            "avg_gpu_util_pct is at most 100 %; got 120",
+            "GPU utilization is at most 100 %; got 120",
         ),
         ({"metric": "idle_energy_share_pct", "threshold": -5}, "threshold", "never negative"),
-        ({"threshold": -1}, "threshold", "energy_kwh is never negative"),
+        ({"threshold": -1}, "threshold", "IT energy is never negative"),
         ({"threshold": None}, "threshold", "a threshold is required"),
         ({"threshold": "lots"}, "threshold", "A valid number is required."),
         ({"metric": "energy_per_gpu_hour_wh", "threshold": 45000}, "threshold", "at most 10000"),

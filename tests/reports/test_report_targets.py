@@ -88,6 +88,15 @@ def test_targets_without_stored_evaluations_get_a_value_and_a_verdict(
     html = bytes(ReportFile.objects.get(report=report, format="html").content).decode()
     assert "not evaluated" not in html
     assert not TargetEvaluation.objects.exists()  # the report evaluates; it stores nothing
+    # People read labels; the CSV keeps the keys auditors filter on.
+    compliance = html[html.index("Target compliance") :]
+    compliance = compliance[: compliance.index("</table>")]
+    assert "<td>Organization</td><td>IT energy</td><td>2026-Q3</td><td>at most</td>" in compliance
+    for stored in ("at_most", "energy_kwh", ">org<"):
+        assert stored not in compliance
+    assert _cells(generous, "comparator") == ["at_most"]
+    assert _cells(generous, "metric") == ["energy_kwh"]
+    assert _cells(generous, "scope") == ["org"]
 
 
 def test_a_team_report_evaluates_the_teams_target_on_the_teams_usage(
