@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "ecoreport.savings",
     "ecoreport.dashboards",
     "ecoreport.reports",
+    "ecoreport.metrics",
     "ecoreport.demo",
 ]
 

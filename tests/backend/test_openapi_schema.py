@@ -45,8 +45,10 @@ def test_every_operation_documents_its_errors_in_the_one_shape(schema):
         responses = operation["responses"]
         for status in ("401", "403"):
             assert _json_schema(operation, status) == ERROR_REF, (method, path, status)
-        # Downloads answer the file whatever Accept says; every other operation can be a 406.
-        assert ("406" in responses) == ("download" not in path), (method, path)
+        # Downloads answer the file, and /metrics its exposition, whatever Accept says; every
+        # other operation can be a 406.
+        answers_any = "download" in path or path == "/metrics"
+        assert ("406" in responses) == (not answers_any), (method, path)
         if "{" in path:
             assert _json_schema(operation, "404") == ERROR_REF, (method, path)
         if "requestBody" in operation:
