@@ -1,17 +1,13 @@
 """A real Prometheus server (Debian's ``prometheus`` package) scrapes the live gunicorn with an
 API token, every second, and what it stored agrees with the usage API.
 
-Skipped with a reason where the binary is absent, except in CI (``CI=true``, or
-``ECOREPORT_REQUIRE_SERVICES`` as .ci/run sets it), where .ci/run installs it and a missing
-Prometheus must fail the run instead of hiding it.
+Skipped with a reason where the binary is absent, failed instead in CI (tests/metrics/conftest.py).
 """
 
 from __future__ import annotations
 
 import gzip
 import json
-import os
-import shutil
 import socket
 import subprocess
 import time
@@ -26,16 +22,9 @@ import pytest
 from django.utils import timezone
 
 from tests.conftest import iso, make_batch, make_sample
+from tests.metrics.conftest import prometheus_binary
 
 pytestmark = [pytest.mark.e2e]
-
-PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
-
-
-def _required() -> bool:
-    return os.environ.get("CI", "").lower() in ("true", "1") or bool(
-        os.environ.get("ECOREPORT_REQUIRE_SERVICES")
-    )
 
 
 def _free_port() -> int:
@@ -74,10 +63,7 @@ class Prometheus:
 def prometheus_server(tmp_path: Path) -> Iterator[Any]:
     """Starts Prometheus on a free port with its own storage; ``start(jobs)`` takes
     {job name: (target URL, bearer token)}."""
-    if not os.path.exists(PROMETHEUS):
-        if _required():
-            pytest.fail("Prometheus is required in CI (apt-get install prometheus)")
-        pytest.skip("Prometheus is not installed (apt-get install prometheus)")
+    binary = prometheus_binary("prometheus")
     procs: list[subprocess.Popen] = []
 
     def start(jobs: dict[str, tuple[str, str]]) -> Prometheus:
@@ -103,7 +89,7 @@ def prometheus_server(tmp_path: Path) -> Iterator[Any]:
         with log.open("wb") as out:
             proc = subprocess.Popen(
                 [
-                    PROMETHEUS,
+                    binary,
                     f"--config.file={config_path}",
                     f"--storage.tsdb.path={tmp_path / 'tsdb'}",
                     f"--web.listen-address=127.0.0.1:{port}",
