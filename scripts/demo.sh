@@ -51,6 +51,7 @@ cat <<MSG
   EcoReport is running at ${URL}/
   Sign in at ${URL}/ as  demo / demo   (Django admin: ${URL}/admin/)
   API docs: ${URL}/api/docs/      Health: ${URL}/healthz
+  Prometheus: ${URL}/metrics with the 'prometheus' token printed above (docs/integrations.md)
   Press Ctrl-C to stop.
 
 MSG

@@ -9,9 +9,11 @@ never by jobs: the totals are summed from ``HourlySummary``, which has no job co
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
-from django.db.models import OuterRef, Subquery, Sum
+from django.conf import settings
+from django.core.cache import cache
+from django.db.models import OuterRef, QuerySet, Subquery, Sum
 
 from ecoreport.accounting.scope import Scope
 from ecoreport.fleet.models import Gpu, Site
@@ -22,6 +24,9 @@ from ecoreport.telemetry.models import EnergySample
 
 # The figures a total carries, as HourlySummary columns.
 TOTAL_COLUMNS = ("energy_j", "facility_energy_j", "co2e_g", "co2e_market_g")
+
+# Hours before midnight UTC this long ago are summed from the cache (``totals_for_org``).
+CLOSED_AFTER = timedelta(days=1)
 
 # A GPU whose latest sample ended longer ago than this has no power or utilization series: a
 # reading from yesterday is not a current gauge (Prometheus would mark an exporter's series
@@ -66,58 +71,80 @@ class TargetState:
     status_value: int
 
 
-def totals_for_org(organization: Organization) -> list[Total]:
+def _sums_by_ids(summary: QuerySet) -> dict[tuple, list[float]]:
+    """Sums by (team id, project id, site id) of these summary rows."""
+    rows = (
+        summary.order_by()  # the model's ordering (hour first) would split the groups
+        .values_list("team_id", "project_id", "site_id")
+        .annotate(*(Sum(column) for column in TOTAL_COLUMNS))
+    )
+    return {tuple(row[:3]): [float(v or 0.0) for v in row[3:]] for row in rows}
+
+
+def _closed_hours_cutoff(now: datetime) -> datetime:
+    """Hours before this are "closed": summed from the cache. Midnight UTC a day back, so the
+    hours read live are always the last 24 to 48, where the rollup books new energy."""
+    day = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return day - CLOSED_AFTER
+
+
+def totals_for_org(organization: Organization, *, now: datetime) -> list[Total]:
     """Sums over every rolled-up hour, by (team, project, site), ordered by their slugs.
 
-    Grouped by ids first and named afterwards from the organization's own (small) tables: the
-    aggregate then reads only the summary, and the joins are a few dozen dictionary lookups.
+    The closed hours (a year of them is most of the summary table: ~140 ms to sum at 1,000
+    GPUs, the whole budget of a scrape) are summed once per ``METRICS_CLOSED_HOURS_CACHE_S``
+    and cached; the last one to two days are summed at every scrape. A change to a closed hour
+    (a factor change's recompute, an agent's spool replayed after a day's outage) reaches the
+    counters within that time.
+
+    Grouped by ids and named afterwards from the organization's own (small) tables: the
+    aggregate reads only the summary, and an id that is gone (a deleted team, whose rows the
+    database set to null) is named "" as the null rows are.
     """
-    rows = (
-        Scope(organization)
-        .summary()
-        .order_by()  # the model's ordering (hour first) would split the groups
-        .values("team_id", "project_id", "site_id")
-        .annotate(**{column: Sum(column) for column in TOTAL_COLUMNS})
-    )
+    cutoff = _closed_hours_cutoff(now)
+    summary = Scope(organization).summary()
+    key = f"metrics:closed-totals:{organization.pk}:{cutoff.isoformat()}"
+    closed = cache.get(key)
+    if closed is None:
+        closed = _sums_by_ids(summary.filter(hour__lt=cutoff))
+        cache.set(key, closed, timeout=settings.METRICS_CLOSED_HOURS_CACHE_S)
+    live = _sums_by_ids(summary.filter(hour__gte=cutoff))
     teams = dict(Team.objects.for_org(organization).values_list("pk", "slug"))
     projects = dict(Project.objects.for_org(organization).values_list("pk", "slug"))
     sites = dict(Site.objects.for_org(organization).values_list("pk", "slug"))
-    totals = [
-        Total(
-            team=teams.get(row["team_id"], ""),
-            project=projects.get(row["project_id"], ""),
-            site=sites.get(row["site_id"], ""),
-            **{column: float(row[column] or 0.0) for column in TOTAL_COLUMNS},
-        )
-        for row in rows
+    named: dict[tuple[str, str, str], list[float]] = {}
+    for part in (closed, live):
+        for (team_id, project_id, site_id), sums in part.items():
+            labels = (teams.get(team_id, ""), projects.get(project_id, ""), sites.get(site_id, ""))
+            into = named.setdefault(labels, [0.0] * len(TOTAL_COLUMNS))
+            for i, value in enumerate(sums):
+                into[i] += value
+    return [
+        Total(team, project, site, *sums) for (team, project, site), sums in sorted(named.items())
     ]
-    return sorted(totals, key=lambda t: (t.team, t.project, t.site))
 
 
 def gpu_readings(organization: Organization, *, now: datetime) -> list[GpuReading]:
     """Each GPU of the organization with its latest sample (by start), ordered by host and index.
 
-    One index probe per GPU (the samples' natural key is (gpu, start)) finds the latest sample's
-    id; a second query reads those samples. Both stay small at any history length.
+    One index probe per GPU (the samples' natural key is (gpu, start)) finds the latest sample,
+    inside the query that reads those samples; it stays small at any history length.
     """
+    gpus = Gpu.objects.for_org(organization)
     latest = EnergySample.objects.filter(gpu=OuterRef("pk")).order_by("-start").values("pk")[:1]
-    gpus = list(
-        Gpu.objects.for_org(organization)
-        .order_by("host__hostname", "index", "uuid")
-        .annotate(latest_sample_id=Subquery(latest))
-        .values("host__hostname", "index", "uuid", "latest_sample_id")
-    )
-    ids = [g["latest_sample_id"] for g in gpus if g["latest_sample_id"] is not None]
     samples = {
-        s["pk"]: s
+        s["gpu_id"]: s
         for s in EnergySample.objects.for_org(organization)
-        .filter(pk__in=ids)
-        .values("pk", "end", "duration_s", "energy_j", "gpu_util_pct")
+        .filter(pk__in=gpus.annotate(latest_id=Subquery(latest)).values("latest_id"))
+        .order_by()  # the model's ordering joins GPUs and hosts to sort by them: not needed
+        .values("gpu_id", "end", "duration_s", "energy_j", "gpu_util_pct")
     }
     fresh_since = now - GPU_SAMPLE_FRESH_FOR
     readings = []
-    for gpu in gpus:
-        sample = samples.get(gpu["latest_sample_id"])
+    for gpu in gpus.order_by("host__hostname", "index", "uuid").values(
+        "pk", "host__hostname", "index", "uuid"
+    ):
+        sample = samples.get(gpu["pk"])
         fresh = sample is not None and sample["end"] >= fresh_since
         util_pct = sample["gpu_util_pct"] if fresh and sample else None
         readings.append(

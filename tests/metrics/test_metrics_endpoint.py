@@ -258,11 +258,18 @@ def test_target_status_is_served_as_a_number(client, cast, fleet, threshold_kwh,
     }
 
 
-def test_openmetrics_when_prometheus_asks_for_it(client, cast, fleet):
+def test_prometheus_gets_the_text_format(client, cast, fleet):
     accept = (
         "application/openmetrics-text;version=1.0.0,application/openmetrics-text;"
         "version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
     )
+    response = scrape(client, cast.owner_token, HTTP_ACCEPT=accept)
+    assert response["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+    assert samples_of(response) == samples_of(scrape(client, cast.owner_token))
+
+
+def test_openmetrics_to_a_client_that_asks_for_nothing_else(client, cast, fleet):
+    accept = "application/openmetrics-text;version=1.0.0"
     response = scrape(client, cast.owner_token, HTTP_ACCEPT=accept)
     assert response.status_code == 200
     assert response["Content-Type"].startswith("application/openmetrics-text")
@@ -272,3 +279,61 @@ def test_openmetrics_when_prometheus_asks_for_it(client, cast, fleet):
     assert families["ecoreport_energy_joules"].type == "counter"
     assert families["ecoreport_energy_joules"].unit == "joules"
     assert families["ecoreport_gpu_power_watts"].unit == "watts"
+
+
+def test_closed_hours_are_cached_and_a_late_change_arrives_when_the_cache_expires(
+    client, cast, make_agent, post_batch
+):
+    import time_machine
+
+    node = make_agent(cast.org, "node-late", site=SiteFactory(organization=cast.org))
+    now = timezone.now().replace(microsecond=0)
+    closed = now - timedelta(days=3)
+    batch = [
+        make_sample(gpu="GPU-L0", start=closed, seconds=600, energy_j=60000.0),
+        make_sample(gpu="GPU-L0", start=now - timedelta(minutes=20), seconds=600, energy_j=9000.0),
+    ]
+    assert post_batch(node.token, make_batch(batch)).status_code == 200
+
+    def scraped_j() -> float:
+        return sum(
+            samples_of(scrape(client, cast.owner_token))["ecoreport_energy_joules_total"].values()
+        )
+
+    assert scraped_j() == pytest.approx(69000.0)
+    assert usage_total_j(client, cast.owner_token)["energy_kwh"] * 3.6e6 == pytest.approx(69000.0)
+
+    # An agent's spool replayed days late: the closed hour's sum is the cached one for now ...
+    late = [
+        make_sample(
+            gpu="GPU-L0", start=closed + timedelta(minutes=10), seconds=600, energy_j=6000.0
+        )
+    ]
+    assert post_batch(node.token, make_batch(late)).status_code == 200
+    assert scraped_j() == pytest.approx(69000.0)
+    # ... and new hours still count at once.
+    recent = [
+        make_sample(gpu="GPU-L0", start=now - timedelta(minutes=10), seconds=600, energy_j=3000.0)
+    ]
+    assert post_batch(node.token, make_batch(recent)).status_code == 200
+    assert scraped_j() == pytest.approx(72000.0)
+    # Once the cache expires, the counters equal the usage API again.
+    with time_machine.travel(timezone.now() + timedelta(seconds=601), tick=False):
+        assert scraped_j() == pytest.approx(78000.0)
+    assert usage_total_j(client, cast.owner_token)["energy_kwh"] * 3.6e6 == pytest.approx(78000.0)
+
+
+def test_without_the_cache_a_closed_hours_change_counts_at_once(
+    client, cast, make_agent, post_batch, settings
+):
+    settings.METRICS_CLOSED_HOURS_CACHE_S = 0
+    node = make_agent(cast.org, "node-late")
+    closed = timezone.now().replace(microsecond=0) - timedelta(days=5)
+    for energy_j, start in ((60000.0, closed), (6000.0, closed + timedelta(minutes=10))):
+        batch = make_batch([make_sample(gpu="GPU-L0", start=start, seconds=600, energy_j=energy_j)])
+        assert post_batch(node.token, batch).status_code == 200
+        energy = samples_of(scrape(client, cast.owner_token))["ecoreport_energy_joules_total"]
+        assert sum(energy.values()) == pytest.approx(
+            usage_total_j(client, cast.owner_token)["energy_kwh"] * 3.6e6
+        )
+    assert sum(energy.values()) == pytest.approx(66000.0)
