@@ -16,8 +16,9 @@ What it does:
 2. issues an API token to the data set's member and starts gunicorn (DEBUG off, 2 workers x 1
    thread for 2 cores, as the dashboard benchmark);
 3. sends ``--warmup`` and then ``--requests`` scrapes of ``GET /metrics`` with the token over a
-   keep-alive connection, with Prometheus' own Accept header (it gets the text format), timing each from
-   sending the request to reading the whole body;
+   keep-alive connection, with Prometheus' own Accept header (it gets the text format), timing
+   each from sending the request to reading the whole body, and the CPU time of the web workers
+   and their PostgreSQL backends over the timed scrapes (from /proc);
 4. checks every answer: 200, and its ``sum(ecoreport_energy_joules_total)`` equals a direct SQL
    sum over HourlyUsage, one power series per GPU, no series with a job label;
 5. prints p50/p95/max (goal, issue 15: within 200 ms at 1,000 GPUs) of the scrapes after the
@@ -42,7 +43,16 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import dashboards
-from ingest import ROOT, db_url, free_port, gunicorn_start, gunicorn_stop, percentile
+from ingest import (
+    ROOT,
+    cpu_seconds,
+    db_url,
+    free_port,
+    gunicorn_start,
+    gunicorn_stop,
+    percentile,
+    server_pids,
+)
 
 GOAL_MS = 200.0
 PROMETHEUS_ACCEPT = (
@@ -184,7 +194,15 @@ def main() -> None:
     try:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         headers = {"Authorization": f"Bearer {token}", "Accept": PROMETHEUS_ACCEPT}
+        cpu_before: dict[int, float] = {}
+        pids: set[int] = set()
         for i in range(args.warmup + args.requests):
+            if i == args.warmup:
+                # CPU of the web workers and their database backends over the timed scrapes:
+                # what a scrape costs whatever else the (shared) machine is doing.
+                workers, backends = server_pids(url, args.db_name, server.pid)
+                pids = workers | backends
+                cpu_before = cpu_seconds(pids)
             t0 = time.perf_counter()
             conn.request("GET", "/metrics", headers=headers)
             response = conn.getresponse()
@@ -202,6 +220,8 @@ def main() -> None:
                 times.append(elapsed * 1000)
             size = len(body)
             series = sum(1 for line in text.splitlines() if line and not line.startswith("#"))
+        cpu_after = cpu_seconds(pids)
+        cpu_ms = sum(cpu_after[p] - cpu_before.get(p, 0.0) for p in cpu_after) * 1000
     finally:
         gunicorn_stop(server)
     queries = queries_in_process(token)
@@ -215,6 +235,7 @@ def main() -> None:
         "p95_ms": round(percentile(times, 0.95), 1),
         "max_ms": round(max(times), 1),
         "goal_p95_ms": GOAL_MS,
+        "server_cpu_ms_per_scrape": round(cpu_ms / len(times), 1),
         "series": series,
         "body_kb": round(size / 1024, 1),
         "queries": queries,
