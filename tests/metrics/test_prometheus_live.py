@@ -6,7 +6,6 @@ Skipped with a reason where the binary is absent, failed instead in CI (tests/me
 
 from __future__ import annotations
 
-import gzip
 import json
 import socket
 import subprocess
@@ -162,18 +161,11 @@ def test_prometheus_scrapes_the_live_app_and_agrees_with_the_usage_api(
         for i in range(24)
     ]
     expected_j = sum(s["energy_j"] for s in samples)
-    headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
     for token, batch in (
         (agent_token, make_batch(samples)),
         (other_agent, make_batch([make_sample(gpu="GPU-O", start=start, seconds=300)])),
     ):
-        status, answer = live_stack.request(
-            "POST",
-            "/api/v1/ingest",
-            token=token,
-            body=gzip.compress(json.dumps(batch).encode()),
-            headers=headers,
-        )
+        status, answer = live_stack.ingest(token, batch)
         assert status == 200 and not answer["rejected"], answer
 
     def usage_j() -> float:
