@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "ecoreport.savings",
     "ecoreport.dashboards",
     "ecoreport.reports",
+    "ecoreport.metrics",
     "ecoreport.demo",
 ]
 
@@ -453,6 +454,14 @@ if not 0.0 <= REPORT_COMPARISON_MIN_COVERAGE_PCT <= 100.0:
         f"REPORT_COMPARISON_MIN_COVERAGE_PCT={REPORT_COMPARISON_MIN_COVERAGE_PCT!r} is not a "
         "percentage (0 to 100)"
     )
+
+# --- Prometheus /metrics --------------------------------------------------------------------
+# Seconds the sums of an organization's closed hours (before yesterday, UTC) are reused between
+# scrapes; a change to them (a factor change's recompute, a spool replayed after a day-long
+# outage) reaches the counters within this time. See docs/integrations.md.
+METRICS_CLOSED_HOURS_CACHE_S = env_int("METRICS_CLOSED_HOURS_CACHE_S", 600)
+if METRICS_CLOSED_HOURS_CACHE_S < 0:
+    raise ImproperlyConfigured("METRICS_CLOSED_HOURS_CACHE_S must be 0 or more seconds")
 
 # --- Invitations ----------------------------------------------------------------------------
 # Days an invitation link (single use) stays valid; see docs/settings.md.

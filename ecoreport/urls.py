@@ -9,6 +9,7 @@ from ecoreport.dashboards import views as pages
 from ecoreport.dashboards.savings_page import savings as savings_page
 from ecoreport.dashboards.savings_page import savings_results, top_recommendations
 from ecoreport.dashboards.targets import targets as targets_page
+from ecoreport.metrics.views import MetricsView
 from ecoreport.organizations.views import invitation as invitation_page
 from ecoreport.policies.views import (
     AlertSubscriptionView,
@@ -25,6 +26,8 @@ from ecoreport.telemetry.views import AgentPingView, IngestView
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
+    # Where Prometheus looks by default (metrics_path), outside /api/v1 like exporters' own.
+    path("metrics", MetricsView.as_view(), name="metrics"),
     path("api/v1/ingest", IngestView.as_view(), name="ingest"),
     path("api/v1/agent/ping", AgentPingView.as_view(), name="agent-ping"),
     path("api/v1/usage", UsageView.as_view(), name="usage"),

@@ -62,6 +62,7 @@ cat <<MSG
   Sign in at ${URL}/ as  demo / demo   (an organization admin; settings at ${URL}/manage/)
   Django admin (${URL}/admin/): $BIN/python manage.py createsuperuser first
   API docs: ${URL}/api/docs/      Health: ${URL}/healthz
+  Prometheus: ${URL}/metrics with the 'prometheus' token printed above (docs/integrations.md)
   Press Ctrl-C to stop.
 
 MSG

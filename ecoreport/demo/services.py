@@ -25,6 +25,7 @@ from ecoreport.demo.savings import site_prices_demo_set
 from ecoreport.fleet.models import AgentCredential, Host, Site
 from ecoreport.fleet.services import host_ensure
 from ecoreport.organizations.models import Membership, Organization, Project, Role, Team
+from ecoreport.organizations.services import api_token_issue, membership_ensure
 from ecoreport.reports.models import ReportSubscription
 from ecoreport.telemetry.schema import AgentIn, AttributionIn, BatchIn, GpuIn, SampleIn
 from ecoreport.telemetry.services import samples_ingest
@@ -58,6 +59,9 @@ class DemoSummary:
     samples: int
     hours: int
     login_created: bool
+    # An API token of the viewer "prometheus" for scraping /metrics; development only, like
+    # the login (None when DEBUG is off).
+    metrics_token: str | None = None
 
 
 def _jobs_for(rng: random.Random) -> list[tuple[str, str, str]]:
@@ -191,6 +195,7 @@ def demo_seed(
             ]
             hosts.append((host, host_gpus))
         login_created = _demo_login(org)
+        metrics_token = _demo_scraper_token(org)
     progress(
         f"Created organization '{DEMO_SLUG}' with {len(teams)} teams, {len(sites)} sites, "
         f"{len(hosts)} hosts and {gpus} GPUs."
@@ -230,7 +235,13 @@ def demo_seed(
         progress(f"  rolled up {hours:,} hours")
     targets = targets_demo_create(organization=org, now=now)
     progress(f"  {len(targets)} policy targets: {', '.join(t.status for t in targets)}")
-    return DemoSummary(organization=org, samples=total, hours=hours, login_created=login_created)
+    return DemoSummary(
+        organization=org,
+        samples=total,
+        hours=hours,
+        login_created=login_created,
+        metrics_token=metrics_token,
+    )
 
 
 def organization_purge(*, organization: Organization) -> None:
@@ -283,6 +294,15 @@ def _ingest(
     if result.rejected:
         raise RuntimeError(f"demo history rejected: {result.rejected[:3]}")
     return result.accepted
+
+
+def _demo_scraper_token(org: Organization) -> str | None:
+    """A viewer "prometheus" and an API token for it, so that the demo's /metrics can be
+    scraped (docs/integrations.md); never issued when DEBUG is off."""
+    if not settings.DEBUG:
+        return None
+    membership = membership_ensure(organization=org, username="prometheus", role=Role.VIEWER)
+    return api_token_issue(membership=membership)
 
 
 def _demo_login(org: Organization) -> bool:

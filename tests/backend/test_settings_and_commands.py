@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from io import StringIO
@@ -10,6 +11,8 @@ from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.test import Client
+from prometheus_client.parser import text_string_to_metric_families
 
 from ecoreport.accounting.models import HourlyUsage
 from ecoreport.fleet.models import AgentCredential, Host, Site
@@ -200,6 +203,17 @@ def test_seed_demo_builds_history_and_rollups_and_reruns_cleanly(settings):
     from ecoreport.reports.models import ReportSubscription
 
     assert ReportSubscription.objects.filter(organization=org, user__username="demo").exists()
+    # The demo can be scraped: the printed token reads the demo's energy from /metrics.
+    token = re.search(r"Bearer (eru_\S+)", out.getvalue()).group(1)
+    scraped = Client().get("/metrics", HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert scraped.status_code == 200
+    energy = [
+        s.value
+        for f in text_string_to_metric_families(scraped.content.decode())
+        for s in f.samples
+        if s.name == "ecoreport_energy_joules_total"
+    ]
+    assert sum(energy) == pytest.approx(raw, rel=1e-9)
     call_command("seed_demo", "--days", "1", "--gpus", "1", stdout=StringIO())
     assert EnergySample.objects.filter(organization__slug="demo").count() == 48
 
@@ -210,6 +224,7 @@ def test_seed_demo_creates_no_login_outside_development(settings):
     out = StringIO()
     call_command("seed_demo", "--days", "1", "--gpus", "1", stdout=out)
     assert "no demo login" in out.getvalue()
+    assert "Bearer" not in out.getvalue()  # nor a token for scraping
     from django.contrib.auth import get_user_model
 
     assert not get_user_model().objects.filter(username="demo").exists()

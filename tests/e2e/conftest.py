@@ -3,6 +3,7 @@ the test database (PostgreSQL or an SQLite file) and the broker (Redis or the fi
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import socket
@@ -66,6 +67,16 @@ class Stack:
                 return resp.status, json.loads(resp.read())
         except urllib.error.HTTPError as error:
             return error.code, json.loads(error.read() or b"null")
+
+    def ingest(self, token: str, batch: dict[str, Any]) -> tuple[int, Any]:
+        """POSTs an ingest batch as the agent sends it (gzip JSON)."""
+        return self.request(
+            "POST",
+            "/api/v1/ingest",
+            token=token,
+            body=gzip.compress(json.dumps(batch).encode()),
+            headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
+        )
 
 
 def _wait_http(

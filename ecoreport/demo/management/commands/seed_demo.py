@@ -46,5 +46,10 @@ class Command(BaseCommand):
         self.stdout.write(demo_carbon_aware_hint(organization=summary.organization))
         if summary.login_created:
             self.stdout.write(self.style.SUCCESS("Sign in as demo / demo (admin of 'demo')."))
+        if summary.metrics_token:
+            self.stdout.write(
+                "Prometheus can scrape /metrics with the viewer 'prometheus': Authorization: "
+                f"Bearer {summary.metrics_token}  (docs/integrations.md)"
+            )
         else:
             self.stdout.write("DEBUG is off: no demo login was created.")
