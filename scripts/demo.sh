@@ -56,6 +56,10 @@ $BIN/ecoreport-agent run --server "$URL" --token-file "$VAR/agent-token" --simul
   --interval 10 --hostname sim-node-01 --spool "$VAR/agent-spool.db" >"$VAR/agent.log" 2>&1 &
 pids+=($!)
 
+echo "==> Keeping the seeded hosts reporting live (log: $VAR/live.log)"
+$BIN/python manage.py demo_live --interval 10 --exclude sim-node-01 >"$VAR/live.log" 2>&1 &
+pids+=($!)
+
 cat <<MSG
 
   EcoReport is running at ${URL}/
