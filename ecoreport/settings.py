@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "ecoreport.organizations",
     "ecoreport.fleet",
     "ecoreport.telemetry",
+    "ecoreport.codecarbon",
     "ecoreport.carbon",
     "ecoreport.accounting",
     "ecoreport.policies",
@@ -378,6 +379,7 @@ SPECTACULAR_SETTINGS = {
     "AUTHENTICATION_WHITELIST": [
         "ecoreport.organizations.authentication.ApiTokenAuthentication",
         "ecoreport.fleet.authentication.AgentTokenAuthentication",
+        "ecoreport.codecarbon.authentication.CodeCarbonTokenAuthentication",
     ],
 }
 
