@@ -8,6 +8,9 @@ from typing import Any
 
 import pytest
 
+# The live stack (gunicorn + a Celery worker) for the real tracker's test.
+from tests.e2e.conftest import live_stack, processes  # noqa: F401 - the fixtures, re-exported
+
 CAPTURE = Path(__file__).with_name("data") / "codecarbon-3.3.2-capture.jsonl"
 EXPERIMENT = "11111111-2222-3333-4444-555555555555"
 
