@@ -27,7 +27,9 @@ EMISSION_SUMS = (
     if HAS_EMISSIONS
     else {}
 )
-SUMS = {**usage._SUMS, **EMISSION_SUMS}
+# Energy by component first: its sums read the energy_j column, which the sum named energy_j
+# would shadow.
+SUMS = {**usage.COMPONENT_SUMS, **usage._SUMS, **EMISSION_SUMS}
 
 
 def metrics(sums: dict[str, Any]) -> dict[str, Any]:
