@@ -39,7 +39,9 @@ def _window(scope: Scope, period: Period) -> QuerySet[HourlySummary]:
 
 
 def _usage_window(scope: Scope, period: Period) -> QuerySet[HourlyUsage]:
-    return scope.usage().filter(hour__gte=period.start, hour__lt=period.end)
+    # The host and GPU views: rows a CodeCarbon tracker reported name no host or GPU, and
+    # would be one blank host here (their energy is in the totals and breakdowns).
+    return scope.usage().filter(hour__gte=period.start, hour__lt=period.end, host__isnull=False)
 
 
 _SUMS = usage.SUMMARY_SUMS

@@ -75,3 +75,18 @@ def test_an_agent_only_report_keeps_its_headline(cast, agent, post_batch):
     assert post_batch(agent.token, make_batch([make_sample(start=HOUR)])).status_code == 200
     keys = [r["key"] for r in _report(cast.org)["headline"]]
     assert "cpu_energy_kwh" not in keys and keys[0] == "energy_kwh"
+
+
+def test_host_and_gpu_views_leave_out_the_trackers_hostless_rows(client, both):
+    from ecoreport.accounting.scope import Scope
+    from ecoreport.dashboards import selectors as sel
+    from ecoreport.dashboards.periods import Period
+
+    client.force_login(both.member.user)
+    response = client.get("/?period=7d")
+    period = response.context["period"]
+    assert isinstance(period, Period)
+    scope = Scope(both.org)
+    hosts = sel.ranked(scope, period, by="host")
+    assert [h["host"] for h in hosts] == ["gpu-node-01"]
+    assert sel.heatmap(scope, period)["hosts"] == ["gpu-node-01"]
