@@ -4,19 +4,14 @@ a hashed, revocable token bound to one team, project and site."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
 
-from django.utils import timezone
 from rest_framework import authentication, exceptions
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
 from ecoreport.codecarbon.models import CodeCarbonToken
 from ecoreport.core.throttling import IngestThrottle
-from ecoreport.organizations.models import hash_token
-
-# As for agent tokens: a tracker posts every few seconds, a write per post would buy nothing.
-_TOUCH_EVERY = timedelta(minutes=5)
+from ecoreport.organizations.authentication import active_token, token_touch
 
 
 @dataclass(frozen=True)
@@ -37,19 +32,14 @@ class CodeCarbonTokenAuthentication(authentication.BaseAuthentication):
         raw = request.META.get("HTTP_X_API_TOKEN", "").strip()
         if not raw:
             raise exceptions.NotAuthenticated("Send the CodeCarbon token as 'x-api-token: …'.")
-        token = (
-            CodeCarbonToken.objects.select_related("organization", "team", "project", "site")
-            .filter(key_hash=hash_token(raw), revoked_at__isnull=True)
-            .first()
+        token = active_token(
+            CodeCarbonToken.objects.select_related("organization", "team", "project", "site"), raw
         )
         if token is None:
             # Also what an unconfigured tracker gets: its default api_key is the literal
             # string "api_key".
             raise exceptions.AuthenticationFailed("Invalid or revoked CodeCarbon token.")
-        now = timezone.now()
-        if token.last_used_at is None or now - token.last_used_at > _TOUCH_EVERY:
-            CodeCarbonToken.objects.filter(pk=token.pk).update(last_used_at=now)
-            token.last_used_at = now
+        token_touch(token)
         return (TrackerPrincipal(token), token)
 
     def authenticate_header(self, request: Request) -> str:

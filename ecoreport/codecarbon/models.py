@@ -7,10 +7,16 @@ from django.db import models
 from django.utils import timezone
 
 from ecoreport.fleet.models import Site
-from ecoreport.organizations.models import Organization, OrgScopedQuerySet, Project, Team
+from ecoreport.organizations.models import (
+    HashedToken,
+    Organization,
+    OrgScopedQuerySet,
+    Project,
+    Team,
+)
 
 
-class CodeCarbonToken(models.Model):
+class CodeCarbonToken(HashedToken):
     """A hashed ``x-api-token`` for CodeCarbon trackers, bound to one team, project and site.
 
     The site gives the grid zone and PUE that EcoReport's own factors are applied with; the
@@ -26,15 +32,10 @@ class CodeCarbonToken(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
     site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="+")
     exclude_gpu = models.BooleanField(default=False)
-    key_hash = models.CharField(max_length=64, unique=True)
-    key_prefix = models.CharField(max_length=12)
-    created_at = models.DateTimeField(default=timezone.now)
-    last_used_at = models.DateTimeField(null=True, blank=True)
-    revoked_at = models.DateTimeField(null=True, blank=True)
 
     objects = OrgScopedQuerySet.as_manager()
 
-    class Meta:
+    class Meta(HashedToken.Meta):
         ordering = ["-created_at", "-id"]
 
     def __str__(self) -> str:

@@ -49,7 +49,9 @@ def _unthrottled(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _seed() -> dict[str, str]:
     from ecoreport.carbon.sites import site_create
+    from ecoreport.codecarbon.services import token_issue
     from ecoreport.fleet.services import agent_token_issue, host_ensure
+    from ecoreport.organizations.models import Project, Team
     from ecoreport.organizations.services import (
         api_token_issue,
         membership_ensure,
@@ -58,8 +60,13 @@ def _seed() -> dict[str, str]:
 
     org = organization_create(slug="fuzz", name="Fuzz")
     owner = membership_ensure(organization=org, username="fuzzer", role="owner")
-    site_create(organization=org, slug="dc1", name="DC 1", grid_zone="FR", pue="1.3", provider="")
+    site = site_create(
+        organization=org, slug="dc1", name="DC 1", grid_zone="FR", pue="1.3", provider=""
+    )
+    team = Team.objects.create(organization=org, slug="fuzz-team")
+    project = Project.objects.create(organization=org, slug="fuzz-project", team=team)
     return {
+        "ECOREPORT_CODECARBON_TOKEN": token_issue(team=team, project=project, site=site)[1],
         "ECOREPORT_API_TOKEN": api_token_issue(membership=owner),
         "ECOREPORT_AGENT_TOKEN": agent_token_issue(
             host=host_ensure(organization=org, hostname="fuzz-node")

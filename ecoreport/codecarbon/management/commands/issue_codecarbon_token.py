@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from ecoreport.codecarbon.services import token_issue
-from ecoreport.fleet.models import Site
+from ecoreport.fleet.services import FleetInputError, site_by_slug
 from ecoreport.organizations.models import Organization, Project, Team
 
 
@@ -28,13 +28,10 @@ class Command(BaseCommand):
         organization = Organization.objects.filter(slug=org).first()
         if organization is None:
             raise CommandError(f"No organization {org!r}.")
-        site_obj = Site.objects.for_org(organization).filter(slug=site).first()
-        if site_obj is None:
-            known = (
-                ", ".join(Site.objects.for_org(organization).values_list("slug", flat=True))
-                or "none"
-            )
-            raise CommandError(f"No site {site!r} in {org} (known: {known}).")
+        try:
+            site_obj = site_by_slug(organization=organization, slug=site)
+        except FleetInputError as exc:
+            raise CommandError(str(exc)) from None
         team_obj = Team.objects.get_or_create(
             organization=organization, slug=team, defaults={"name": team}
         )[0]
