@@ -41,6 +41,10 @@ class UsageMeasures(EnergyMeasures):
 
     idle_energy_j = models.FloatField(default=0.0)
     unattributed_energy_j = models.FloatField(default=0.0)
+    # The energy the agent measured with its GPU time and idle state: the base of the GPU
+    # ratios (idle share, energy per GPU-hour). A CodeCarbon tracker's energy has neither, and
+    # would dilute them; ``energy_j`` still sums every source and component.
+    agent_energy_j = models.FloatField(default=0.0)
     util_x_energy_j = models.FloatField(default=0.0)
     util_energy_j = models.FloatField(default=0.0)
     sample_count = models.PositiveIntegerField(default=0)
@@ -53,16 +57,16 @@ class Component(models.TextChoices):
     """What drew the energy. The agent measures GPUs only; CodeCarbon trackers also report the
     CPU and RAM of their host."""
 
-    GPU = "gpu"
-    CPU = "cpu"
-    RAM = "ram"
+    GPU = "gpu", "GPU"
+    CPU = "cpu", "CPU"
+    RAM = "ram", "RAM"
 
 
 class Source(models.TextChoices):
     """Who measured the energy: our agent (NVML or DCGM) or a CodeCarbon tracker."""
 
-    AGENT = "agent"
-    CODECARBON = "codecarbon"
+    AGENT = "agent", "EcoReport agent"
+    CODECARBON = "codecarbon", "CodeCarbon"
 
 
 class EnergyDimensions(models.Model):

@@ -117,6 +117,9 @@ def usage_metrics(
     period: below it, the work ran at cleaner hours than average.
     """
     energy_j = sums.get("energy_j") or 0.0
+    # The GPU ratios' base: the agent's energy, measured with GPU time and idle state (all of
+    # it where the caller summed no sources apart, as the jobs tables do).
+    gpu_base_j = (sums.get("agent_energy_j") or 0.0) if "agent_energy_j" in sums else energy_j
     gpu_seconds = sums.get("gpu_seconds") or 0.0
     util_seconds = sums.get("util_seconds") or 0.0
     util_energy_j = sums.get("util_energy_j") or 0.0
@@ -145,9 +148,9 @@ def usage_metrics(
         "co2e_market_kg": g_to_kg(sums.get("co2e_market_g") or 0.0),
         "avg_intensity_g_per_kwh": co2e / j_to_kwh(facility_j) if facility_j else None,
         "zone_avg_intensity_g_per_kwh": zone_avg_intensity_g_per_kwh,
-        "idle_energy_share_pct": _pct(sums.get("idle_energy_j") or 0.0, energy_j),
+        "idle_energy_share_pct": _pct(sums.get("idle_energy_j") or 0.0, gpu_base_j),
         # Wh of GPU energy per hour of GPU time: the average power draw, in W, of the work.
-        "energy_per_gpu_hour_wh": j_to_wh(energy_j) / (gpu_seconds / S_PER_HOUR)
+        "energy_per_gpu_hour_wh": j_to_wh(gpu_base_j) / (gpu_seconds / S_PER_HOUR)
         if gpu_seconds
         else None,
         "fallback_share_pct": fallback_share_pct(sums),

@@ -96,6 +96,7 @@ _PART_SUMS = {
     "energy_j": "{e}",
     "idle_energy_j": "CASE WHEN sh.idle THEN {e} ELSE 0.0 END",
     "unattributed_energy_j": "CASE WHEN sh.attributed THEN 0.0 ELSE {e} END",
+    "agent_energy_j": "{e}",
     "gpu_seconds": "{t} * sh.share",
     "util_seconds": "CASE WHEN s.gpu_util_pct IS NULL THEN 0.0 ELSE {t} * sh.share END",
     "util_x_seconds": "COALESCE(s.gpu_util_pct, 0.0) * {t} * sh.share",

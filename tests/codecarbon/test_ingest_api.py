@@ -292,3 +292,22 @@ def test_routes_have_no_trailing_slash(tracker, client):
     )
     # A JSON 404, never a redirect that would drop the body.
     assert response.status_code == 404
+
+
+def test_gpu_ratios_rest_on_the_agents_energy_alone(
+    cast, client, tracker, post_cc, start_run, agent, post_batch
+):
+    from tests.conftest import make_batch, make_sample
+
+    # 600 s at 300 W with no process on the GPU: all of it idle, 300 Wh per GPU-hour.
+    idle = make_sample(start=HOUR + timedelta(minutes=1), seconds=600, energy_j=180_000.0)
+    assert post_batch(agent.token, make_batch([idle])).status_code == 200
+    agent_only = usage(client, cast.owner_token)["totals"]
+    run_id = start_run(tracker.raw)
+    post_cc("emissions", delta(run_id, end=HOUR + timedelta(minutes=30), cpu=0.5), tracker.raw)
+    mixed = usage(client, cast.owner_token)["totals"]
+    assert mixed["energy_kwh"] > agent_only["energy_kwh"]
+    for ratio in ("idle_energy_share_pct", "energy_per_gpu_hour_wh"):
+        assert mixed[ratio] == pytest.approx(agent_only[ratio], rel=1e-12), ratio
+    assert mixed["idle_energy_share_pct"] == pytest.approx(100.0)
+    assert mixed["energy_per_gpu_hour_wh"] == pytest.approx(300.0)
