@@ -30,7 +30,9 @@ class CodeCarbonToken(HashedToken):
     )
     team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="+")
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
-    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="+")
+    # RESTRICT: a site or token with trackers' history is not deleted from under it (revoke the
+    # token instead); deleting the organization takes all of it.
+    site = models.ForeignKey(Site, on_delete=models.RESTRICT, related_name="+")
     exclude_gpu = models.BooleanField(default=False)
 
     objects = OrgScopedQuerySet.as_manager()
@@ -73,7 +75,7 @@ class Run(models.Model):
     run_id = models.UUIDField(unique=True)
     job_id = models.CharField(max_length=128)
     experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="runs")
-    token = models.ForeignKey(CodeCarbonToken, on_delete=models.CASCADE, related_name="runs")
+    token = models.ForeignKey(CodeCarbonToken, on_delete=models.RESTRICT, related_name="runs")
     team = models.ForeignKey(Team, null=True, on_delete=models.SET_NULL, related_name="+")
     project = models.ForeignKey(Project, null=True, on_delete=models.SET_NULL, related_name="+")
     site = models.ForeignKey(Site, null=True, on_delete=models.SET_NULL, related_name="+")

@@ -135,3 +135,20 @@ def test_members_and_outsiders_cannot_issue_or_revoke(client, cast, paris):
     assert client.post(f"/manage/codecarbon/{token.pk}/revoke").status_code == 404
     token.refresh_from_db()
     assert token.revoked_at is None
+
+
+def test_a_site_or_token_with_tracker_history_is_not_deleted_from_under_it(cast, paris):
+    from django.db.models import RestrictedError
+
+    from ecoreport.codecarbon.services import token_issue
+
+    team = TeamFactory(organization=cast.org, slug="nlp")
+    project = ProjectFactory(organization=cast.org, slug="llm", team=team)
+    token, raw = token_issue(team=team, project=project, site=paris)
+    assert _post_run(raw).status_code == 201
+    with pytest.raises(RestrictedError):
+        paris.delete()
+    with pytest.raises(RestrictedError):
+        token.delete()
+    cast.org.delete()  # the organization takes its sites, tokens and runs with it
+    assert not CodeCarbonToken.objects.exists()
