@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "ecoreport.fleet",
     "ecoreport.telemetry",
     "ecoreport.carbon",
+    "ecoreport.codecarbon",
     "ecoreport.accounting",
     "ecoreport.policies",
     "ecoreport.savings",
@@ -383,6 +384,7 @@ SPECTACULAR_SETTINGS = {
     "AUTHENTICATION_WHITELIST": [
         "ecoreport.organizations.authentication.ApiTokenAuthentication",
         "ecoreport.fleet.authentication.AgentTokenAuthentication",
+        "ecoreport.codecarbon.authentication.CodeCarbonTokenAuthentication",
     ],
 }
 

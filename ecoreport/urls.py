@@ -33,6 +33,7 @@ urlpatterns = [
     path("api/v1/usage", UsageView.as_view(), name="usage"),
     path("api/v1/usage/provenance", UsageProvenanceView.as_view(), name="usage-provenance"),
     path("api/v1/", include("ecoreport.carbon.urls")),
+    path("api/codecarbon/", include("ecoreport.codecarbon.urls")),
     path("api/v1/carbon/best-window", BestWindowView.as_view(), name="carbon-best-window"),
     path("api/v1/savings", SavingsView.as_view(), name="savings"),
     path(

@@ -41,9 +41,40 @@ class UsageMeasures(EnergyMeasures):
 
     idle_energy_j = models.FloatField(default=0.0)
     unattributed_energy_j = models.FloatField(default=0.0)
+    # The energy the agent measured with its GPU time and idle state: the base of the GPU
+    # ratios (idle share, energy per GPU-hour). A CodeCarbon tracker's energy has neither, and
+    # would dilute them; ``energy_j`` still sums every source and component.
+    agent_energy_j = models.FloatField(default=0.0)
     util_x_energy_j = models.FloatField(default=0.0)
     util_energy_j = models.FloatField(default=0.0)
     sample_count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        abstract = True
+
+
+class Component(models.TextChoices):
+    """What drew the energy. The agent measures GPUs only; CodeCarbon trackers also report the
+    CPU and RAM of their host."""
+
+    GPU = "gpu", "GPU"
+    CPU = "cpu", "CPU"
+    RAM = "ram", "RAM"
+
+
+class Source(models.TextChoices):
+    """Who measured the energy: our agent (NVML or DCGM) or a CodeCarbon tracker."""
+
+    AGENT = "agent", "EcoReport agent"
+    CODECARBON = "codecarbon", "CodeCarbon"
+
+
+class EnergyDimensions(models.Model):
+    """Two keys of every rollup row beside hour, site, team and project: rows of different
+    components or sources are never summed into one, so each can be shown and filtered."""
+
+    component = models.CharField(max_length=8, choices=Component.choices, default=Component.GPU)
+    source = models.CharField(max_length=16, choices=Source.choices, default=Source.AGENT)
 
     class Meta:
         abstract = True
@@ -91,8 +122,10 @@ class EmissionProvenance(models.Model):
         abstract = True
 
 
-class HourlyUsage(UsageMeasures, EmissionFigures, EmissionProvenance):
-    """Energy of one GPU in one hour charged to one (team, project).
+class HourlyUsage(UsageMeasures, EmissionFigures, EmissionProvenance, EnergyDimensions):
+    """Energy of one GPU in one hour charged to one (team, project); or, for energy a CodeCarbon
+    tracker reported (``source`` codecarbon), of one component of its run's host, with no GPU or
+    host row (CodeCarbon names neither).
 
     Rebuilt from the raw samples by ``hours_rollup``. A sample's energy is booked to each hour
     its interval overlaps, in proportion to the overlap (``docs/methodology.md``, "Proration"):
@@ -103,8 +136,8 @@ class HourlyUsage(UsageMeasures, EmissionFigures, EmissionProvenance):
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
     hour = models.DateTimeField()
-    gpu = models.ForeignKey(Gpu, on_delete=models.CASCADE, related_name="+")
-    host = models.ForeignKey(Host, on_delete=models.CASCADE, related_name="+")
+    gpu = models.ForeignKey(Gpu, null=True, on_delete=models.CASCADE, related_name="+")
+    host = models.ForeignKey(Host, null=True, on_delete=models.CASCADE, related_name="+")
     site = models.ForeignKey(Site, null=True, on_delete=models.SET_NULL, related_name="+")
     team = models.ForeignKey(Team, null=True, on_delete=models.SET_NULL, related_name="+")
     project = models.ForeignKey(Project, null=True, on_delete=models.SET_NULL, related_name="+")
@@ -112,7 +145,7 @@ class HourlyUsage(UsageMeasures, EmissionFigures, EmissionProvenance):
     objects = OrgScopedQuerySet.as_manager()
 
     class Meta:
-        ordering = ["hour", "gpu", "team", "project"]
+        ordering = ["hour", "gpu", "team", "project", "component", "source"]
         indexes = [
             models.Index(fields=["organization", "hour"], name="usage_org_hour"),
             # The host and GPU tables of one team's or project's page.
@@ -121,8 +154,9 @@ class HourlyUsage(UsageMeasures, EmissionFigures, EmissionProvenance):
         ]
 
 
-class HourlySummary(UsageMeasures, EmissionFigures):
-    """HourlyUsage summed over GPUs and hosts: one row per (hour, site, team, project).
+class HourlySummary(UsageMeasures, EmissionFigures, EnergyDimensions):
+    """HourlyUsage summed over GPUs and hosts: one row per (hour, site, team, project,
+    component, source).
 
     What the dashboards read: a year of a 1,000-GPU fleet is a few hundred thousand rows here
     instead of millions. Derived, never written by hand: ``summary_rebuild`` replaces the rows of
@@ -147,14 +181,15 @@ class HourlySummary(UsageMeasures, EmissionFigures):
     objects = OrgScopedQuerySet.as_manager()
 
     class Meta:
-        ordering = ["hour", "site", "team", "project"]
+        ordering = ["hour", "site", "team", "project", "component", "source"]
         indexes = [
             models.Index(fields=["organization", "hour"], name="summary_org_hour"),
         ]
 
 
-class HourlyJobUsage(EnergyMeasures, EmissionFigures):
-    """Energy of one job in one hour (at one site): what the "biggest jobs" tables read.
+class HourlyJobUsage(EnergyMeasures, EmissionFigures, EnergyDimensions):
+    """Energy of one job in one hour (at one site), by component and source: what the "biggest
+    jobs" tables read. A CodeCarbon run is a job (its run id).
 
     Built from the samples' shares with a job id by ``hours_rollup``, in the same transaction as
     HourlyUsage; its emissions are written by ``emissions_apply`` with the same factors. Shares
@@ -179,7 +214,7 @@ class HourlyJobUsage(EnergyMeasures, EmissionFigures):
     objects = OrgScopedQuerySet.as_manager()
 
     class Meta:
-        ordering = ["hour", "job_id"]
+        ordering = ["hour", "job_id", "component", "source"]
         indexes = [
             models.Index(fields=["organization", "hour"], name="jobusage_org_hour"),
             models.Index(fields=["organization", "team", "hour"], name="jobusage_org_team_hour"),

@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.db.models import Case, Count, F, FloatField, Max, Min, Sum, When
+from django.db.models import Case, Count, F, FloatField, Max, Min, Q, Sum, When
 from django.db.models.functions import TruncDay, TruncMonth, TruncQuarter
 
 from ecoreport.accounting.models import (
+    Component,
     EmissionFigures,
     EmissionProvenance,
     HourlyUsage,
@@ -32,6 +33,7 @@ GROUP_FIELDS = {
     "project": "project__slug",
     "host": "host__hostname",
     "gpu": "gpu__uuid",
+    "source": "source",
 }
 # Groupings shown to people by a name beside their slug: ``team_name``, ``project_name`` (the
 # name, or the slug where the name is blank).
@@ -58,6 +60,13 @@ _SUMS = {
 
 # The same sums over HourlySummary, whose fallback energy is a column of its own.
 SUMMARY_SUMS = {name: Sum(name) for name in _SUMS}
+
+# Energy by component (gpu, cpu, ram), over either table. Annotated before the sums above, whose
+# ``energy_j`` would otherwise shadow the column these read.
+COMPONENT_SUMS = {
+    f"{c}_energy_j": Sum("energy_j", filter=Q(component=c), default=0.0) for c in Component.values
+}
+_USAGE_SUMS = {**COMPONENT_SUMS, **_SUMS}
 
 
 @dataclass(frozen=True)
@@ -108,6 +117,9 @@ def usage_metrics(
     period: below it, the work ran at cleaner hours than average.
     """
     energy_j = sums.get("energy_j") or 0.0
+    # The GPU ratios' base: the agent's energy, measured with GPU time and idle state (all of
+    # it where the caller summed no sources apart, as the jobs tables do).
+    gpu_base_j = (sums.get("agent_energy_j") or 0.0) if "agent_energy_j" in sums else energy_j
     gpu_seconds = sums.get("gpu_seconds") or 0.0
     util_seconds = sums.get("util_seconds") or 0.0
     util_energy_j = sums.get("util_energy_j") or 0.0
@@ -115,6 +127,13 @@ def usage_metrics(
     co2e = sums.get("co2e_g") or 0.0
     return {
         "energy_kwh": j_to_kwh(energy_j),
+        # Parts of energy_kwh (None where the caller summed no components).
+        **{
+            f"{c}_energy_kwh": j_to_kwh(sums[f"{c}_energy_j"] or 0.0)
+            if f"{c}_energy_j" in sums
+            else None
+            for c in Component.values
+        },
         "idle_energy_kwh": j_to_kwh(sums.get("idle_energy_j") or 0.0),
         "unattributed_energy_kwh": j_to_kwh(sums.get("unattributed_energy_j") or 0.0),
         "gpu_hours": gpu_seconds / S_PER_HOUR,
@@ -129,9 +148,9 @@ def usage_metrics(
         "co2e_market_kg": g_to_kg(sums.get("co2e_market_g") or 0.0),
         "avg_intensity_g_per_kwh": co2e / j_to_kwh(facility_j) if facility_j else None,
         "zone_avg_intensity_g_per_kwh": zone_avg_intensity_g_per_kwh,
-        "idle_energy_share_pct": _pct(sums.get("idle_energy_j") or 0.0, energy_j),
+        "idle_energy_share_pct": _pct(sums.get("idle_energy_j") or 0.0, gpu_base_j),
         # Wh of GPU energy per hour of GPU time: the average power draw, in W, of the work.
-        "energy_per_gpu_hour_wh": j_to_wh(energy_j) / (gpu_seconds / S_PER_HOUR)
+        "energy_per_gpu_hour_wh": j_to_wh(gpu_base_j) / (gpu_seconds / S_PER_HOUR)
         if gpu_seconds
         else None,
         "fallback_share_pct": fallback_share_pct(sums),
@@ -197,17 +216,21 @@ def usage_for_org(*, organization: Organization, query: UsageQuery) -> dict[str,
     zones = dict(Site.objects.for_org(organization).values_list("pk", "grid_zone"))
     averages = _ZoneAverages(organization)
     folded: dict[tuple, dict[str, Any]] = {}
-    total_sums: dict[str, float] = dict.fromkeys(_SUMS, 0.0)
+    total_sums: dict[str, float] = dict.fromkeys(_USAGE_SUMS, 0.0)
     total_zone_energy: dict[str, float] = {}
-    for rec in grouped.annotate(**_SUMS).order_by():
+    for rec in grouped.annotate(**_USAGE_SUMS).order_by():
         period = rec["period"] if query.granularity != "total" else query.start
         key = (period, *[rec[f] for f in fields])
         entry = folded.setdefault(
             key,
-            {"sums": dict.fromkeys(_SUMS, 0.0), "zones": {}, "names": {n: rec[n] for n in names}},
+            {
+                "sums": dict.fromkeys(_USAGE_SUMS, 0.0),
+                "zones": {},
+                "names": {n: rec[n] for n in names},
+            },
         )
         zone = zones.get(rec["site_id"], WORLD_ZONE)
-        for name in _SUMS:
+        for name in _USAGE_SUMS:
             entry["sums"][name] += rec[name] or 0.0
             total_sums[name] += rec[name] or 0.0
         weight = rec["facility_energy_j"] or 0.0

@@ -20,14 +20,17 @@ from django.db import connection, models, transaction
 
 from ecoreport.accounting.emissions import emissions_apply
 from ecoreport.accounting.models import (
+    Component,
     EmissionFigures,
     EmissionProvenance,
     EnergyMeasures,
+    Source,
     UsageMeasures,
     field_names,
 )
 from ecoreport.accounting.summary import summary_rebuild
 from ecoreport.carbon.resolver import SiteHourFactors, site_hour_factors
+from ecoreport.codecarbon.models import EnergyPart, Run
 from ecoreport.core.periods import hour_floor
 from ecoreport.telemetry.models import DirtyHour
 from ecoreport.telemetry.validation import MAX_INTERVAL_S
@@ -93,6 +96,7 @@ _PART_SUMS = {
     "energy_j": "{e}",
     "idle_energy_j": "CASE WHEN sh.idle THEN {e} ELSE 0.0 END",
     "unattributed_energy_j": "CASE WHEN sh.attributed THEN 0.0 ELSE {e} END",
+    "agent_energy_j": "{e}",
     "gpu_seconds": "{t} * sh.share",
     "util_seconds": "CASE WHEN s.gpu_util_pct IS NULL THEN 0.0 ELSE {t} * sh.share END",
     "util_x_seconds": "COALESCE(s.gpu_util_pct, 0.0) * {t} * sh.share",
@@ -136,13 +140,17 @@ _PART_GROUP = (
     "GROUP BY s.organization_id, {hour}, s.gpu_id, s.host_id, h.site_id, sh.team_id,"
     ' sh.project_id, sh.job_id, sh."user"'
 )
+# The agent measures GPUs: its parts are all of the gpu component.
+_AGENT_DIMENSIONS = f"'{Component.GPU}', '{Source.AGENT}'"
 _PARTS_CREATE = f"""
 CREATE TEMPORARY TABLE rollup_parts AS
 SELECT s.organization_id AS organization_id, {{hour_expr}} AS hour, s.gpu_id AS gpu_id,
        s.host_id AS host_id, h.site_id AS site_id, sh.team_id AS team_id,
        sh.project_id AS project_id, sh.job_id AS job_id, sh."user" AS user_name,
        {_part_sums("sh.energy_j", "s.duration_s")},
-       COUNT(*) AS sample_count
+       COUNT(*) AS sample_count,
+       CAST('{Component.GPU}' AS VARCHAR(8)) AS component,
+       CAST('{Source.AGENT}' AS VARCHAR(16)) AS source
 FROM telemetry_sampleshare sh
 JOIN telemetry_energysample s ON s.id = sh.sample_id
 JOIN fleet_host h ON h.id = s.host_id
@@ -179,7 +187,7 @@ INSERT INTO rollup_parts
 SELECT s.organization_id, s.{part}_hour, s.gpu_id, s.host_id, h.site_id, sh.team_id,
        sh.project_id, sh.job_id, sh."user",
        {_part_sums(energy, seconds)},
-       {count}
+       {count}, {_AGENT_DIMENSIONS}
 FROM rollup_crossing s
 JOIN telemetry_sampleshare sh ON sh.sample_id = s.id
 JOIN fleet_host h ON h.id = s.host_id
@@ -188,33 +196,47 @@ WHERE {where}
 """  # noqa: S608 - constants only
     for part, energy, seconds, where, count in _CROSSING_PARTS
 }
+# CodeCarbon's energy, already split by hour and component when it was received
+# (``codecarbon.booking``): a part is a job's (its run's) energy at the run's site, with no GPU
+# or host. Of the measures it has energy only: GPU time and utilization are the agent's.
+_CODECARBON_PART_SUMS = {"energy_j": "SUM(p.energy_j)"}
+_CODECARBON_PARTS = f"""
+INSERT INTO rollup_parts
+SELECT p.organization_id, p.hour, NULL, NULL, r.site_id, r.team_id, r.project_id, r.job_id, '',
+       {", ".join(_CODECARBON_PART_SUMS.get(name, "0.0") for name in _PART_MEASURES)},
+       SUM(p.sample_count), p.component, '{Source.CODECARBON}'
+FROM {EnergyPart._meta.db_table} p
+JOIN {Run._meta.db_table} r ON r.id = p.run_id
+WHERE p.organization_id = %s AND p.hour >= %s AND p.hour < %s
+GROUP BY p.organization_id, p.hour, r.site_id, r.team_id, r.project_id, r.job_id, p.component
+"""  # noqa: S608 - constants only
 _USAGE_UNSET, _USAGE_UNSET_VALUES = _unset_emissions(EmissionFigures, EmissionProvenance)
 _USAGE_FROM_PARTS = f"""
 INSERT INTO accounting_hourlyusage
-    (organization_id, hour, gpu_id, host_id, site_id, team_id, project_id,
+    (organization_id, hour, gpu_id, host_id, site_id, team_id, project_id, component, source,
      {", ".join(_USAGE_MEASURES)},
      {", ".join(_USAGE_UNSET)})
-SELECT organization_id, hour, gpu_id, host_id, site_id, team_id, project_id,
+SELECT organization_id, hour, gpu_id, host_id, site_id, team_id, project_id, component, source,
        {", ".join(f"SUM({c})" for c in _USAGE_MEASURES)},
        {", ".join(_USAGE_UNSET_VALUES)}
 FROM rollup_parts
-GROUP BY organization_id, hour, gpu_id, host_id, site_id, team_id, project_id
+GROUP BY organization_id, hour, gpu_id, host_id, site_id, team_id, project_id, component, source
 """  # noqa: S608 - constants only
 # Jobs: the parts with a job id, GPUs summed away. Shares without one (idle, unattributed) have
 # no job row.
 _JOB_UNSET, _JOB_UNSET_VALUES = _unset_emissions(EmissionFigures)
 _JOBS_FROM_PARTS = f"""
 INSERT INTO accounting_hourlyjobusage
-    (organization_id, hour, site_id, team_id, project_id, job_id, user_name,
+    (organization_id, hour, site_id, team_id, project_id, job_id, user_name, component, source,
      {", ".join(_JOB_MEASURES)}, gpu_count,
      {", ".join(_JOB_UNSET)})
-SELECT organization_id, hour, site_id, team_id, project_id, job_id, user_name,
+SELECT organization_id, hour, site_id, team_id, project_id, job_id, user_name, component, source,
        {", ".join(f"SUM({c})" for c in _JOB_MEASURES)},
        COUNT(DISTINCT gpu_id),
        {", ".join(_JOB_UNSET_VALUES)}
 FROM rollup_parts
 WHERE job_id <> ''
-GROUP BY organization_id, hour, site_id, team_id, project_id, job_id, user_name
+GROUP BY organization_id, hour, site_id, team_id, project_id, job_id, user_name, component, source
 """  # noqa: S608 - constants only
 
 
@@ -280,6 +302,7 @@ def hours_rollup(*, organization_id: int, hours: Iterable[datetime]) -> int:
             cursor.execute(_CROSSING_INSERT["head"], [start])
             cursor.execute(_CROSSING_INSERT["tail"], [end])
             cursor.execute("DROP TABLE rollup_crossing")
+            cursor.execute(_CODECARBON_PARTS, [organization_id, start, end])
             cursor.execute(_USAGE_FROM_PARTS)
             cursor.execute(_JOBS_FROM_PARTS)
             cursor.execute("DROP TABLE rollup_parts")

@@ -15,14 +15,14 @@ from ecoreport.carbon.resolver import NO_SITE
 _SUMMARY_COLUMNS = field_names(UsageMeasures, EmissionFigures)
 _SUMMARY_INSERT = f"""
 INSERT INTO accounting_hourlysummary
-    (organization_id, hour, site_id, team_id, project_id, {", ".join(_SUMMARY_COLUMNS)},
-     fallback_energy_j)
-SELECT organization_id, hour, site_id, team_id, project_id,
+    (organization_id, hour, site_id, team_id, project_id, component, source,
+     {", ".join(_SUMMARY_COLUMNS)}, fallback_energy_j)
+SELECT organization_id, hour, site_id, team_id, project_id, component, source,
        {", ".join(f"SUM({c})" for c in _SUMMARY_COLUMNS)},
        SUM(CASE WHEN intensity_fallback THEN energy_j ELSE 0.0 END)
 FROM accounting_hourlyusage
 WHERE organization_id = %s AND hour >= %s AND hour < %s {{site_filter}}
-GROUP BY organization_id, hour, site_id, team_id, project_id
+GROUP BY organization_id, hour, site_id, team_id, project_id, component, source
 """  # noqa: S608 - column names are constants
 
 

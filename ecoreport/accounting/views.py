@@ -65,6 +65,7 @@ _UsageRow = inline_serializer(
         "project_name": _group_field("project name to show (the slug where the name is blank)"),
         "host": _group_field("hostname"),
         "gpu": _group_field("GPU uuid"),
+        "source": _group_field("who measured the energy: agent or codecarbon"),
         **{
             name: serializers.FloatField(allow_null=True)
             for name in usage_metrics({}, None)  # every metric of a row (docs/api.md)
@@ -112,7 +113,9 @@ class UsageView(OrgApiView):
             OpenApiParameter(
                 "end", OpenApiTypes.DATETIME, description="ISO 8601, exclusive; default: now"
             ),
-            OpenApiParameter("group_by", str, description="comma list of team, project, host, gpu"),
+            OpenApiParameter(
+                "group_by", str, description="comma list of team, project, host, gpu, source"
+            ),
             OpenApiParameter("granularity", str, enum=list(GRANULARITIES)),
         ],
         responses=_Usage,

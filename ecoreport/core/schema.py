@@ -121,3 +121,18 @@ class AgentTokenScheme(OpenApiAuthenticationExtension):
             "description": "An agent token (`era_…`, from `manage.py issue_agent_token`), "
             "bound to one host; for ingest and ping only.",
         }
+
+
+class CodeCarbonTokenScheme(OpenApiAuthenticationExtension):
+    target_class = "ecoreport.codecarbon.authentication.CodeCarbonTokenAuthentication"
+    name = "codecarbonToken"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": "x-api-token",
+            "description": "A CodeCarbon token (`ecc_…`, from `manage.py "
+            "issue_codecarbon_token`), bound to one team, project and site; what a CodeCarbon "
+            "tracker sends as its api_key.",
+        }

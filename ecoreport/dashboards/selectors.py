@@ -19,7 +19,7 @@ from django.db.models import Count, Max, Min, OuterRef, Q, QuerySet, Subquery, S
 from django.utils import timezone
 
 from ecoreport.accounting import selectors as usage
-from ecoreport.accounting.models import HourlyJobUsage, HourlySummary, HourlyUsage
+from ecoreport.accounting.models import Component, HourlyJobUsage, HourlySummary, HourlyUsage
 from ecoreport.accounting.scope import Scope
 from ecoreport.carbon.emissions import G_PER_KG, S_PER_HOUR
 from ecoreport.carbon.models import FACTORS_VERSION_KEY, WORLD_ZONE
@@ -42,7 +42,9 @@ def _window(scope: Scope, period: Period) -> QuerySet[HourlySummary]:
 
 
 def _usage_window(scope: Scope, period: Period) -> QuerySet[HourlyUsage]:
-    return scope.usage().filter(hour__gte=period.start, hour__lt=period.end)
+    # The host and GPU views: rows a CodeCarbon tracker reported name no host or GPU, and
+    # would be one blank host here (their energy is in the totals and breakdowns).
+    return scope.usage().filter(hour__gte=period.start, hour__lt=period.end, host__isnull=False)
 
 
 _SUMS = usage.SUMMARY_SUMS
@@ -55,16 +57,25 @@ def headline(scope: Scope, period: Period) -> dict[str, Any]:
     [previous.start, end) split at the period's start.
     """
     split = Q(hour__gte=period.start)
+    # Energy by component too (gpu, cpu, ram): the page shows the split where CodeCarbon
+    # trackers reported CPU or RAM energy.
+    components = {f"{c}_energy_j": Q(component=c) for c in Component.values}
     sums = (
         scope.summary()
         .filter(hour__gte=period.previous.start, hour__lt=period.end)
         .aggregate(
             **{f"now_{name}": Sum(name, filter=split) for name in _SUMS},
             **{f"before_{name}": Sum(name, filter=~split) for name in _SUMS},
+            **{
+                f"{when}_{name}": Sum("energy_j", filter=where & part, default=0.0)
+                for name, part in components.items()
+                for when, where in (("now", split), ("before", ~split))
+            },
         )
     )
-    now = usage.usage_metrics({name: sums[f"now_{name}"] for name in _SUMS})
-    before = usage.usage_metrics({name: sums[f"before_{name}"] for name in _SUMS})
+    names = [*_SUMS, *components]
+    now = usage.usage_metrics({name: sums[f"now_{name}"] for name in names})
+    before = usage.usage_metrics({name: sums[f"before_{name}"] for name in names})
     change: dict[str, float | None] = {}
     for key, value in now.items():
         prev = before.get(key)

@@ -20,6 +20,7 @@ from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 
 from ecoreport.accounting.services import dirty_hours_rollup
+from ecoreport.demo.codecarbon import codecarbon_demo_create
 from ecoreport.demo.policies import targets_demo_create
 from ecoreport.demo.savings import site_prices_demo_set
 from ecoreport.fleet.models import AgentCredential, Host, Site
@@ -227,6 +228,8 @@ def demo_seed(
             f"  history {n}/{len(hosts)} hosts: {total:,} samples "
             f"({intervals:,} intervals of {HISTORY_STEP_S // 60} min per GPU)"
         )
+    deltas = codecarbon_demo_create(organization=org, now=now, seed=seed)
+    progress(f"  {deltas:,} CodeCarbon deltas (CPU, RAM and GPU energy of two training scripts)")
     if before_rollup is not None:
         before_rollup(org)
     hours = 0

@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
 
-from django.utils import timezone
 from rest_framework import authentication, exceptions
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
 from ecoreport.fleet.models import AgentCredential
-from ecoreport.organizations.authentication import bearer_token
-from ecoreport.organizations.models import hash_token
+from ecoreport.organizations.authentication import active_token, bearer_token, token_touch
 
 AGENT_TOKEN_PREFIX = "era"
-# last_used_at is bookkeeping, refreshed at most this often: an agent posts every few seconds
-# and a write per post would cost ingest throughput for no information.
-_TOUCH_EVERY = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -38,17 +32,12 @@ class AgentTokenAuthentication(authentication.BaseAuthentication):
         token = bearer_token(request)
         if token is None:
             raise exceptions.NotAuthenticated("Send the agent token as 'Authorization: Bearer …'.")
-        credential = (
-            AgentCredential.objects.select_related("organization", "host", "host__site")
-            .filter(key_hash=hash_token(token), revoked_at__isnull=True)
-            .first()
+        credential = active_token(
+            AgentCredential.objects.select_related("organization", "host", "host__site"), token
         )
         if credential is None:
             raise exceptions.AuthenticationFailed("Invalid or revoked agent token.")
-        now = timezone.now()
-        if credential.last_used_at is None or now - credential.last_used_at > _TOUCH_EVERY:
-            AgentCredential.objects.filter(pk=credential.pk).update(last_used_at=now)
-            credential.last_used_at = now
+        token_touch(credential)
         return (AgentPrincipal(credential), credential)
 
     def authenticate_header(self, request: Request) -> str:

@@ -10,6 +10,7 @@ from django.db import models
 from django.utils import timezone
 
 from ecoreport.organizations.models import (
+    HashedToken,
     Organization,
     OrgScopedQuerySet,
     Project,
@@ -121,23 +122,18 @@ class GpuClaimConflict(models.Model):
         return f"{self.gpu.uuid} claimed by {self.claimant}"
 
 
-class AgentCredential(models.Model):
+class AgentCredential(HashedToken):
     """A hashed bearer token bound to one organization and one host; revocable."""
 
     organization = models.ForeignKey(
         Organization, on_delete=models.CASCADE, related_name="agent_credentials"
     )
     host = models.ForeignKey(Host, on_delete=models.CASCADE, related_name="credentials")
-    key_hash = models.CharField(max_length=64, unique=True)
-    key_prefix = models.CharField(max_length=12)
-    created_at = models.DateTimeField(default=timezone.now)
-    last_used_at = models.DateTimeField(null=True, blank=True)
-    revoked_at = models.DateTimeField(null=True, blank=True)
 
     objects = OrgScopedQuerySet.as_manager()
 
-    class Meta:
-        ordering = ["-created_at"]
+    class Meta(HashedToken.Meta):
+        pass
 
     def __str__(self) -> str:
         return f"{self.key_prefix}… for {self.host}"

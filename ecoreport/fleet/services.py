@@ -82,6 +82,17 @@ class FleetInputError(DomainError):
     """A write refused for a reason a person can fix; the message says which."""
 
 
+def site_by_slug(*, organization: Organization, slug: str) -> Site:
+    """The organization's site ``slug``; a refusal naming the known ones where there is none
+    (what the token commands' ``--site`` says when it is mistyped)."""
+    sites = Site.objects.for_org(organization)
+    site = sites.filter(slug=slug).first()
+    if site is None:
+        known = ", ".join(sites.values_list("slug", flat=True)) or "none"
+        raise FleetInputError(f"No site {slug!r} in {organization.slug} (known: {known}).")
+    return site
+
+
 # What hostname(1) prints: RFC 1123 labels, dots between them. Stricter than the ingest schema
 # (1-255 characters) on purpose: a person typing it gets told about a stray space or slash.
 _HOSTNAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9_-]{0,62})(?:\.[A-Za-z0-9_-]{1,63})*$")

@@ -127,10 +127,10 @@ def new_token(prefix: str) -> str:
     return f"{prefix}_{secrets.token_urlsafe(32)}"
 
 
-class ApiToken(models.Model):
-    """A user's token for the read API; acts with the user's role in one organization."""
+class HashedToken(models.Model):
+    """What every token row stores: the SHA-256 of the token (never the token), the prefix shown
+    to people, and when it was created, last used and revoked (revoked tokens are refused)."""
 
-    membership = models.ForeignKey(Membership, on_delete=models.CASCADE, related_name="tokens")
     key_hash = models.CharField(max_length=64, unique=True)
     key_prefix = models.CharField(max_length=12)
     created_at = models.DateTimeField(default=timezone.now)
@@ -138,7 +138,17 @@ class ApiToken(models.Model):
     revoked_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        abstract = True
         ordering = ["-created_at"]
+
+
+class ApiToken(HashedToken):
+    """A user's token for the read API; acts with the user's role in one organization."""
+
+    membership = models.ForeignKey(Membership, on_delete=models.CASCADE, related_name="tokens")
+
+    class Meta(HashedToken.Meta):
+        pass
 
     def __str__(self) -> str:
         return f"{self.key_prefix}… ({self.membership})"

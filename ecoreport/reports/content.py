@@ -35,6 +35,20 @@ HEADLINE = [
     ("avg_gpu_util_pct", "Average GPU utilization", "%", 1),
     ("idle_energy_share_pct", "Idle energy share", "%", 1),
 ]
+# Shown after IT energy where CodeCarbon trackers reported CPU or RAM energy in the period.
+HEADLINE_COMPONENTS = [
+    ("gpu_energy_kwh", "IT energy: GPUs", "kWh", 2),
+    ("cpu_energy_kwh", "IT energy: CPUs (CodeCarbon)", "kWh", 2),
+    ("ram_energy_kwh", "IT energy: RAM (CodeCarbon)", "kWh", 2),
+]
+
+
+def headline_rows(current: dict[str, Any]) -> list[tuple[str, str, str, int]]:
+    """The headline table's rows: the components of IT energy only where there are any beside
+    the GPUs (agent-only periods keep the table they always had)."""
+    if not (current.get("cpu_energy_kwh") or current.get("ram_energy_kwh")):
+        return HEADLINE
+    return [HEADLINE[0], *HEADLINE_COMPONENTS, *HEADLINE[1:]]
 
 
 def build(
@@ -79,7 +93,7 @@ def build(
             "previous_comparable": vs_previous,
             "last_year_comparable": vs_last_year,
         }
-        for key, label, unit, digits in HEADLINE
+        for key, label, unit, digits in headline_rows(current)
     ]
     content: dict[str, Any] = {
         "meta": {

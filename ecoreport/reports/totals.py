@@ -27,16 +27,15 @@ EMISSION_SUMS = (
     if HAS_EMISSIONS
     else {}
 )
-SUMS = {**usage._SUMS, **EMISSION_SUMS}
+# Energy by component first: its sums read the energy_j column, which the sum named energy_j
+# would shadow.
+SUMS = {**usage.COMPONENT_SUMS, **usage._SUMS, **EMISSION_SUMS}
 
 
 def metrics(sums: dict[str, Any]) -> dict[str, Any]:
-    """usage_metrics plus facility energy, emissions and idle share, all from summed columns."""
+    """usage_metrics (idle share on the agent's energy) plus facility energy and emissions, all
+    from summed columns."""
     out = usage.usage_metrics(sums)
-    energy = out["energy_kwh"] or 0.0
-    out["idle_energy_share_pct"] = (
-        ((out["idle_energy_kwh"] or 0.0) / energy * 100.0) if energy else None
-    )
     if HAS_EMISSIONS:
         out["facility_energy_kwh"] = (sums.get("facility_energy_j") or 0.0) / J_PER_KWH
         out["co2e_kg"] = (sums.get("co2e_g") or 0.0) / G_PER_KG

@@ -16,7 +16,7 @@ from typing import Any
 from django.db.models import Case, F, FloatField, Max, Q, QuerySet, Sum, Value, When
 from django.db.models.functions import NullIf, TruncHour
 
-from ecoreport.accounting.models import HourlyUsage
+from ecoreport.accounting.models import HourlyUsage, Source
 from ecoreport.accounting.scope import Scope
 from ecoreport.carbon.emissions import G_PER_KG, J_PER_KWH, S_PER_HOUR
 from ecoreport.carbon.models import Resolution
@@ -108,7 +108,11 @@ class Context:
 
     @property
     def rows(self) -> QuerySet[HourlyUsage]:
-        return self.scope.usage().filter(hour__gte=self.start, hour__lt=self.end)
+        # The levers are about GPUs the agent measures (idle time, power caps, when jobs run,
+        # with their GPU time and idle state); CodeCarbon trackers' energy has neither.
+        return self.scope.usage().filter(
+            hour__gte=self.start, hour__lt=self.end, source=Source.AGENT
+        )
 
 
 _IDLE_SHARE = Case(

@@ -154,7 +154,7 @@ def samples_ingest(
             raise IntegrityError(f"ingest batch {batch_id}: neither claimed nor stored")
         return _replay(stored, batch_id)
     if result.hours:
-        transaction.on_commit(_rollup_soon, robust=True)
+        transaction.on_commit(rollup_soon, robust=True)
     log.info(
         "ingest.batch org=%s host=%s batch_id=%s accepted=%d duplicates=%d rejected=%d warnings=%d",
         org.slug,
@@ -175,8 +175,16 @@ ROLLUP_TASK = "accounting.rollup_dirty_hours"
 ROLLUP_DEBOUNCE_S = 1
 
 
-def _rollup_soon() -> None:
+def rollup_soon() -> None:
+    """Ask for a rollup of the dirty hours (debounced); called on commit by every way in."""
     enqueue_debounced(ROLLUP_TASK, key="accounting:rollup-pending", window_s=ROLLUP_DEBOUNCE_S)
+
+
+def hours_mark_dirty(*, org: Organization, hours: Iterable[datetime], now: datetime) -> None:
+    """Mark these hours of ``org`` for the rollup (``accounting.rollup_dirty_hours``)."""
+    DirtyHour.objects.bulk_create(
+        [DirtyHour(organization=org, hour=hour, created_at=now) for hour in sorted(set(hours))]
+    )
 
 
 _BATCH_CLAIM = """
@@ -345,9 +353,7 @@ def _ingest_locked(
             )
         )
     SampleShare.objects.bulk_create(shares, batch_size=2000)
-    DirtyHour.objects.bulk_create(
-        [DirtyHour(organization=org, hour=hour, created_at=now) for hour in sorted(result.hours)]
-    )
+    hours_mark_dirty(org=org, hours=result.hours, now=now)
     return result
 
 

@@ -31,13 +31,25 @@ def _json_schema(operation, status: str):
     return operation["responses"][status]["content"]["application/json"]["schema"]
 
 
-def test_bearer_tokens_are_the_security_schemes_and_every_operation_uses_one(schema):
-    schemes = schema["components"]["securitySchemes"]
+def test_tokens_are_the_security_schemes_and_every_operation_uses_one(schema):
+    schemes = dict(schema["components"]["securitySchemes"])
+    # CodeCarbon trackers send their api_key in CodeCarbon's own header, not as a bearer token.
+    codecarbon = schemes.pop("codecarbonToken")
+    assert (codecarbon["type"], codecarbon["in"], codecarbon["name"]) == (
+        "apiKey",
+        "header",
+        "x-api-token",
+    )
     assert schemes.keys() == {"apiToken", "agentToken"}
     assert {s["type"] for s in schemes.values()} == {"http"}
     assert {s["scheme"] for s in schemes.values()} == {"bearer"}
     for path, method, operation in _operations(schema):
-        expected = "agentToken" if path in ("/api/v1/ingest", "/api/v1/agent/ping") else "apiToken"
+        if path in ("/api/v1/ingest", "/api/v1/agent/ping"):
+            expected = "agentToken"
+        elif path.startswith("/api/codecarbon/"):
+            expected = "codecarbonToken"
+        else:
+            expected = "apiToken"
         assert operation["security"] == [{expected: []}], (method, path)
 
 

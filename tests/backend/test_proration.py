@@ -218,7 +218,7 @@ def test_idle_energy_stays_idle_in_both_hours(agent, post_batch):
 
 
 def test_ingest_marks_every_hour_a_sample_overlaps(agent, post_batch, monkeypatch):
-    monkeypatch.setattr("ecoreport.telemetry.services._rollup_soon", lambda: None)
+    monkeypatch.setattr("ecoreport.telemetry.services.rollup_soon", lambda: None)
     post_batch(
         agent.token,
         _batch(

@@ -95,7 +95,7 @@ def test_late_sample_is_added_to_its_hour(agent, post_batch):
 
 def test_dirty_hours_are_swept_without_the_on_commit_enqueue(agent, post_batch, monkeypatch):
     # As if the broker had been down when the batch committed.
-    monkeypatch.setattr("ecoreport.telemetry.services._rollup_soon", lambda: None)
+    monkeypatch.setattr("ecoreport.telemetry.services.rollup_soon", lambda: None)
     post_batch(agent.token, make_batch([make_sample()]))
     assert not HourlyUsage.objects.exists()
     assert dirty_hours_rollup() == 1

@@ -169,15 +169,27 @@ def test_seed_demo_builds_history_and_rollups_and_reruns_cleanly(settings):
     from django.db.models import Count, Sum
 
     raw = samples.aggregate(e=Sum("energy_j"))["e"]
-    rolled = HourlyUsage.objects.filter(organization=org).aggregate(e=Sum("energy_j"))["e"]
+    rows = HourlyUsage.objects.filter(organization=org)
+    rolled = rows.filter(source="agent").aggregate(e=Sum("energy_j"))["e"]
     assert rolled == pytest.approx(raw, rel=1e-12)
+    # Two CodeCarbon trackers beside the agents: their deltas, by component, are rolled up too;
+    # the one on an agent-measured host books no GPU energy.
+    from ecoreport.codecarbon.models import EnergyPart
+
+    tracked = EnergyPart.objects.filter(organization=org).aggregate(e=Sum("energy_j"))["e"]
+    by_component = dict(
+        rows.filter(source="codecarbon").values_list("component").annotate(e=Sum("energy_j"))
+    )
+    assert set(by_component) == {"gpu", "cpu", "ram"}
+    assert sum(by_component.values()) == pytest.approx(tracked, rel=1e-12)
+    assert "CodeCarbon deltas" in out.getvalue()
     # One job per GPU at a time: attributed samples say "single", idle ones nothing.
     splits = dict(samples.values_list("split").annotate(n=Count("id")))
     assert set(splits) == {"single", ""} and all(splits.values())
     from ecoreport.accounting.models import HourlyJobUsage, HourlySummary
 
     summary = HourlySummary.objects.filter(organization=org).aggregate(e=Sum("energy_j"))["e"]
-    assert summary == pytest.approx(raw, rel=1e-12)
+    assert summary == pytest.approx(raw + tracked, rel=1e-12)
     # Jobs keep one id while they run: fewer jobs than GPU-days, some spanning several hours.
     jobs = HourlyJobUsage.objects.filter(organization=org)
     assert jobs.values("job_id").distinct().count() >= 3

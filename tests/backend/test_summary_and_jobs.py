@@ -19,7 +19,7 @@ pytestmark = pytest.mark.django_db
 KWH = 3_600_000.0
 # Every column the two tables share beside the keys: each measure and emission figure, whatever
 # measures get added, not a copy of today's list.
-_KEYS = {"id", "organization", "hour", "site", "team", "project"}
+_KEYS = {"id", "organization", "hour", "site", "team", "project", "component", "source"}
 COLUMNS = sorted(
     (
         {f.name for f in HourlySummary._meta.concrete_fields}

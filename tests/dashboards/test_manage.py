@@ -53,6 +53,7 @@ PAGES = [
     "/manage/factors/",
     "/manage/factors/?zone=FR",
     "/manage/agents/",
+    "/manage/codecarbon/",
     "/manage/members/",
     "/manage/api-tokens/",
 ]

@@ -53,7 +53,9 @@ def _seed() -> dict[str, str]:
     from django.utils import timezone
 
     from ecoreport.carbon.sites import site_create
+    from ecoreport.codecarbon.services import token_issue
     from ecoreport.fleet.services import agent_token_issue, host_ensure
+    from ecoreport.organizations.models import Project, Team
     from ecoreport.organizations.services import (
         api_token_issue,
         membership_ensure,
@@ -62,12 +64,17 @@ def _seed() -> dict[str, str]:
 
     org = organization_create(slug="fuzz", name="Fuzz")
     owner = membership_ensure(organization=org, username="fuzzer", role="owner")
-    site_create(organization=org, slug="dc1", name="DC 1", grid_zone="FR", pue="1.3", provider="")
+    site = site_create(
+        organization=org, slug="dc1", name="DC 1", grid_zone="FR", pue="1.3", provider=""
+    )
+    team = Team.objects.create(organization=org, slug="fuzz-team")
+    project = Project.objects.create(organization=org, slug="fuzz-project", team=team)
     # Hourly factors from the current hour, so the best window and the Carbon Aware SDK routes
     # answer 200s (their documented examples name FR) and not only "no hourly data".
     first = timezone.now().replace(minute=0, second=0, microsecond=0)
     load_hourly("FR", first, [40.0 + (h * 7) % 30 for h in range(48)], source="fuzz grid")
     return {
+        "ECOREPORT_CODECARBON_TOKEN": token_issue(team=team, project=project, site=site)[1],
         "ECOREPORT_API_TOKEN": api_token_issue(membership=owner),
         "ECOREPORT_AGENT_TOKEN": agent_token_issue(
             host=host_ensure(organization=org, hostname="fuzz-node")

@@ -69,6 +69,7 @@ def usage(cast: Any) -> Callable[..., None]:
                     team=team,
                     project=project,
                     energy_j=energy_j,
+                    agent_energy_j=energy_j,  # the agent's rows, as the rollup writes them
                     idle_energy_j=energy_j * idle_share,
                     gpu_seconds=3600,
                     util_seconds=3600,

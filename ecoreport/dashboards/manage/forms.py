@@ -15,7 +15,7 @@ from ecoreport.carbon.importer import FactorError, parse_zone
 from ecoreport.carbon.models import MAX_INTENSITY_G_PER_KWH, Basis, InstrumentKind, Scope
 from ecoreport.carbon.validation import CarbonInputError, pue_validate
 from ecoreport.fleet.models import Site
-from ecoreport.organizations.models import Role, slug_validator
+from ecoreport.organizations.models import Project, Role, Team, slug_validator
 
 MAX_IMPORT_BYTES = 5 * 1024 * 1024
 
@@ -285,6 +285,32 @@ class AgentTokenForm(_Form):
         field = self.fields["site"]
         assert isinstance(field, forms.ModelChoiceField)
         field.queryset = sites
+
+
+class CodeCarbonTokenForm(_Form):
+    id_prefix = "codecarbon"
+    team = forms.ModelChoiceField(queryset=Team.objects.none(), help_text="Whose runs these are.")
+    project = forms.ModelChoiceField(
+        queryset=Project.objects.none(), help_text="Each run becomes a job of this project."
+    )
+    site = forms.ModelChoiceField(
+        queryset=Site.objects.none(),
+        help_text="Where the trackers run: its grid zone and PUE apply to their energy.",
+    )
+    exclude_gpu = forms.BooleanField(
+        required=False,
+        label="Exclude GPU energy",
+        help_text="For hosts whose GPUs an EcoReport agent already measures: the trackers' GPU "
+        "energy is ignored, so it is not counted twice.",
+    )
+
+    def __init__(self, *args: Any, teams: Any, projects: Any, sites: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Only this organization's rows can be chosen: another's id is "not a valid choice".
+        for name, queryset in (("team", teams), ("project", projects), ("site", sites)):
+            field = self.fields[name]
+            assert isinstance(field, forms.ModelChoiceField)
+            field.queryset = queryset
 
 
 def role_choices(*, is_owner: bool) -> list[tuple[str, str]]:

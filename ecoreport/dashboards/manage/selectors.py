@@ -10,8 +10,16 @@ from django.http import Http404
 from django.utils import timezone
 
 from ecoreport.carbon.models import CarbonIntensity, MarketInstrument, SitePue
+from ecoreport.codecarbon.models import CodeCarbonToken
 from ecoreport.fleet.models import AgentCredential, Host, Site
-from ecoreport.organizations.models import ApiToken, Invitation, Membership, Organization
+from ecoreport.organizations.models import (
+    ApiToken,
+    Invitation,
+    Membership,
+    Organization,
+    Project,
+    Team,
+)
 
 
 def _one(qs: QuerySet[Any], pk: int, what: str) -> Any:
@@ -141,6 +149,27 @@ def agent_credential_of(organization: Organization, pk: int) -> AgentCredential:
         AgentCredential.objects.for_org(organization).select_related("host"), pk, "agent token"
     )
     return credential
+
+
+def codecarbon_tokens_of(organization: Organization) -> QuerySet[CodeCarbonToken]:
+    # As agent tokens: active ones first (newest first), then the revoked ones.
+    return (
+        CodeCarbonToken.objects.for_org(organization)
+        .select_related("team", "project", "site")
+        .order_by(F("revoked_at").desc(nulls_first=True), "-created_at", "-id")
+    )
+
+
+def codecarbon_token_of(organization: Organization, pk: int) -> CodeCarbonToken:
+    token: CodeCarbonToken = _one(codecarbon_tokens_of(organization), pk, "CodeCarbon token")
+    return token
+
+
+def teams_and_projects_of(organization: Organization) -> tuple[QuerySet[Team], QuerySet[Project]]:
+    return (
+        Team.objects.for_org(organization).order_by("slug"),
+        Project.objects.for_org(organization).order_by("slug"),
+    )
 
 
 def hosts_of(organization: Organization) -> QuerySet[Host]:

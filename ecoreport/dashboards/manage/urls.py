@@ -1,8 +1,9 @@
-"""In-app administration for organization admins: sites, factors, agent tokens, members."""
+"""In-app administration for organization admins: sites, factors, agent and CodeCarbon tokens,
+members."""
 
 from django.urls import path
 
-from ecoreport.dashboards.manage import agents, factors, members, sites, views
+from ecoreport.dashboards.manage import agents, codecarbon, factors, members, sites, views
 
 app_name = "manage"
 urlpatterns = [
@@ -21,6 +22,10 @@ urlpatterns = [
     path("factors/<int:pk>/delete", factors.factor_remove, name="factor-delete"),
     path("agents/", agents.agents, name="agents"),
     path("agents/<int:pk>/revoke", agents.agent_revoke, name="agent-revoke"),
+    path("codecarbon/", codecarbon.codecarbon_tokens, name="codecarbon"),
+    path(
+        "codecarbon/<int:pk>/revoke", codecarbon.codecarbon_token_revoke, name="codecarbon-revoke"
+    ),
     path("members/", members.members, name="members"),
     path("members/<int:pk>/role", members.member_role, name="member-role"),
     path("members/<int:pk>/remove", members.member_remove, name="member-remove"),

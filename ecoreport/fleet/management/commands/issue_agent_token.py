@@ -1,7 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from ecoreport.fleet.models import Site
-from ecoreport.fleet.services import agent_token_issue, host_ensure
+from ecoreport.fleet.services import FleetInputError, agent_token_issue, host_ensure, site_by_slug
 from ecoreport.organizations.models import Organization, Project, Team
 
 
@@ -25,13 +24,10 @@ class Command(BaseCommand):
             raise CommandError(f"No organization {org!r}.")
         site_obj = None
         if site:
-            site_obj = Site.objects.for_org(organization).filter(slug=site).first()
-            if site_obj is None:
-                known = (
-                    ", ".join(Site.objects.for_org(organization).values_list("slug", flat=True))
-                    or "none"
-                )
-                raise CommandError(f"No site {site!r} in {org} (known: {known}).")
+            try:
+                site_obj = site_by_slug(organization=organization, slug=site)
+            except FleetInputError as exc:
+                raise CommandError(str(exc)) from None
         team_obj = (
             Team.objects.get_or_create(
                 organization=organization, slug=team, defaults={"name": team}

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('accounting', '0004_prorate_hour_crossing_samples'),
+        ('accounting', '0005_energy_component_and_source'),
         ('fleet', '0001_initial'),
         ('organizations', '0002_invitations'),
     ]

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class CodeCarbonConfig(AppConfig):
+    name = "ecoreport.codecarbon"
+    label = "codecarbon"
