@@ -3,6 +3,7 @@ history and live data join without a gap and no host reads "offline" after `make
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 from io import StringIO
 
@@ -39,7 +40,7 @@ def test_every_seeded_host_continues_from_its_last_sample(settings):
             .order_by("start")
             .values_list("start", "end")
         )
-        assert all(a[1] == b[0] for a, b in zip(rows, rows[1:])), "gap or overlap"
+        assert all(a[1] == b[0] for a, b in itertools.pairwise(rows)), "gap or overlap"
         assert rows[-1][1] == start
     # Later ticks add what elapsed, nothing twice.
     assert fleet.tick(start + timedelta(seconds=25)) == 5 * 2
