@@ -40,9 +40,9 @@ def main() -> int:
         count = page.locator("[data-figure]").count()
         # A locator wait, not wait_for_function: the app's CSP refuses evaluated strings.
         for i in range(count):
-            page.locator("[data-figure]").nth(i).and_(
-                page.locator("[data-drawn=true]")
-            ).wait_for(timeout=30_000)
+            page.locator("[data-figure]").nth(i).and_(page.locator("[data-drawn=true]")).wait_for(
+                timeout=30_000
+            )
         page.locator("#live[data-live-at]").or_(page.locator("h1")).first.wait_for()
         page.wait_for_load_state("networkidle")
         page.screenshot(path=args.out, full_page=True)

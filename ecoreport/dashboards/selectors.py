@@ -714,3 +714,48 @@ def chart_colours(organization: Organization, by: str) -> dict[str, str]:
         slugs = Site.objects.for_org(organization).order_by("pk").values_list("slug", flat=True)
         return colours_in_order(list(slugs))
     return label_colours(organization, by)
+
+
+def device_usage(
+    organization: Organization, period: Period, *, host: Host | None = None, gpu: Gpu | None = None
+) -> dict[str, Any]:
+    """One host's or one GPU's period from the rollups: totals, a series at the period's
+    granularity, the split by team and project, and (from the raw shares while kept) the jobs
+    that ran on it."""
+    from ecoreport.telemetry.models import SampleShare
+
+    rows = HourlyUsage.objects.for_org(organization).filter(
+        hour__gte=period.start, hour__lt=period.end
+    )
+    shares = SampleShare.objects.filter(
+        organization=organization, sample__start__gte=period.start, sample__start__lt=period.end
+    ).exclude(job_id="")
+    if host is not None:
+        rows, shares = rows.filter(host=host), shares.filter(sample__host=host)
+    if gpu is not None:
+        rows, shares = rows.filter(gpu=gpu), shares.filter(sample__gpu=gpu)
+    totals = usage.usage_metrics(rows.aggregate(**usage._SUMS))
+    series = [
+        {"period_start": r["period"], **usage.usage_metrics(r)}
+        for r in rows.annotate(period=usage._period_expr(period.granularity))
+        .values("period")
+        .annotate(**usage._SUMS)
+        .order_by("period")
+    ]
+    split = [
+        {
+            "team": r["team__slug"],
+            "team_name": r["team__name"] or r["team__slug"],
+            "project": r["project__slug"],
+            "project_name": r["project__name"] or r["project__slug"],
+            **usage.usage_metrics(r),
+        }
+        for r in rows.values("team__slug", "team__name", "project__slug", "project__name")
+        .annotate(**usage._SUMS)
+        .order_by("-energy_j")
+    ]
+    jobs = [
+        {"job_id": r["job_id"], "energy_kwh": (r["e"] or 0.0) / usage.J_PER_KWH}
+        for r in shares.values("job_id").annotate(e=Sum("energy_j")).order_by("-e", "job_id")[:20]
+    ]
+    return {"totals": totals, "series": series, "split": split, "jobs": jobs}

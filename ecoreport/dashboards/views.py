@@ -481,3 +481,74 @@ class BestTimeForm(forms.Form):
     def __init__(self, *args: Any, zones: list[str], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["zone"].choices = [(z, z) for z in zones]
+
+
+def _device_page(
+    request: HttpRequest,
+    membership: Membership,
+    *,
+    host: Any = None,
+    gpu: Any = None,
+) -> HttpResponse:
+    period, error = _period(request)
+    data = sel.device_usage(membership.organization, period, host=host, gpu=gpu)
+    x = [r["period_start"] for r in data["series"]]
+    subject = "GPU" if gpu is not None else "host"
+    return _page(
+        request,
+        "dashboards/device.html",
+        membership=membership,
+        period=period,
+        error=error,
+        tables={"series": lambda: data["series"], "split": lambda: data["split"]},
+        context={
+            "host": host if host is not None else gpu.host,
+            "gpu": gpu,
+            "gpus": list(host.gpus.order_by("index")) if host is not None else [],
+            "data": data,
+            "subject": subject,
+            "figures": {
+                "device-energy": _with_markers(
+                    figures.lines_over_time(
+                        [("Energy", x, [r["energy_kwh"] for r in data["series"]])],
+                        title=f"Energy of the {subject}",
+                        unit="kWh",
+                    )
+                ),
+                "device-utilization": _with_markers(
+                    figures.lines_over_time(
+                        [("GPU utilization", x, [r["avg_gpu_util_pct"] for r in data["series"]])],
+                        title=f"Utilization of the {subject}",
+                        unit="%",
+                    )
+                ),
+            },
+        },
+    )
+
+
+@login_required
+@reads_from_replica
+def host(request: HttpRequest, hostname: str) -> HttpResponse:
+    """One host: its GPUs, energy and utilization over the period, who used it, its jobs."""
+    from ecoreport.fleet.models import Host
+
+    membership = current_membership(request)
+    subject = get_object_or_404(
+        Host.objects.for_org(membership.organization).select_related("site"), hostname=hostname
+    )
+    return _device_page(request, membership, host=subject)
+
+
+@login_required
+@reads_from_replica
+def gpu(request: HttpRequest, uuid: str) -> HttpResponse:
+    """One GPU: energy and utilization over the period, who used it, its jobs."""
+    from ecoreport.fleet.models import Gpu
+
+    membership = current_membership(request)
+    subject = get_object_or_404(
+        Gpu.objects.for_org(membership.organization).select_related("host", "host__site"),
+        uuid=uuid,
+    )
+    return _device_page(request, membership, gpu=subject)

@@ -100,3 +100,32 @@ def test_an_outsider_and_an_unknown_job_get_404(client, job_ran):
     assert client.get("/users/alice/").context["jobs"] == []
     client.force_login(job_ran.owner.user)
     assert client.get("/jobs/no-such-job/").status_code == 404
+
+
+def test_the_host_and_gpu_pages(client, job_ran):
+    client.force_login(job_ran.member.user)
+    host = client.get("/hosts/gpu-node-01/?period=7d")
+    assert host.status_code == 200
+    data = host.context["data"]
+    assert data["totals"]["energy_kwh"] == pytest.approx(1.6)  # 1.5 of the job + 0.1 after
+    assert [g.uuid for g in host.context["gpus"]] == ["GPU-0", "GPU-1"]
+    assert [(j["job_id"], round(j["energy_kwh"], 9)) for j in data["jobs"]] == [
+        (JOB, 1.5),
+        ("other", 0.1),
+    ]
+    assert sum(r["energy_kwh"] for r in data["series"]) == pytest.approx(1.6)
+    body = host.content.decode()
+    assert 'href="/gpus/GPU-1/?' in body and f'href="/jobs/{JOB}/"' in body
+    gpu = client.get("/gpus/GPU-1/?period=7d")
+    assert gpu.status_code == 200
+    assert gpu.context["data"]["totals"]["energy_kwh"] == pytest.approx(0.6)
+    assert [r["project"] for r in gpu.context["data"]["split"]] == ["llm"]
+    # The fleet page and the job page link to them.
+    assert 'href="/hosts/gpu-node-01/?' in client.get("/fleet/").content.decode()
+    assert 'href="/gpus/GPU-0/"' in client.get(f"/jobs/{JOB}/").content.decode()
+
+
+def test_an_outsider_gets_404_for_the_host_and_gpu(client, job_ran):
+    client.force_login(job_ran.outsider.user)
+    assert client.get("/hosts/gpu-node-01/").status_code == 404
+    assert client.get("/gpus/GPU-0/").status_code == 404
