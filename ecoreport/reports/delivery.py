@@ -111,7 +111,8 @@ def report_delivery_attempt(*, delivery_id: int) -> float | None:
     row: after REPORTS_DELIVERY_MAX_RETRIES retries the delivery is ``failed``."""
     with transaction.atomic():
         delivery = (
-            ReportDelivery.objects.select_for_update()
+            # of=("self",): PostgreSQL cannot lock the nullable side (the team) of the join.
+            ReportDelivery.objects.select_for_update(of=("self",))
             .select_related("report__organization", "report__team")
             .filter(pk=delivery_id, state=ReportDelivery.State.PENDING)
             .first()

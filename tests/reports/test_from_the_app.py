@@ -160,7 +160,8 @@ def smtp_server():
         port = probe.getsockname()[1]
     controller = Controller(handler, hostname="127.0.0.1", port=port)
     yield controller, handler, port
-    controller.stop()
+    if getattr(controller, "_thread", None) is not None:  # started by the test
+        controller.stop()
 
 
 def test_delivery_over_smtp_is_retried_while_the_server_is_down(
