@@ -565,6 +565,10 @@ def live_fleet(organization: Organization, *, now: datetime | None = None) -> di
     }
 
 
+# How far back the job, host and GPU pages read the raw samples (the rest is from the rollups).
+RAW_LOOKBACK = timedelta(days=7)
+
+
 def job_detail(organization: Organization, job_id: str) -> dict[str, Any] | None:
     """One job over its whole life, from its rolled-up hours: totals, the hourly timeline, who
     ran it where, and the GPUs it used (from the raw samples while they are kept). ``None`` when
@@ -603,12 +607,13 @@ def job_detail(organization: Organization, job_id: str) -> dict[str, Any] | None
     sites = Site.objects.filter(pk__in=rows.values("site_id")).order_by("slug")
     users = sorted(set(rows.exclude(user_name="").values_list("user_name", flat=True)))
     first, last = hours[0]["hour"], hours[-1]["hour"]
-    # A sample may start in the hour before the job's first rolled-up hour (proration).
+    # A sample may start in the hour before the job's first rolled-up hour (proration). The raw
+    # shares have no job index: a job that ran for weeks is read over its last RAW_LOOKBACK only.
     gpus = list(
         SampleShare.objects.filter(
             organization=organization,
             job_id=job_id,
-            sample__start__gte=first - timedelta(hours=1),
+            sample__start__gte=max(first - timedelta(hours=1), last - RAW_LOOKBACK),
             sample__start__lt=last + timedelta(hours=1),
         )
         .values("sample__host__hostname", "sample__gpu__index", "sample__gpu__uuid")
@@ -659,6 +664,7 @@ def job_detail(organization: Organization, job_id: str) -> dict[str, Any] | None
             }
             for g in gpus
         ],
+        "gpus_since": max(first - timedelta(hours=1), last - RAW_LOOKBACK),
         "low_utilization": low_util,
         "low_util_threshold_pct": a.low_util_threshold_pct,
         "what_ifs": what_ifs,
@@ -727,8 +733,11 @@ def device_usage(
     rows = HourlyUsage.objects.for_org(organization).filter(
         hour__gte=period.start, hour__lt=period.end
     )
+    # The jobs from the raw shares over the period's last RAW_LOOKBACK at most (no job index).
     shares = SampleShare.objects.filter(
-        organization=organization, sample__start__gte=period.start, sample__start__lt=period.end
+        organization=organization,
+        sample__start__gte=max(period.start, period.end - RAW_LOOKBACK),
+        sample__start__lt=period.end,
     ).exclude(job_id="")
     if host is not None:
         rows, shares = rows.filter(host=host), shares.filter(sample__host=host)
@@ -758,4 +767,10 @@ def device_usage(
         {"job_id": r["job_id"], "energy_kwh": (r["e"] or 0.0) / usage.J_PER_KWH}
         for r in shares.values("job_id").annotate(e=Sum("energy_j")).order_by("-e", "job_id")[:20]
     ]
-    return {"totals": totals, "series": series, "split": split, "jobs": jobs}
+    return {
+        "totals": totals,
+        "series": series,
+        "split": split,
+        "jobs": jobs,
+        "jobs_since": max(period.start, period.end - RAW_LOOKBACK),
+    }

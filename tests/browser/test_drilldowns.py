@@ -38,7 +38,7 @@ def test_the_biggest_jobs_link_to_the_job_page_and_its_gpus(
     page.wait_for_selector("[data-figure='job-gpus'][data-drawn='true']", timeout=15_000)
     assert page.locator("h1").inner_text() == "Job: train-7"
     assert "1.80" in page.locator(".cards").first.inner_text()  # 3 h x 2 GPUs x 300 W
-    assert page.locator("#gpus-title + p + table tbody tr").count() == 2
+    assert page.locator("#gpus-title ~ table tbody tr").count() == 2
     page.click("a[href='/gpus/GPU-8/']")
     page.wait_for_selector("[data-figure='device-energy'][data-drawn='true']", timeout=15_000)
     assert "GPU" in page.locator("h1").inner_text()
