@@ -134,6 +134,10 @@ USAGE_COLUMNS = [
     "market_factor_id",
     "certificate_share",
     "emissions_computed_at",
+    # All of it the agents' GPU energy (CodeCarbon's dimensions, issue 15).
+    "agent_energy_j",
+    "component",
+    "source",
 ]
 JOB_COLUMNS = [
     "organization_id",
@@ -151,6 +155,8 @@ JOB_COLUMNS = [
     "facility_energy_j",
     "co2e_g",
     "co2e_market_g",
+    "component",
+    "source",
 ]
 BIG_TABLES = ["accounting_hourlyusage", "accounting_hourlyjobusage", "accounting_hourlysummary"]
 
@@ -629,7 +635,7 @@ def stream_rows(args: argparse.Namespace, url: str, ids: dict, start: datetime, 
                                 jlines.append(
                                     f"{org}\t{ts}\t{site_id}\t{key}\t{job.job_id}\t{job.user}\t"
                                     f"{e:.1f}\t{sec * n}\t{sec * n}\t{util * sec * n:.1f}\t{n}\t"
-                                    f"{fe:.1f}\t{fe * lk:.4f}\t{fe * mk:.4f}\n"
+                                    f"{fe:.1f}\t{fe * lk:.4f}\t{fe * mk:.4f}\tgpu\tagent\n"
                                 )
                         idle = 3600 - covered
                         if idle > 0:
@@ -649,7 +655,7 @@ def stream_rows(args: argparse.Namespace, url: str, ids: dict, start: datetime, 
                             mid = f"{ts}\t{key}\t"
                             tail = (
                                 f"\t{acc[5]:.0f}\t{acc[6]:.0f}\t{acc[7]:.1f}\t{round(acc[8])}\t"
-                                f"{site_suffix}\n"
+                                f"{site_suffix}"
                             )
                             for prefix, gm in lane.gpus:
                                 e = e1 * gm
@@ -657,7 +663,7 @@ def stream_rows(args: argparse.Namespace, url: str, ids: dict, start: datetime, 
                                 lines.append(
                                     f"{prefix}{mid}{e:.1f}\t{i1 * gm:.1f}\t{u1 * gm:.1f}\t"
                                     f"{uxe1 * gm:.1f}\t{ue1 * gm:.1f}\t{fe:.1f}\t{fe * lk:.4f}\t"
-                                    f"{fe * mk:.4f}{tail}"
+                                    f"{fe * mk:.4f}{tail}\t{e:.1f}\tgpu\tagent\n"
                                 )
                 copy_u.write("".join(lines))
                 if jlines:
