@@ -680,26 +680,10 @@ def zone_hourly_intensity(
     organization: Organization, zone: str, *, start: datetime, end: datetime
 ) -> dict[str, list[dict[str, Any]]]:
     """A zone's hourly factors in ``[start, end)`` by basis (``location``, ``marginal``), the
-    organization's own before shared ones for the same hour, each marked actual or forecast."""
-    from ecoreport.carbon.models import CarbonIntensity, Resolution
+    organization's own before shared ones for the same hour, each marked actual or forecast
+    (the best window's own reading of them: ``savings.windows.hourly_factors``)."""
+    from ecoreport.savings.windows import hourly_factors
 
-    rows = (
-        CarbonIntensity.objects.visible_to(organization)
-        .filter(
-            zone=zone,
-            resolution=Resolution.HOUR,
-            basis__in=["location", "marginal"],
-            start__gte=start,
-            start__lt=end,
-        )
-        .order_by("basis", "start")
-    )
-    by_basis: dict[str, dict[datetime, Any]] = {"location": {}, "marginal": {}}
-    for row in rows:
-        hours = by_basis[row.basis]
-        if row.start in hours and hours[row.start].organization_id is not None:
-            continue  # the organization's own factor for the hour wins
-        hours[row.start] = row
     return {
         basis: [
             {
@@ -708,9 +692,9 @@ def zone_hourly_intensity(
                 "forecast": r.is_forecast,
                 "source": r.source,
             }
-            for _, r in sorted(hours.items())
+            for r in rows
         ]
-        for basis, hours in by_basis.items()
+        for basis, rows in hourly_factors(organization, zone=zone, start=start, end=end).items()
     }
 
 

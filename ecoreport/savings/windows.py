@@ -301,6 +301,19 @@ def observed(
     ]
 
 
+def hourly_factors(
+    organization: Organization, *, zone: str, start: datetime, end: datetime
+) -> dict[str, list[CarbonIntensity]]:
+    """The zone's hourly factors in ``[start, end)`` by basis (``location``, ``marginal``), in
+    hour order, the organization's own before a shared one for the same hour; gaps left out
+    (the carbon page draws them as they are)."""
+    rows = _hourly_rows(organization, zone=zone, first=start, last=end)
+    return {
+        basis: [row for _, row in sorted(_by_hour(rows, basis=basis).items())]
+        for basis in ("location", "marginal")
+    }
+
+
 def signal_zones(organization: Organization) -> list[str]:
     """The zones with hourly factors (either basis) the organization can see, in order."""
     return list(
