@@ -305,13 +305,6 @@ def fleet_live(request: HttpRequest) -> JsonResponse:
     )
 
 
-def _with_markers(fig: dict[str, Any]) -> dict[str, Any]:
-    """A job of one hour is one point: draw markers, a line alone would show nothing."""
-    for trace in fig["data"]:
-        trace["mode"] = "lines+markers"
-    return fig
-
-
 @login_required
 @reads_from_replica
 def job(request: HttpRequest, job_id: str) -> HttpResponse:
@@ -334,19 +327,15 @@ def job(request: HttpRequest, job_id: str) -> HttpResponse:
         context={
             "job": detail,
             "figures": {
-                "job-energy": _with_markers(
-                    figures.lines_over_time(
-                        [("Energy", x, [h["energy_kwh"] for h in hours])],
-                        title="Energy per hour",
-                        unit="kWh",
-                    )
+                "job-energy": figures.lines_over_time(
+                    [("Energy", x, [h["energy_kwh"] for h in hours])],
+                    title="Energy per hour",
+                    unit="kWh",
                 ),
-                "job-gpus": _with_markers(
-                    figures.lines_over_time(
-                        [("GPU-hours", x, [h["gpu_hours"] for h in hours])],
-                        title="GPU time per hour",
-                        unit="GPU-hours",
-                    )
+                "job-gpus": figures.lines_over_time(
+                    [("GPU-hours", x, [h["gpu_hours"] for h in hours])],
+                    title="GPU time per hour",
+                    unit="GPU-hours",
                 ),
             },
         },
@@ -427,10 +416,8 @@ def carbon(request: HttpRequest) -> HttpResponse:
             }
         )
         if lines:
-            figs[key] = _with_markers(
-                figures.lines_over_time(
-                    lines, title=f"Hourly carbon intensity, {zone}", unit="g CO2e/kWh"
-                )
+            figs[key] = figures.lines_over_time(
+                lines, title=f"Hourly carbon intensity, {zone}", unit="g CO2e/kWh"
             )
     form = BestTimeForm(request.GET or None, zones=zones)
     answer, problem = None, None
@@ -508,19 +495,15 @@ def _device_page(
             "data": data,
             "subject": subject,
             "figures": {
-                "device-energy": _with_markers(
-                    figures.lines_over_time(
-                        [("Energy", x, [r["energy_kwh"] for r in data["series"]])],
-                        title=f"Energy of the {subject}",
-                        unit="kWh",
-                    )
+                "device-energy": figures.lines_over_time(
+                    [("Energy", x, [r["energy_kwh"] for r in data["series"]])],
+                    title=f"Energy of the {subject}",
+                    unit="kWh",
                 ),
-                "device-utilization": _with_markers(
-                    figures.lines_over_time(
-                        [("GPU utilization", x, [r["avg_gpu_util_pct"] for r in data["series"]])],
-                        title=f"Utilization of the {subject}",
-                        unit="%",
-                    )
+                "device-utilization": figures.lines_over_time(
+                    [("GPU utilization", x, [r["avg_gpu_util_pct"] for r in data["series"]])],
+                    title=f"Utilization of the {subject}",
+                    unit="%",
                 ),
             },
         },
