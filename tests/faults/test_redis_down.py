@@ -12,11 +12,14 @@ import json
 import shutil
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from datetime import timedelta
 
 import pytest
 
-from tests.conftest import BASE_TIME, iso, make_batch, make_sample
+from tests.codecarbon.conftest import captured
+from tests.conftest import BASE_TIME, iso, load_hourly, make_batch, make_sample
 from tests.e2e.conftest import Stack, _free_port
 
 pytestmark = [
@@ -41,6 +44,29 @@ def _org():
         membership=membership_ensure(organization=org, username="ria", role="viewer")
     )
     return org, agent_token, api_token
+
+
+def _codecarbon_token(org):
+    from ecoreport.carbon.sites import site_create
+    from ecoreport.codecarbon.services import token_issue
+    from ecoreport.organizations.models import Project, Team
+
+    team = Team.objects.create(organization=org, slug="cc-team")
+    project = Project.objects.create(organization=org, slug="cc-project", team=team)
+    site = site_create(organization=org, slug="cc-dc", name="DC", grid_zone="FR", pue="1.2")
+    return token_issue(team=team, project=project, site=site)[1]
+
+
+def _post_json(url: str, path: str, body: dict, headers: dict[str, str]) -> tuple[int, dict]:
+    req = urllib.request.Request(url + path, data=json.dumps(body).encode(), method="POST")
+    req.add_header("Content-Type", "application/json")
+    for k, v in headers.items():
+        req.add_header(k, v)
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"null")
 
 
 def _usage_kwh(stack: Stack, token: str) -> tuple[int, float]:
@@ -91,6 +117,19 @@ def test_ingest_and_read_api_answer_with_redis_down_and_rollups_catch_up(process
     assert DirtyHour.objects.filter(organization=org).exists()
     # Nothing could roll up, but the read API answers (with what is rolled up: nothing yet).
     assert _usage_kwh(stack, api_token) == (200, 0.0)
+    # The other ways in answer too: a CodeCarbon tracker's run, the Carbon Aware SDK routes,
+    # and a Prometheus scrape (its closed-hours cache misses and sums every hour instead).
+    cc_token = _codecarbon_token(org)
+    run = {**captured()[0]["body"], "experiment_id": "11111111-2222-3333-4444-555555555555"}
+    status, created = _post_json(url, "/api/codecarbon/runs", run, {"x-api-token": cc_token})
+    assert status == 201 and created["id"], created
+    load_hourly("FR", BASE_TIME, [50.0, 60.0], organization=org)
+    status, locations = stack.request("GET", "/api/carbon-aware/locations", token=api_token)
+    assert status == 200 and "FR" in json.dumps(locations), locations
+    scrape = urllib.request.Request(url + "/metrics")
+    scrape.add_header("Authorization", f"Bearer {api_token}")
+    with urllib.request.urlopen(scrape, timeout=30) as answer:
+        assert answer.status == 200 and b"ecoreport_target_status" in answer.read()
     log = web_log.read_text()
     assert "cache.unavailable" in log
     assert "throttle.local_fallback" in log
